@@ -1,0 +1,368 @@
+"""The distributions every scheme reduces to: how each is sampled, beside the closed forms of its moments.
+
+`sample(stream, shape, start, stop)` returns the float64 values of flat (row-major) elements [start, stop).
+Element-wise distributions draw element i from block i // 4 of the stream only, so every slice is
+independent of how the tensor is cut up. Structured ones (eye, dirac: deterministic; orthogonal, sparse: need
+whole columns or the whole matrix) say so with `random_access = False` where they need more than the slice.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.engine import detmath, transforms
+from service.engine.errors import InitError
+from service.engine.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
+
+F64 = NDArray[np.float64]
+
+# Largest |z| Box-Muller can return: sqrt(-2 ln 2^-53), reached when u1 = 2^-53.
+MAX_NORMAL_RADIUS = math.sqrt(-2.0 * math.log(2.0**-53))
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Mean and variance of a distribution and its support; None bounds are unbounded."""
+
+    mean: float
+    variance: float
+    lower: float | None
+    upper: float | None
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.variance)
+
+
+class Distribution(ABC):
+    kind: ClassVar[str]
+    continuous: ClassVar[bool] = False  # has a continuous CDF (KS applies)
+    random_access: ClassVar[bool] = True  # a slice costs only the slice
+
+    @abstractmethod
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64: ...
+
+    @abstractmethod
+    def moments(self) -> Moments: ...
+
+    @abstractmethod
+    def max_abs(self) -> float:
+        """Largest |value| the sampler can return (used to refuse dtype overflow up front)."""
+
+    def cdf(self, x: F64) -> F64:
+        raise NotImplementedError(f"{self.kind} has no continuous CDF")
+
+    def describe(self) -> dict[str, float]:
+        """The numbers that define this distribution, for response metadata."""
+        return {}
+
+
+class Elementwise(Distribution):
+    """I.i.d. elements: element i is a function of stream block i // 4 only."""
+
+    continuous = True
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        first = start - start % WORDS_PER_BLOCK
+        last = -(-stop // WORDS_PER_BLOCK) * WORDS_PER_BLOCK
+        values = self.transform(stream.words(first, last))
+        return values[start - first : stop - first]
+
+    @abstractmethod
+    def transform(self, words: NDArray[np.uint64]) -> F64:
+        """Values of whole blocks of words (length a multiple of 4)."""
+
+
+@dataclass(frozen=True)
+class Uniform(Elementwise):
+    """U[low, high): x = low + (high - low) * u."""
+
+    low: float
+    high: float
+    kind: ClassVar[str] = "uniform"
+
+    def transform(self, words: NDArray[np.uint64]) -> F64:
+        return self.low + (self.high - self.low) * transforms.uniform01(words)
+
+    def moments(self) -> Moments:
+        return Moments((self.low + self.high) / 2, (self.high - self.low) ** 2 / 12, self.low, self.high)
+
+    def cdf(self, x: F64) -> F64:
+        if self.high == self.low:
+            return (x >= self.low).astype(np.float64)
+        return np.clip((x - self.low) / (self.high - self.low), 0.0, 1.0)
+
+    def max_abs(self) -> float:
+        return max(abs(self.low), abs(self.high))
+
+    def describe(self) -> dict[str, float]:
+        if self.low == -self.high:
+            return {"bound": self.high}
+        return {"low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True)
+class Normal(Elementwise):
+    """N(mean, std^2), untruncated: x = mean + std * z with z from Box-Muller."""
+
+    mean: float
+    std: float
+    kind: ClassVar[str] = "normal"
+
+    def transform(self, words: NDArray[np.uint64]) -> F64:
+        return self.mean + self.std * transforms.standard_normal(words)
+
+    def moments(self) -> Moments:
+        return Moments(self.mean, self.std**2, None, None)
+
+    def cdf(self, x: F64) -> F64:
+        if self.std == 0:
+            return (x >= self.mean).astype(np.float64)
+        return detmath.ndtr((x - self.mean) / self.std)
+
+    def max_abs(self) -> float:
+        return abs(self.mean) + self.std * MAX_NORMAL_RADIUS
+
+    def describe(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+
+@dataclass(frozen=True)
+class TruncatedNormal(Elementwise):
+    """N(mean, std^2) restricted to [a, b] (absolute bounds), by inverse CDF.
+
+    With alpha = (a - mean) / std and beta = (b - mean) / std, the standardised interval is mirrored to
+    (lo, hi) = (-beta, -alpha) when alpha + beta > 0, so that the CDF is evaluated in the lower tail where it
+    keeps its relative precision. Then  z = ndtri(Phi(lo) + u * (Phi(hi) - Phi(lo))),  negated if mirrored,
+    x = clip(mean + std * z, a, b), with u the open uniform.
+    """
+
+    mean: float
+    std: float
+    a: float
+    b: float
+    kind: ClassVar[str] = "truncated_normal"
+    _lo: float = field(init=False, repr=False)
+    _hi: float = field(init=False, repr=False)
+    _mirrored: bool = field(init=False, repr=False)
+    _p_lo: float = field(init=False, repr=False)
+    _mass: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.std > 0:
+            raise InitError("std", f"truncated normal needs std > 0, got {self.std}")
+        if not self.a < self.b:
+            raise InitError("b", f"truncated normal needs a < b, got a={self.a}, b={self.b}")
+        alpha, beta = (self.a - self.mean) / self.std, (self.b - self.mean) / self.std
+        mirrored = alpha + beta > 0
+        lo, hi = (-beta, -alpha) if mirrored else (alpha, beta)
+        p_lo, p_hi = detmath.ndtr(np.array([lo, hi]))
+        mass = float(p_hi - p_lo)
+        if not mass > 0:
+            raise InitError(
+                "b",
+                f"the interval [{self.a}, {self.b}] lies too far in the tail of N({self.mean}, {self.std}^2): "
+                "its probability underflows float64",
+            )
+        for name, value in (("_lo", lo), ("_hi", hi), ("_mirrored", mirrored), ("_p_lo", float(p_lo)),
+                            ("_mass", mass)):
+            object.__setattr__(self, name, value)
+
+    def transform(self, words: NDArray[np.uint64]) -> F64:
+        p = self._p_lo + transforms.uniform_open(words) * self._mass
+        z = detmath.ndtri(p)
+        if self._mirrored:
+            z = -z
+        return np.clip(self.mean + self.std * z, self.a, self.b)
+
+    def moments(self) -> Moments:
+        lo, hi, mass = self._lo, self._hi, self._mass
+        pdf_lo, pdf_hi = detmath.exp(-0.5 * np.array([lo, hi]) ** 2) / _SQRT_2PI
+        shift = (pdf_lo - pdf_hi) / mass
+        variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift**2
+        mean = -shift if self._mirrored else shift
+        return Moments(self.mean + self.std * float(mean), self.std**2 * max(float(variance), 0.0),
+                       self.a, self.b)
+
+    def cdf(self, x: F64) -> F64:
+        z = (np.clip(x, self.a, self.b) - self.mean) / self.std
+        if self._mirrored:
+            return np.clip((self._p_lo + self._mass - detmath.ndtr(-z)) / self._mass, 0.0, 1.0)
+        return np.clip((detmath.ndtr(z) - self._p_lo) / self._mass, 0.0, 1.0)
+
+    def max_abs(self) -> float:
+        return max(abs(self.a), abs(self.b))
+
+    def describe(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std, "a": self.a, "b": self.b}
+
+
+@dataclass(frozen=True)
+class Constant(Distribution):
+    """Every element equals `value`."""
+
+    value: float
+    kind: ClassVar[str] = "constant"
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        return np.full(stop - start, self.value, dtype=np.float64)
+
+    def moments(self) -> Moments:
+        return Moments(self.value, 0.0, self.value, self.value)
+
+    def max_abs(self) -> float:
+        return abs(self.value)
+
+    def describe(self) -> dict[str, float]:
+        return {"value": self.value}
+
+
+def _fixed_values_moments(count: int, value: float, total: int) -> Moments:
+    """Moments of a tensor holding `count` entries equal to `value` and zeros elsewhere."""
+    mean = value * count / total
+    variance = max(value * value * count / total - mean * mean, 0.0)
+    return Moments(mean, variance, min(0.0, value), max(0.0, value))
+
+
+@dataclass(frozen=True)
+class Eye(Distribution):
+    """gain on the main diagonal of a 2-D [rows, cols] matrix (rectangular allowed), 0 elsewhere."""
+
+    gain: float
+    rows: int
+    cols: int
+    kind: ClassVar[str] = "eye"
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        index = np.arange(start, stop, dtype=np.int64)
+        return np.where(index // self.cols == index % self.cols, self.gain, 0.0)
+
+    def moments(self) -> Moments:
+        return _fixed_values_moments(min(self.rows, self.cols), self.gain, self.rows * self.cols)
+
+    def max_abs(self) -> float:
+        return abs(self.gain)
+
+    def describe(self) -> dict[str, float]:
+        return {"gain": self.gain}
+
+
+@dataclass(frozen=True)
+class Dirac(Distribution):
+    """torch.nn.init.dirac_: 1 at [g*out_per_group + d, d, k0 // 2, ...] for d < min(out_per_group, in)."""
+
+    groups: int
+    shape: tuple[int, ...]
+    kind: ClassVar[str] = "dirac"
+
+    @property
+    def _out_per_group(self) -> int:
+        return self.shape[0] // self.groups
+
+    def ones(self) -> NDArray[np.int64]:
+        """Flat indices of the ones, ascending within each group."""
+        diagonal = np.arange(min(self._out_per_group, self.shape[1]), dtype=np.int64)
+        centre = tuple(np.full_like(diagonal, k // 2) for k in self.shape[2:])
+        return np.concatenate([
+            np.ravel_multi_index((g * self._out_per_group + diagonal, diagonal, *centre), self.shape)
+            for g in range(self.groups)
+        ])
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        out = np.zeros(stop - start, dtype=np.float64)
+        ones = self.ones()
+        out[ones[(ones >= start) & (ones < stop)] - start] = 1.0
+        return out
+
+    def moments(self) -> Moments:
+        count = self.groups * min(self._out_per_group, self.shape[1])
+        return _fixed_values_moments(count, 1.0, math.prod(self.shape))
+
+    def max_abs(self) -> float:
+        return 1.0
+
+    def describe(self) -> dict[str, float]:
+        return {"groups": self.groups}
+
+
+@dataclass(frozen=True)
+class Orthogonal(Distribution):
+    """A (semi-)orthogonal [rows, cols] matrix times gain (torch.nn.init.orthogonal_ / Keras Orthogonal).
+
+    A = the first max*min standard normals of the stream, as a row-major (max(rows, cols), min(rows, cols))
+    matrix; Q, R = qr(A); Q *= sign(diag(R)); transposed if rows < cols; times gain; reshaped row-major.
+    QR runs in LAPACK: bit-identical on one machine and NumPy build, equal elsewhere to rounding error only.
+    """
+
+    gain: float
+    rows: int
+    cols: int
+    kind: ClassVar[str] = "orthogonal"
+    random_access: ClassVar[bool] = False
+
+    def matrix(self, stream: Stream) -> F64:
+        tall, short = max(self.rows, self.cols), min(self.rows, self.cols)
+        normals = Normal(0.0, 1.0).sample(stream, (tall, short), 0, tall * short).reshape(tall, short)
+        q, r = np.linalg.qr(normals)
+        q *= np.sign(np.diag(r))
+        if self.rows < self.cols:
+            q = q.T
+        return np.ascontiguousarray(q * self.gain)
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        return self.matrix(stream).reshape(-1)[start:stop]
+
+    def moments(self) -> Moments:
+        bound = abs(self.gain)
+        return Moments(0.0, self.gain**2 / max(self.rows, self.cols), -bound, bound)
+
+    def max_abs(self) -> float:
+        return abs(self.gain)
+
+    def describe(self) -> dict[str, float]:
+        return {"gain": self.gain, "rows": self.rows, "cols": self.cols}
+
+
+@dataclass(frozen=True)
+class Sparse(Distribution):
+    """torch.nn.init.sparse_ on [rows, cols]: N(0, std^2), then ceil(sparsity * rows) zeros in every column.
+
+    Values are the Normal(0, std) stream. In column j the zeroed rows are those whose mask words
+    (stream purpose 1, word r * cols + j) are smallest, ties broken by row index.
+    """
+
+    sparsity: float
+    std: float
+    rows: int
+    cols: int
+    kind: ClassVar[str] = "sparse"
+    random_access: ClassVar[bool] = False
+
+    @property
+    def zeros_per_column(self) -> int:
+        return min(math.ceil(self.sparsity * self.rows), self.rows)
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        total = self.rows * self.cols
+        values = Normal(0.0, self.std).sample(stream, shape, 0, total).reshape(self.rows, self.cols)
+        keys = stream.words(0, total, purpose=SPARSE_MASK).reshape(self.rows, self.cols)
+        zero_rows = np.argsort(keys, axis=0, kind="stable")[: self.zeros_per_column]
+        np.put_along_axis(values, zero_rows, 0.0, axis=0)
+        return values.reshape(-1)[start:stop]
+
+    def moments(self) -> Moments:
+        kept = 1.0 - self.zeros_per_column / self.rows
+        return Moments(0.0, kept * self.std**2, None, None)
+
+    def max_abs(self) -> float:
+        return self.std * MAX_NORMAL_RADIUS
+
+    def describe(self) -> dict[str, float]:
+        return {"std": self.std, "sparsity": self.sparsity, "zeros_per_column": self.zeros_per_column}

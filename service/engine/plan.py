@@ -1,0 +1,157 @@
+"""From a request to a plan: the scheme resolved, its fans and gain fixed, and the tensor generated on demand."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service import __version__
+from service.engine.distributions import Distribution
+from service.engine.dtypes import DTYPES, DType, round_to
+from service.engine.errors import InitError
+from service.engine.fans import Fans, Layout
+from service.engine.philox import RNG_ID, Stream
+from service.engine.schemes import Context, Scheme, get_scheme
+
+RNGS = (RNG_ID,)
+MAX_RANK = 8
+
+
+@dataclass(frozen=True)
+class TensorRequest:
+    """Everything that determines a tensor's bits. Pure data: the API and the CLI both build one."""
+
+    shape: tuple[int, ...]
+    scheme: str
+    seed: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    layout: Layout | None = None
+    fan_in: int | None = None
+    fan_out: int | None = None
+    name: str = "weight"
+    rng: str = RNG_ID
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved request: `values(start, stop)` gives any flat slice, `tensor()` the whole thing."""
+
+    request: TensorRequest
+    scheme: Scheme
+    params: dict[str, Any]
+    layout: Layout
+    distribution: Distribution
+    dtype: DType
+    gain: float | None
+    fans: dict[str, int]
+    stream: Stream
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.request.shape
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+    @cached_property
+    def _whole(self) -> NDArray[np.float64]:
+        # Structured distributions (orthogonal, sparse) need the whole matrix: compute it once per plan.
+        return self.distribution.sample(self.stream, self.shape, 0, self.numel)
+
+    def values(self, start: int = 0, stop: int | None = None) -> NDArray[np.float64]:
+        """float64 values of flat elements [start, stop), before rounding to the output dtype."""
+        stop = self.numel if stop is None else stop
+        if not 0 <= start <= stop <= self.numel:
+            raise ValueError(f"slice [{start}, {stop}) is outside [0, {self.numel})")
+        if self.distribution.random_access:
+            return self.distribution.sample(self.stream, self.shape, start, stop)
+        return self._whole[start:stop]
+
+    def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
+        """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""
+        return round_to(self.values(start, stop), self.dtype)
+
+    def tensor(self) -> NDArray:
+        return self.generate().reshape(self.shape)
+
+    def metadata(self) -> dict[str, Any]:
+        """What was generated and how, in JSON-native types (safetensors stores each value as a string)."""
+        meta: dict[str, Any] = {
+            "name": self.request.name,
+            "scheme": self.scheme.name,
+            "family": self.scheme.family,
+            "params": self.params,
+            "seed": self.request.seed,
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+            "layout": self.layout,
+            "fan_in": self.fans.get("fan_in"),
+            "fan_out": self.fans.get("fan_out"),
+            "gain": self.gain,
+            "distribution": self.distribution.kind,
+            **self.distribution.describe(),
+            "rng": self.request.rng,
+            "service": f"initserve {__version__}",
+        }
+        if self.scheme.alias_of:
+            meta["alias_of"] = self.scheme.alias_of
+        return meta
+
+
+def make_plan(request: TensorRequest) -> Plan:
+    """Resolve `request`; raises InitError (naming the field and the rule) for anything it cannot honour."""
+    if request.rng not in RNGS:
+        raise InitError("rng", f"unknown rng {request.rng!r}; known: {', '.join(RNGS)}")
+    if len(request.shape) > MAX_RANK:
+        raise InitError("shape", f"at most {MAX_RANK} dimensions are supported, got {len(request.shape)}")
+    if any(dim < 1 for dim in request.shape):
+        raise InitError("shape", f"every dimension must be >= 1, got {list(request.shape)}")
+    try:
+        dtype = DTYPES[request.dtype]
+    except KeyError:
+        raise InitError("dtype", f"unknown dtype {request.dtype!r}; known: {', '.join(DTYPES)}") from None
+    scheme = get_scheme(request.scheme)
+    params = scheme.full_params(request.params)
+    layout = request.layout or scheme.default_layout
+    fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
+    built = scheme.build(Context(params, request.shape, layout, fans))
+    _check_finite(scheme, built.distribution)
+    largest = built.distribution.max_abs()
+    if largest > dtype.max:
+        raise InitError(
+            "dtype", f"{scheme.name} with these parameters can reach |x| = {largest:.6g}, which overflows "
+            f"{dtype.name} (max {dtype.max:.6g})"
+        )
+    return Plan(
+        request=request,
+        scheme=scheme,
+        params=params,
+        layout=layout,
+        distribution=built.distribution,
+        dtype=dtype,
+        gain=built.gain,
+        fans=dict(fans.used),
+        stream=Stream.for_tensor(request.seed, request.name),
+    )
+
+
+def _check_finite(scheme: Scheme, distribution: Distribution) -> None:
+    for key, value in distribution.describe().items():
+        if not math.isfinite(value):
+            given = ", ".join(p.name for p in scheme.params) or "the fans"
+            raise InitError(scheme.params[0].name if scheme.params else "scheme",
+                            f"{scheme.name}: {given} give a non-finite {key} ({value})")
+    if not math.isfinite(distribution.max_abs()):
+        raise InitError("scheme", f"{scheme.name}: the parameters give non-finite values")
