@@ -6,10 +6,11 @@ from __future__ import annotations
 class InitError(ValueError):
     """A request the engine cannot honour; `field` is the request field at fault (e.g. "mode", "shape")."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, where: str = "body") -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.where = where  # "body" or "query": where the field was sent
 
 
 class TooLargeError(InitError):

@@ -1,0 +1,75 @@
+"""Every error is a 4xx whose body names the field and the rule: {"detail": [{"loc", "msg", "type"}]}.
+
+Pydantic's messages are reworded where they would confuse a client: the discriminator's internals leave the
+location, unknown schemes list the known ones, and a parameter of another scheme says whose parameters are whose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.engine.errors import InitError, TooLargeError
+from service.engine.schemes import REGISTRY
+
+
+def error_body(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+    return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
+
+
+def _location(loc: tuple[Any, ...]) -> list[Any]:
+    # ("body", "kaiming_normal", "gain") -> ["body", "gain"]: the scheme tag is Pydantic's, not the client's.
+    parts = list(loc)
+    if len(parts) >= 2 and parts[0] == "body" and parts[1] in REGISTRY:
+        del parts[1]
+    return parts
+
+
+def _field_path(loc: list[Any]) -> str:
+    path = ".".join(str(p) for p in loc[1:] if p != "body") if loc[:1] == ["body"] else ".".join(map(str, loc))
+    return path or "body"
+
+
+def _reword(error: dict[str, Any]) -> dict[str, Any]:
+    loc = _location(error["loc"])
+    kind, msg = error["type"], error["msg"]
+    scheme = error["loc"][1] if len(error["loc"]) >= 2 and error["loc"][1] in REGISTRY else None
+    if kind == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag")
+        loc, msg = ["body", "scheme"], f"unknown scheme {tag!r}; known schemes: {', '.join(REGISTRY)}"
+    elif kind == "union_tag_not_found":
+        loc, msg = ["body", "scheme"], "field 'scheme' is required (GET /schemes lists them)"
+    elif kind == "extra_forbidden" and scheme is not None:
+        field = loc[-1]
+        own = ", ".join(p.name for p in REGISTRY[scheme].params) or "none"
+        owners = [s.name for s in REGISTRY.values() if s.param(str(field))]
+        if owners:
+            msg = (f"{field!r} is not a parameter of scheme {scheme!r} (its parameters: {own}); "
+                   f"it belongs to {', '.join(owners[:6])}")
+        else:
+            msg = f"unknown field {field!r} (scheme {scheme!r} takes: {own})"
+    elif kind == "extra_forbidden":
+        msg = f"unknown field {loc[-1]!r}"
+    elif kind == "missing" and loc == ["body"]:
+        msg = "a JSON object body is required"
+    else:
+        msg = f"{_field_path(loc)}: {msg}"
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": [_reword(e) for e in exc.errors()]}, status_code=422)
+
+
+async def _init_error(request: Request, exc: InitError) -> JSONResponse:
+    status = 413 if isinstance(exc, TooLargeError) else 422
+    kind = "too_large" if status == 413 else "value_error"
+    return JSONResponse(error_body([exc.where, exc.field], exc.message, kind), status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(InitError, _init_error)  # type: ignore[arg-type]

@@ -1,0 +1,93 @@
+"""Request models generated from the scheme registry: one strict model per scheme, discriminated by `scheme`.
+
+The registry stays the single place where a parameter's type, default and range are written; the OpenAPI
+schema clients generate code from is derived from it here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from service.engine.dtypes import DTYPES
+from service.engine.fans import LAYOUTS
+from service.engine.philox import RNG_ID
+from service.engine.plan import MAX_RANK, TensorRequest
+from service.engine.schemes import SCHEMES, Param, Scheme
+
+MAX_SEED = (1 << 64) - 1
+FORMATS = ("safetensors", "json", "npy")
+COMMON_FIELDS = ("shape", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "format", "rng", "bins")
+
+Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
+
+
+class TensorFields(BaseModel):
+    """Fields every request has, whatever its scheme."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    shape: Annotated[list[Dim], Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 1",
+                                      examples=[[256, 784]])]
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, description="in [0, 2^64); drawn (< 2^53) and returned "
+                               "when omitted")] | None = None
+    dtype: Literal[tuple(DTYPES)] = "float32"  # type: ignore[valid-type]
+    layout: Literal[LAYOUTS] | None = Field(  # type: ignore[valid-type]
+        None, description="torch: [out, in, *kernel]; keras: [*kernel, in, out]; default: the scheme's family")
+    fan_in: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_in of the shape")
+    fan_out: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_out of the shape")
+    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(
+        "weight", description="tensor name: keys the random stream and names it in the file")
+    format: Literal[FORMATS] | None = Field(  # type: ignore[valid-type]
+        None, description="output format; default from the Accept header, else safetensors")
+    rng: Literal[RNG_ID] = Field(RNG_ID, description="random algorithm id; results never change within one id")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == "__metadata__":
+            raise ValueError("'__metadata__' is reserved by safetensors")
+        return name
+
+    def to_engine(self, seed: int) -> TensorRequest:
+        params = {k: v for k, v in self if k not in COMMON_FIELDS and k != "scheme"}
+        return TensorRequest(
+            shape=tuple(self.shape), scheme=self.scheme, seed=seed, params=params,  # type: ignore[attr-defined]
+            dtype=self.dtype, layout=self.layout, fan_in=self.fan_in, fan_out=self.fan_out, name=self.name,
+            rng=self.rng,
+        )
+
+
+class StatsFields(TensorFields):
+    bins: Annotated[int, Field(ge=1, le=1000, description="histogram bins")] = 32
+
+
+def _param_field(param: Param) -> tuple[Any, Any]:
+    kind: Any = param.type
+    constraints: dict[str, Any] = {"description": param.doc}
+    if kind is float:
+        constraints["allow_inf_nan"] = False
+    if param.choices:
+        constraints["examples"] = list(param.choices)
+    for bound in ("ge", "gt", "le"):
+        if getattr(param, bound) is not None:
+            constraints[bound] = getattr(param, bound)
+    default = ... if param.required else param.default
+    return Annotated[kind, Field(**constraints)], default
+
+
+def _model(scheme: Scheme, base: type[TensorFields], suffix: str) -> type[TensorFields]:
+    fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
+    fields.update({p.name: _param_field(p) for p in scheme.params})
+    title = "".join(part.title() for part in scheme.name.split("_"))
+    return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
+
+
+def _union(base: type[TensorFields], suffix: str) -> Any:
+    members = tuple(_model(s, base, suffix) for s in SCHEMES)
+    return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
+
+
+InitRequest = _union(TensorFields, "Init")
+StatsRequest = _union(StatsFields, "Stats")
