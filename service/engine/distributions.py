@@ -92,7 +92,8 @@ class Uniform(Elementwise):
         return self.low + (self.high - self.low) * transforms.uniform01(words)
 
     def moments(self) -> Moments:
-        return Moments((self.low + self.high) / 2, (self.high - self.low) ** 2 / 12, self.low, self.high)
+        width = self.high - self.low
+        return Moments((self.low + self.high) / 2, width * width / 12, self.low, self.high)
 
     def cdf(self, x: F64) -> F64:
         if self.high == self.low:
@@ -120,7 +121,7 @@ class Normal(Elementwise):
         return self.mean + self.std * transforms.standard_normal(words)
 
     def moments(self) -> Moments:
-        return Moments(self.mean, self.std**2, None, None)
+        return Moments(self.mean, self.std * self.std, None, None)
 
     def cdf(self, x: F64) -> F64:
         if self.std == 0:
@@ -188,7 +189,7 @@ class TruncatedNormal(Elementwise):
         shift = (pdf_lo - pdf_hi) / mass
         variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift**2
         mean = -shift if self._mirrored else shift
-        return Moments(self.mean + self.std * float(mean), self.std**2 * max(float(variance), 0.0),
+        return Moments(self.mean + self.std * float(mean), self.std * self.std * max(float(variance), 0.0),
                        self.a, self.b)
 
     def cdf(self, x: F64) -> F64:
@@ -321,7 +322,7 @@ class Orthogonal(Distribution):
 
     def moments(self) -> Moments:
         bound = abs(self.gain)
-        return Moments(0.0, self.gain**2 / max(self.rows, self.cols), -bound, bound)
+        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols), -bound, bound)
 
     def max_abs(self) -> float:
         return abs(self.gain)
@@ -359,7 +360,7 @@ class Sparse(Distribution):
 
     def moments(self) -> Moments:
         kept = 1.0 - self.zeros_per_column / self.rows
-        return Moments(0.0, kept * self.std**2, None, None)
+        return Moments(0.0, kept * self.std * self.std, None, None)
 
     def max_abs(self) -> float:
         return self.std * MAX_NORMAL_RADIUS

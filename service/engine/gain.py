@@ -37,7 +37,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None, field: str = "
             slope = param
         else:
             raise InitError("param", f"negative_slope {param} not a valid number")
-        return math.sqrt(2.0 / (1 + slope**2))
+        return math.sqrt(2.0 / (1 + slope * slope))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise InitError(field, f"Unsupported nonlinearity {nonlinearity}")

@@ -126,7 +126,10 @@ def make_plan(request: TensorRequest) -> Plan:
     params = scheme.full_params(request.params)
     layout = request.layout or scheme.default_layout
     fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
-    built = scheme.build(Context(params, request.shape, layout, fans))
+    try:
+        built = scheme.build(Context(params, request.shape, layout, fans))
+    except (OverflowError, ZeroDivisionError) as error:  # a safety net: ranges should have caught it earlier
+        raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
     largest = built.distribution.max_abs()
     if largest > dtype.max:
@@ -153,5 +156,7 @@ def _check_finite(scheme: Scheme, distribution: Distribution) -> None:
             given = ", ".join(p.name for p in scheme.params) or "the fans"
             raise InitError(scheme.params[0].name if scheme.params else "scheme",
                             f"{scheme.name}: {given} give a non-finite {key} ({value})")
-    if not math.isfinite(distribution.max_abs()):
-        raise InitError("scheme", f"{scheme.name}: the parameters give non-finite values")
+    moments = distribution.moments()
+    if not (math.isfinite(distribution.max_abs()) and math.isfinite(moments.mean) and math.isfinite(moments.variance)):
+        raise InitError(scheme.params[0].name if scheme.params else "scheme",
+                        f"{scheme.name}: the parameters overflow float64 (values, their range or their variance)")

@@ -147,7 +147,7 @@ def _kaiming(distribution: str) -> Callable[[Context], Built]:
 
 def _xavier(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
-        return Built(variance_scaling(c["gain"] ** 2, "fan_avg", distribution, c.fans), c["gain"])
+        return Built(variance_scaling(c["gain"] * c["gain"], "fan_avg", distribution, c.fans), c["gain"])
 
     return build
 

@@ -1,0 +1,114 @@
+"""The `initserve` command: serve the API, write a tensor to a file without a server, export the OpenAPI spec."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from service.engine.errors import InitError
+
+DEFAULT_OPENAPI = Path("openapi/openapi.json")
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value  # a bare word such as fan_out or relu
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="initserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", help="default: INITSERVE_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: INITSERVE_PORT or 8000")
+    serve.add_argument("--workers", type=int, help="default: INITSERVE_WORKERS or 1")
+
+    generate = commands.add_parser("generate", help="write one tensor to a file")
+    generate.add_argument("--shape", type=int, nargs="*", required=True)
+    generate.add_argument("--scheme", required=True)
+    generate.add_argument("--seed", type=int, required=True)
+    generate.add_argument("-p", "--param", type=_param, action="append", default=[],
+                          metavar="NAME=VALUE", help="a scheme parameter; VALUE is read as JSON if it parses")
+    generate.add_argument("--dtype", default="float32")
+    generate.add_argument("--layout", choices=("torch", "keras"))
+    generate.add_argument("--fan-in", type=int)
+    generate.add_argument("--fan-out", type=int)
+    generate.add_argument("--name", default="weight")
+    generate.add_argument("--format", choices=("safetensors", "json", "npy"),
+                          help="default: from the output file's extension")
+    generate.add_argument("-o", "--output", type=Path, required=True)
+
+    spec = commands.add_parser("openapi", help="write the OpenAPI spec")
+    spec.add_argument("-o", "--output", type=Path, default=DEFAULT_OPENAPI)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "service.app:app",
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        log_level=settings.log_level,
+    )
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from service.api import responses
+    from service.api.models import InitRequest
+    from service.engine.plan import make_plan
+
+    fmt = args.format or {".json": "json", ".npy": "npy"}.get(args.output.suffix, "safetensors")
+    body = {"shape": args.shape, "scheme": args.scheme, "seed": args.seed, "dtype": args.dtype, "name": args.name,
+            "layout": args.layout, "fan_in": args.fan_in, "fan_out": args.fan_out, "format": fmt, **dict(args.param)}
+    request = TypeAdapter(InitRequest).validate_python(body)
+    plan = make_plan(request.to_engine(args.seed))
+    args.output.write_bytes(responses.body(plan, fmt))
+    print(f"wrote {args.output} ({fmt}, {list(plan.shape)} {plan.dtype.name}, {responses.etag(plan, fmt)})")
+
+
+def openapi_text() -> str:
+    from service.app import create_app
+
+    return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            _serve(args)
+        elif args.command == "generate":
+            _generate(args)
+        else:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(openapi_text())
+            print(f"wrote {args.output}")
+    except ValidationError as error:
+        for item in error.errors():
+            print(f"error: {'.'.join(map(str, item['loc']))}: {item['msg']}", file=sys.stderr)
+        return 2
+    except InitError as error:
+        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
