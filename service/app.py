@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.api import errors, routes
 from service.api.content_type import JsonBodyMiddleware
-from service.api.responses import NotAcceptable
+from service.api.responses import NotAcceptableError
 
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
 
@@ -20,7 +20,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="initserve", version=__version__, description=DESCRIPTION)
     app.include_router(routes.router)
     errors.install(app)
-    app.add_exception_handler(NotAcceptable, routes.not_acceptable)  # type: ignore[arg-type]
+    app.add_exception_handler(NotAcceptableError, routes.not_acceptable)  # type: ignore[arg-type]
     app.add_middleware(JsonBodyMiddleware)
     return app
 

@@ -38,15 +38,23 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--shape", type=int, nargs="*", required=True)
     generate.add_argument("--scheme", required=True)
     generate.add_argument("--seed", type=int, required=True)
-    generate.add_argument("-p", "--param", type=_param, action="append", default=[],
-                          metavar="NAME=VALUE", help="a scheme parameter; VALUE is read as JSON if it parses")
+    generate.add_argument(
+        "-p",
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a scheme parameter; VALUE is read as JSON if it parses",
+    )
     generate.add_argument("--dtype", default="float32")
     generate.add_argument("--layout", choices=("torch", "keras"))
     generate.add_argument("--fan-in", type=int)
     generate.add_argument("--fan-out", type=int)
     generate.add_argument("--name", default="weight")
-    generate.add_argument("--format", choices=("safetensors", "json", "npy"),
-                          help="default: from the output file's extension")
+    generate.add_argument(
+        "--format", choices=("safetensors", "json", "npy"), help="default: from the output file's extension"
+    )
     generate.add_argument("-o", "--output", type=Path, required=True)
 
     spec = commands.add_parser("openapi", help="write the OpenAPI spec")
@@ -75,8 +83,18 @@ def _generate(args: argparse.Namespace) -> None:
     from service.engine.plan import make_plan
 
     fmt = args.format or {".json": "json", ".npy": "npy"}.get(args.output.suffix, "safetensors")
-    body = {"shape": args.shape, "scheme": args.scheme, "seed": args.seed, "dtype": args.dtype, "name": args.name,
-            "layout": args.layout, "fan_in": args.fan_in, "fan_out": args.fan_out, "format": fmt, **dict(args.param)}
+    body = {
+        "shape": args.shape,
+        "scheme": args.scheme,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        "name": args.name,
+        "layout": args.layout,
+        "fan_in": args.fan_in,
+        "fan_out": args.fan_out,
+        "format": fmt,
+        **dict(args.param),
+    }
     request = TypeAdapter(InitRequest).validate_python(body)
     plan = make_plan(request.to_engine(args.seed))
     args.output.write_bytes(responses.body(plan, fmt))

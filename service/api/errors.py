@@ -47,8 +47,10 @@ def _reword(error: dict[str, Any]) -> dict[str, Any]:
         own = ", ".join(p.name for p in REGISTRY[scheme].params) or "none"
         owners = [s.name for s in REGISTRY.values() if s.param(str(field))]
         if owners:
-            msg = (f"{field!r} is not a parameter of scheme {scheme!r} (its parameters: {own}); "
-                   f"it belongs to {', '.join(owners[:6])}")
+            msg = (
+                f"{field!r} is not a parameter of scheme {scheme!r} (its parameters: {own}); "
+                f"it belongs to {', '.join(owners[:6])}"
+            )
         else:
             msg = f"unknown field {field!r} (scheme {scheme!r} takes: {own})"
     elif kind == "extra_forbidden":

@@ -28,19 +28,25 @@ class TensorFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    shape: Annotated[list[Dim], Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 1",
-                                      examples=[[256, 784]])]
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED, description="in [0, 2^64); drawn (< 2^53) and returned "
-                               "when omitted")] | None = None
+    shape: Annotated[
+        list[Dim], Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 1", examples=[[256, 784]])
+    ]
+    seed: (
+        Annotated[int, Field(ge=0, le=MAX_SEED, description="in [0, 2^64); drawn (< 2^53) and returned when omitted")]
+        | None
+    ) = None
     dtype: Literal[tuple(DTYPES)] = "float32"  # type: ignore[valid-type]
     layout: Literal[LAYOUTS] | None = Field(  # type: ignore[valid-type]
-        None, description="torch: [out, in, *kernel]; keras: [*kernel, in, out]; default: the scheme's family")
+        None, description="torch: [out, in, *kernel]; keras: [*kernel, in, out]; default: the scheme's family"
+    )
     fan_in: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_in of the shape")
     fan_out: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_out of the shape")
     name: Annotated[str, Field(min_length=1, max_length=256)] = Field(
-        "weight", description="tensor name: keys the random stream and names it in the file")
+        "weight", description="tensor name: keys the random stream and names it in the file"
+    )
     format: Literal[FORMATS] | None = Field(  # type: ignore[valid-type]
-        None, description="output format; default from the Accept header, else safetensors")
+        None, description="output format; default from the Accept header, else safetensors"
+    )
     rng: Literal[RNG_ID] = Field(RNG_ID, description="random algorithm id; results never change within one id")
 
     @field_validator("name")
@@ -53,8 +59,15 @@ class TensorFields(BaseModel):
     def to_engine(self, seed: int) -> TensorRequest:
         params = {k: v for k, v in self if k not in COMMON_FIELDS and k != "scheme"}
         return TensorRequest(
-            shape=tuple(self.shape), scheme=self.scheme, seed=seed, params=params,  # type: ignore[attr-defined]
-            dtype=self.dtype, layout=self.layout, fan_in=self.fan_in, fan_out=self.fan_out, name=self.name,
+            shape=tuple(self.shape),
+            scheme=self.scheme,
+            seed=seed,
+            params=params,  # type: ignore[attr-defined]
+            dtype=self.dtype,
+            layout=self.layout,
+            fan_in=self.fan_in,
+            fan_out=self.fan_out,
+            name=self.name,
             rng=self.rng,
         )
 

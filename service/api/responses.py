@@ -24,7 +24,7 @@ _EXTENSIONS = {"safetensors": "safetensors", "json": "json", "npy": "npy"}
 DEFAULT_FORMAT = "safetensors"
 
 
-class NotAcceptable(Exception):
+class NotAcceptableError(Exception):
     def __init__(self, accept: str) -> None:
         super().__init__(accept)
         self.accept = accept
@@ -53,14 +53,15 @@ def negotiate(explicit: str | None, accept: str | None) -> str:
             return _ACCEPTED[media]
         if media in ("*/*", "application/*"):
             return DEFAULT_FORMAT
-    raise NotAcceptable(accept)
+    raise NotAcceptableError(accept)
 
 
 def etag(plan: Plan, fmt: str) -> str:
     """Derived from everything that determines the bytes (request, service version, format), so a 304 can be
     answered before anything is generated. Weak for orthogonal, whose bits follow the machine's LAPACK."""
-    digest = hashlib.sha256(orjson.dumps({"meta": plan.metadata(), "format": fmt},
-                                         option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    digest = hashlib.sha256(
+        orjson.dumps({"meta": plan.metadata(), "format": fmt}, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:32]
     return f'W/"{digest}"' if plan.distribution.kind == "orthogonal" else f'"{digest}"'
 
 
@@ -81,8 +82,11 @@ def body(plan: Plan, fmt: str) -> bytes:
     data = plan.generate().tobytes()
     if fmt == "npy":
         if plan.dtype.npy_descr is None:
-            raise InitError("format", f"format 'npy' cannot hold {plan.dtype.name} (NumPy has no standard code for "
-                            "it); use safetensors, or another dtype")
+            raise InitError(
+                "format",
+                f"format 'npy' cannot hold {plan.dtype.name} (NumPy has no standard code for "
+                "it); use safetensors, or another dtype",
+            )
         return npy.header(plan.dtype.npy_descr, plan.shape) + data
     entry = safetensors.TensorEntry(plan.request.name, plan.dtype.safetensors, plan.shape, plan.nbytes)
     return safetensors.header([entry], safetensors_metadata(meta)) + data

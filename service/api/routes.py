@@ -36,34 +36,46 @@ class ErrorBody(BaseModel):
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {304: "Not modified: the If-None-Match ETag matches", 406: "No acceptable format in the Accept header",
-            413: "The tensor is larger than a configured limit (the message names it)",
-            422: "Invalid request: the message names the field and the rule"}
-    return {code: ({"description": text[code]} if code == 304 else {"model": ErrorBody, "description": text[code]})
-            for code in codes}
+    text = {
+        304: "Not modified: the If-None-Match ETag matches",
+        406: "No acceptable format in the Accept header",
+        413: "The tensor is larger than a configured limit (the message names it)",
+        422: "Invalid request: the message names the field and the rule",
+    }
+    return {
+        code: ({"description": text[code]} if code == 304 else {"model": ErrorBody, "description": text[code]})
+        for code in codes
+    }
 
 
 def plan_request(request: TensorFields, limit: int, limit_name: str) -> Plan:
     numel = math.prod(request.shape)
     if numel > limit:
-        raise TooLargeError("shape", f"shape {request.shape} has {numel} elements; the limit is {limit} "
-                            f"(INITSERVE_{limit_name.upper()})")
+        raise TooLargeError(
+            "shape",
+            f"shape {request.shape} has {numel} elements; the limit is {limit} (INITSERVE_{limit_name.upper()})",
+        )
     seed = request.seed if request.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
     return make_plan(request.to_engine(seed))
 
 
-_TENSOR_CONTENT = {media: {"schema": {"type": "string", "format": "binary"}}
-                   for media in (responses.MEDIA_TYPES["safetensors"], responses.MEDIA_TYPES["npy"])}
-_TENSOR_CONTENT["application/json"] = {"schema": {"type": "object", "description": "metadata fields and `data`, "
-                                                  "the flat row-major values"}}
+_TENSOR_CONTENT = {
+    media: {"schema": {"type": "string", "format": "binary"}}
+    for media in (responses.MEDIA_TYPES["safetensors"], responses.MEDIA_TYPES["npy"])
+}
+_TENSOR_CONTENT["application/json"] = {
+    "schema": {"type": "object", "description": "metadata fields and `data`, the flat row-major values"}
+}
 
 
 @router.post(
     "/init",
     summary="Generate an initialised tensor",
     response_class=Response,
-    responses={200: {"description": "The tensor (safetensors, JSON or .npy)", "content": _TENSOR_CONTENT},
-               **_errors(304, 406, 413, 422)},
+    responses={
+        200: {"description": "The tensor (safetensors, JSON or .npy)", "content": _TENSOR_CONTENT},
+        **_errors(304, 406, 413, 422),
+    },
 )
 def init(
     request: Annotated[InitRequest, Body()],
@@ -72,14 +84,18 @@ def init(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     fmt = responses.negotiate(request.format, accept)
-    limit, limit_name = ((settings.max_json_elements, "max_json_elements") if fmt == "json"
-                         else (settings.max_elements, "max_elements"))
+    limit, limit_name = (
+        (settings.max_json_elements, "max_json_elements") if fmt == "json" else (settings.max_elements, "max_elements")
+    )
     plan = plan_request(request, limit, limit_name)
     return responses.tensor_response(plan, fmt, if_none_match)
 
 
-@router.post("/stats", summary="Theoretical vs empirical statistics of the tensor /init would return",
-             responses=_errors(413, 422))
+@router.post(
+    "/stats",
+    summary="Theoretical vs empirical statistics of the tensor /init would return",
+    responses=_errors(413, 422),
+)
 def stats(
     request: Annotated[StatsRequest, Body()], settings: Annotated[Settings, Depends(get_settings)]
 ) -> dict[str, Any]:
@@ -101,11 +117,20 @@ def _param_doc(param: Any) -> dict[str, Any]:
 
 @router.get("/schemes", summary="The scheme catalogue")
 def schemes() -> dict[str, Any]:
-    return {"schemes": [
-        {"name": s.name, "family": s.family, "alias_of": s.alias_of, "default_layout": s.default_layout,
-         "formula": s.formula, "source": s.doc, "params": [_param_doc(p) for p in s.params]}
-        for s in SCHEMES
-    ]}
+    return {
+        "schemes": [
+            {
+                "name": s.name,
+                "family": s.family,
+                "alias_of": s.alias_of,
+                "default_layout": s.default_layout,
+                "formula": s.formula,
+                "source": s.doc,
+                "params": [_param_doc(p) for p in s.params],
+            }
+            for s in SCHEMES
+        ]
+    }
 
 
 def _slope(param: str | None) -> Any:
@@ -119,8 +144,9 @@ def _slope(param: str | None) -> Any:
 
 @router.get("/gain", summary="torch.nn.init.calculate_gain", responses=_errors(422))
 def gain(
-    nonlinearity: Annotated[str, Query(description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, "
-                                       "leaky_relu or selu")],
+    nonlinearity: Annotated[
+        str, Query(description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, leaky_relu or selu")
+    ],
     param: Annotated[str | None, Query(description="negative slope for leaky_relu (default 0.01)")] = None,
 ) -> dict[str, Any]:
     try:
@@ -135,11 +161,20 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def not_acceptable(request: Any, exc: responses.NotAcceptable) -> JSONResponse:
+async def not_acceptable(request: Any, exc: responses.NotAcceptableError) -> JSONResponse:
     formats = ", ".join(f"{media} ({fmt})" for fmt, media in responses.MEDIA_TYPES.items())
     return JSONResponse(
-        {"detail": [{"loc": ["header", "accept"], "msg": f"cannot produce {exc.accept!r}; available: {formats}",
-                     "type": "not_acceptable"}]}, status_code=406)
+        {
+            "detail": [
+                {
+                    "loc": ["header", "accept"],
+                    "msg": f"cannot produce {exc.accept!r}; available: {formats}",
+                    "type": "not_acceptable",
+                }
+            ]
+        },
+        status_code=406,
+    )
 
 
 _ = REQUIRED  # the catalogue reports required parameters through Param.required

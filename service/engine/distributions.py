@@ -172,8 +172,7 @@ class TruncatedNormal(Elementwise):
                 f"the interval [{self.a}, {self.b}] lies too far in the tail of N({self.mean}, {self.std}^2): "
                 "its probability underflows float64",
             )
-        for name, value in (("_lo", lo), ("_hi", hi), ("_mirrored", mirrored), ("_p_lo", float(p_lo)),
-                            ("_mass", mass)):
+        for name, value in (("_lo", lo), ("_hi", hi), ("_mirrored", mirrored), ("_p_lo", float(p_lo)), ("_mass", mass)):
             object.__setattr__(self, name, value)
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
@@ -189,8 +188,9 @@ class TruncatedNormal(Elementwise):
         shift = (pdf_lo - pdf_hi) / mass
         variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift**2
         mean = -shift if self._mirrored else shift
-        return Moments(self.mean + self.std * float(mean), self.std * self.std * max(float(variance), 0.0),
-                       self.a, self.b)
+        return Moments(
+            self.mean + self.std * float(mean), self.std * self.std * max(float(variance), 0.0), self.a, self.b
+        )
 
     def cdf(self, x: F64) -> F64:
         z = (np.clip(x, self.a, self.b) - self.mean) / self.std
@@ -271,10 +271,12 @@ class Dirac(Distribution):
         """Flat indices of the ones, ascending within each group."""
         diagonal = np.arange(min(self._out_per_group, self.shape[1]), dtype=np.int64)
         centre = tuple(np.full_like(diagonal, k // 2) for k in self.shape[2:])
-        return np.concatenate([
-            np.ravel_multi_index((g * self._out_per_group + diagonal, diagonal, *centre), self.shape)
-            for g in range(self.groups)
-        ])
+        return np.concatenate(
+            [
+                np.ravel_multi_index((g * self._out_per_group + diagonal, diagonal, *centre), self.shape)
+                for g in range(self.groups)
+            ]
+        )
 
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         out = np.zeros(stop - start, dtype=np.float64)

@@ -134,8 +134,9 @@ def make_plan(request: TensorRequest) -> Plan:
     largest = built.distribution.max_abs()
     if largest > dtype.max:
         raise InitError(
-            "dtype", f"{scheme.name} with these parameters can reach |x| = {largest:.6g}, which overflows "
-            f"{dtype.name} (max {dtype.max:.6g})"
+            "dtype",
+            f"{scheme.name} with these parameters can reach |x| = {largest:.6g}, which overflows "
+            f"{dtype.name} (max {dtype.max:.6g})",
         )
     return Plan(
         request=request,
@@ -154,9 +155,13 @@ def _check_finite(scheme: Scheme, distribution: Distribution) -> None:
     for key, value in distribution.describe().items():
         if not math.isfinite(value):
             given = ", ".join(p.name for p in scheme.params) or "the fans"
-            raise InitError(scheme.params[0].name if scheme.params else "scheme",
-                            f"{scheme.name}: {given} give a non-finite {key} ({value})")
+            raise InitError(
+                scheme.params[0].name if scheme.params else "scheme",
+                f"{scheme.name}: {given} give a non-finite {key} ({value})",
+            )
     moments = distribution.moments()
     if not (math.isfinite(distribution.max_abs()) and math.isfinite(moments.mean) and math.isfinite(moments.variance)):
-        raise InitError(scheme.params[0].name if scheme.params else "scheme",
-                        f"{scheme.name}: the parameters overflow float64 (values, their range or their variance)")
+        raise InitError(
+            scheme.params[0].name if scheme.params else "scheme",
+            f"{scheme.name}: the parameters overflow float64 (values, their range or their variance)",
+        )

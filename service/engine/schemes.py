@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from service.engine import distributions as d
@@ -162,7 +162,9 @@ def _keras_fixed(scale: float, mode: str, distribution: str) -> Callable[[Contex
 def _variance_scaling_rule(c: Context) -> Built:
     mode, distribution = c["mode"].lower(), c["distribution"].lower()
     if mode not in VARIANCE_SCALING_MODES:
-        raise InitError("mode", f"Invalid `mode` argument: {c['mode']}. Please use one of {list(VARIANCE_SCALING_MODES)}")
+        raise InitError(
+            "mode", f"Invalid `mode` argument: {c['mode']}. Please use one of {list(VARIANCE_SCALING_MODES)}"
+        )
     if distribution == "normal":
         raise InitError(
             "distribution",
@@ -223,8 +225,10 @@ def _eye(c: Context) -> Built:
 
 def _identity(c: Context) -> Built:
     _need_rank(
-        c, (2,), f"Identity matrix initializer can only be used for 2D matrices. "
-        f"Received: shape={c.shape} of rank {len(c.shape)}."
+        c,
+        (2,),
+        f"Identity matrix initializer can only be used for 2D matrices. "
+        f"Received: shape={c.shape} of rank {len(c.shape)}.",
     )
     return Built(d.Eye(c["gain"], *c.shape), c["gain"])
 
@@ -271,8 +275,13 @@ _FINITE = "any finite number"
 _GAIN = Param("gain", float, 1.0, "multiplier of the result", ge=0.0)
 _KAIMING_PARAMS = (
     Param("a", float, 0.0, "negative slope of the rectifier after this layer (leaky_relu only)"),
-    Param("mode", str, "fan_in", "'fan_in' keeps forward variances, 'fan_out' backward ones (case-insensitive)",
-          choices=TORCH_MODES),
+    Param(
+        "mode",
+        str,
+        "fan_in",
+        "'fan_in' keeps forward variances, 'fan_out' backward ones (case-insensitive)",
+        choices=TORCH_MODES,
+    ),
     Param("nonlinearity", str, "leaky_relu", "name for calculate_gain", choices=NONLINEARITIES),
 )
 _MSRA_PARAMS = tuple(
@@ -284,56 +293,152 @@ _KERAS = "keras.initializers"
 
 SCHEMES: tuple[Scheme, ...] = (
     # PyTorch family
-    Scheme("uniform", "torch", "U[a, b)", _uniform, (Param("a", float, 0.0, "lower bound"),
-                                                      Param("b", float, 1.0, "upper bound")), doc=f"{_TORCH}.uniform_"),
-    Scheme("normal", "torch", "N(mean, std^2); std = 0 fills with mean", _normal,
-           (Param("mean", float, 0.0, _FINITE), Param("std", float, 1.0, "standard deviation", ge=0.0)),
-           doc=f"{_TORCH}.normal_"),
-    Scheme("trunc_normal", "torch", "N(mean, std^2) restricted to [a, b]; a and b are absolute values, not multiples "
-           "of std", _trunc_normal,
-           (Param("mean", float, 0.0, _FINITE), Param("std", float, 1.0, "std before truncation", gt=0.0),
-            Param("a", float, -2.0, "lower cut (absolute)"), Param("b", float, 2.0, "upper cut (absolute)")),
-           doc=f"{_TORCH}.trunc_normal_"),
-    Scheme("constant", "torch", "val everywhere", _constant(None), (Param("val", float, REQUIRED, "fill value"),),
-           doc=f"{_TORCH}.constant_"),
+    Scheme(
+        "uniform",
+        "torch",
+        "U[a, b)",
+        _uniform,
+        (Param("a", float, 0.0, "lower bound"), Param("b", float, 1.0, "upper bound")),
+        doc=f"{_TORCH}.uniform_",
+    ),
+    Scheme(
+        "normal",
+        "torch",
+        "N(mean, std^2); std = 0 fills with mean",
+        _normal,
+        (Param("mean", float, 0.0, _FINITE), Param("std", float, 1.0, "standard deviation", ge=0.0)),
+        doc=f"{_TORCH}.normal_",
+    ),
+    Scheme(
+        "trunc_normal",
+        "torch",
+        "N(mean, std^2) restricted to [a, b]; a and b are absolute values, not multiples of std",
+        _trunc_normal,
+        (
+            Param("mean", float, 0.0, _FINITE),
+            Param("std", float, 1.0, "std before truncation", gt=0.0),
+            Param("a", float, -2.0, "lower cut (absolute)"),
+            Param("b", float, 2.0, "upper cut (absolute)"),
+        ),
+        doc=f"{_TORCH}.trunc_normal_",
+    ),
+    Scheme(
+        "constant",
+        "torch",
+        "val everywhere",
+        _constant(None),
+        (Param("val", float, REQUIRED, "fill value"),),
+        doc=f"{_TORCH}.constant_",
+    ),
     Scheme("zeros", "torch", "0 everywhere", _constant(0.0), doc=f"{_TORCH}.zeros_"),
     Scheme("ones", "torch", "1 everywhere", _constant(1.0), doc=f"{_TORCH}.ones_"),
     Scheme("eye", "torch", "identity of a 2-D matrix (rectangular allowed)", _eye, doc=f"{_TORCH}.eye_"),
-    Scheme("dirac", "torch", "identity convolution: 1 at [g*out/groups + d, d, k//2, ...]", _dirac,
-           (Param("groups", int, 1, "number of groups; dim 0 must be divisible by it", ge=1),),
-           doc=f"{_TORCH}.dirac_"),
-    Scheme("xavier_uniform", "torch", "U(-b, b), b = sqrt(3 * gain^2 / ((fan_in + fan_out) / 2))",
-           _xavier("uniform"), (_GAIN,), doc=f"{_TORCH}.xavier_uniform_"),
-    Scheme("xavier_normal", "torch", "N(0, std^2), std = sqrt(gain^2 / ((fan_in + fan_out) / 2)), untruncated",
-           _xavier("untruncated_normal"), (_GAIN,), doc=f"{_TORCH}.xavier_normal_"),
-    Scheme("kaiming_uniform", "torch", "U(-b, b), b = sqrt(3 * gain^2 / fan_mode), gain = calculate_gain(nonlinearity, a)",
-           _kaiming("uniform"), _KAIMING_PARAMS, doc=f"{_TORCH}.kaiming_uniform_"),
-    Scheme("kaiming_normal", "torch", "N(0, std^2), std = sqrt(gain^2 / fan_mode), gain = calculate_gain(nonlinearity, "
-           "a), untruncated", _kaiming("untruncated_normal"), _KAIMING_PARAMS, doc=f"{_TORCH}.kaiming_normal_"),
-    Scheme("msra", "torch", "kaiming_normal with nonlinearity='relu' by default", _kaiming("untruncated_normal"),
-           _MSRA_PARAMS, alias_of="kaiming_normal", doc="the MSRA (He et al. 2015) name of kaiming_normal"),
-    Scheme("orthogonal", "torch", "semi-orthogonal Q of a normal matrix's QR, sign-corrected, times gain; torch layout "
-           "flattens to [shape[0], prod(rest)], keras to [prod(shape[:-1]), shape[-1]]", _orthogonal, (_GAIN,),
-           doc=f"{_TORCH}.orthogonal_ / {_KERAS}.Orthogonal"),
-    Scheme("sparse", "torch", "N(0, std^2) with ceil(sparsity * rows) zeros in every column", _sparse,
-           (Param("sparsity", float, REQUIRED, "fraction of each column set to zero", ge=0.0, le=1.0),
-            Param("std", float, 0.01, "std of the non-zero values", ge=0.0)), doc=f"{_TORCH}.sparse_"),
-    Scheme("torch_default", "torch", "U(-1/sqrt(fan_in), 1/sqrt(fan_in)): kaiming_uniform(a=sqrt(5)), what nn.Linear "
-           "and nn.Conv* do", lambda c: _kaiming("uniform")(
-               Context({"a": math.sqrt(5.0), "mode": "fan_in", "nonlinearity": "leaky_relu"}, c.shape, c.layout, c.fans)
-           ), doc="nn.Linear.reset_parameters / nn.Conv*d.reset_parameters"),
+    Scheme(
+        "dirac",
+        "torch",
+        "identity convolution: 1 at [g*out/groups + d, d, k//2, ...]",
+        _dirac,
+        (Param("groups", int, 1, "number of groups; dim 0 must be divisible by it", ge=1),),
+        doc=f"{_TORCH}.dirac_",
+    ),
+    Scheme(
+        "xavier_uniform",
+        "torch",
+        "U(-b, b), b = sqrt(3 * gain^2 / ((fan_in + fan_out) / 2))",
+        _xavier("uniform"),
+        (_GAIN,),
+        doc=f"{_TORCH}.xavier_uniform_",
+    ),
+    Scheme(
+        "xavier_normal",
+        "torch",
+        "N(0, std^2), std = sqrt(gain^2 / ((fan_in + fan_out) / 2)), untruncated",
+        _xavier("untruncated_normal"),
+        (_GAIN,),
+        doc=f"{_TORCH}.xavier_normal_",
+    ),
+    Scheme(
+        "kaiming_uniform",
+        "torch",
+        "U(-b, b), b = sqrt(3 * gain^2 / fan_mode), gain = calculate_gain(nonlinearity, a)",
+        _kaiming("uniform"),
+        _KAIMING_PARAMS,
+        doc=f"{_TORCH}.kaiming_uniform_",
+    ),
+    Scheme(
+        "kaiming_normal",
+        "torch",
+        "N(0, std^2), std = sqrt(gain^2 / fan_mode), gain = calculate_gain(nonlinearity, a), untruncated",
+        _kaiming("untruncated_normal"),
+        _KAIMING_PARAMS,
+        doc=f"{_TORCH}.kaiming_normal_",
+    ),
+    Scheme(
+        "msra",
+        "torch",
+        "kaiming_normal with nonlinearity='relu' by default",
+        _kaiming("untruncated_normal"),
+        _MSRA_PARAMS,
+        alias_of="kaiming_normal",
+        doc="the MSRA (He et al. 2015) name of kaiming_normal",
+    ),
+    Scheme(
+        "orthogonal",
+        "torch",
+        "semi-orthogonal Q of a normal matrix's QR, sign-corrected, times gain; torch layout "
+        "flattens to [shape[0], prod(rest)], keras to [prod(shape[:-1]), shape[-1]]",
+        _orthogonal,
+        (_GAIN,),
+        doc=f"{_TORCH}.orthogonal_ / {_KERAS}.Orthogonal",
+    ),
+    Scheme(
+        "sparse",
+        "torch",
+        "N(0, std^2) with ceil(sparsity * rows) zeros in every column",
+        _sparse,
+        (
+            Param("sparsity", float, REQUIRED, "fraction of each column set to zero", ge=0.0, le=1.0),
+            Param("std", float, 0.01, "std of the non-zero values", ge=0.0),
+        ),
+        doc=f"{_TORCH}.sparse_",
+    ),
+    Scheme(
+        "torch_default",
+        "torch",
+        "U(-1/sqrt(fan_in), 1/sqrt(fan_in)): kaiming_uniform(a=sqrt(5)), what nn.Linear and nn.Conv* do",
+        lambda c: _kaiming("uniform")(
+            Context({"a": math.sqrt(5.0), "mode": "fan_in", "nonlinearity": "leaky_relu"}, c.shape, c.layout, c.fans)
+        ),
+        doc="nn.Linear.reset_parameters / nn.Conv*d.reset_parameters",
+    ),
     # Keras / JAX family
-    Scheme("variance_scaling", "keras", "variance = scale / max(1, n), n by mode; uniform: U(+-sqrt(3 variance)); "
-           "untruncated_normal: N(0, variance); truncated_normal: std = sqrt(variance) / 0.8796..., cut at +-2 std",
-           _variance_scaling_rule,
-           (Param("scale", float, 1.0, "variance multiplier", gt=0.0),
+    Scheme(
+        "variance_scaling",
+        "keras",
+        "variance = scale / max(1, n), n by mode; uniform: U(+-sqrt(3 variance)); "
+        "untruncated_normal: N(0, variance); truncated_normal: std = sqrt(variance) / 0.8796..., cut at +-2 std",
+        _variance_scaling_rule,
+        (
+            Param("scale", float, 1.0, "variance multiplier", gt=0.0),
             Param("mode", str, "fan_in", "which fan n is (case-insensitive)", choices=VARIANCE_SCALING_MODES),
-            Param("distribution", str, "truncated_normal", "case-insensitive; 'normal' is refused as ambiguous",
-                  choices=VARIANCE_SCALING_DISTRIBUTIONS)),
-           doc=f"{_KERAS}.VarianceScaling / jax.nn.initializers.variance_scaling"),
+            Param(
+                "distribution",
+                str,
+                "truncated_normal",
+                "case-insensitive; 'normal' is refused as ambiguous",
+                choices=VARIANCE_SCALING_DISTRIBUTIONS,
+            ),
+        ),
+        doc=f"{_KERAS}.VarianceScaling / jax.nn.initializers.variance_scaling",
+    ),
     *(
-        Scheme(name, "keras", f"variance_scaling(scale={scale:g}, mode={mode}, distribution={dist})",
-               _keras_fixed(scale, mode, dist), doc=f"{_KERAS}.{doc}")
+        Scheme(
+            name,
+            "keras",
+            f"variance_scaling(scale={scale:g}, mode={mode}, distribution={dist})",
+            _keras_fixed(scale, mode, dist),
+            doc=f"{_KERAS}.{doc}",
+        )
         for name, scale, mode, dist, doc in (
             ("glorot_uniform", 1.0, "fan_avg", "uniform", "GlorotUniform"),
             ("glorot_normal", 1.0, "fan_avg", "truncated_normal", "GlorotNormal"),
@@ -343,22 +448,41 @@ SCHEMES: tuple[Scheme, ...] = (
             ("lecun_normal", 1.0, "fan_in", "truncated_normal", "LecunNormal"),
         )
     ),
-    Scheme("random_normal", "keras", "N(mean, stddev^2)", lambda c: Built(d.Normal(c["mean"], c["stddev"])),
-           (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "standard deviation", ge=0.0)),
-           doc=f"{_KERAS}.RandomNormal"),
-    Scheme("random_uniform", "keras", "U[minval, maxval)", _random_uniform,
-           (Param("minval", float, -0.05, "lower bound"), Param("maxval", float, 0.05, "upper bound")),
-           doc=f"{_KERAS}.RandomUniform"),
-    Scheme("truncated_normal", "keras", "N(mean, stddev^2) cut at mean +- 2 stddev (stddev is the pre-cut value; the "
-           "real std is 0.8796 * stddev)", _keras_truncated_normal,
-           (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "std before truncation", gt=0.0)),
-           doc=f"{_KERAS}.TruncatedNormal"),
+    Scheme(
+        "random_normal",
+        "keras",
+        "N(mean, stddev^2)",
+        lambda c: Built(d.Normal(c["mean"], c["stddev"])),
+        (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "standard deviation", ge=0.0)),
+        doc=f"{_KERAS}.RandomNormal",
+    ),
+    Scheme(
+        "random_uniform",
+        "keras",
+        "U[minval, maxval)",
+        _random_uniform,
+        (Param("minval", float, -0.05, "lower bound"), Param("maxval", float, 0.05, "upper bound")),
+        doc=f"{_KERAS}.RandomUniform",
+    ),
+    Scheme(
+        "truncated_normal",
+        "keras",
+        "N(mean, stddev^2) cut at mean +- 2 stddev (stddev is the pre-cut value; the real std is 0.8796 * stddev)",
+        _keras_truncated_normal,
+        (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "std before truncation", gt=0.0)),
+        doc=f"{_KERAS}.TruncatedNormal",
+    ),
     Scheme("identity", "keras", "gain * eye, 2-D only", _identity, (_GAIN,), doc=f"{_KERAS}.Identity"),
     # TensorFlow 1 legacy
-    Scheme("uniform_unit_scaling", "tf1", "U(-b, b), b = sqrt(3 / max(1, input_size)) * factor, input_size = "
-           "prod(shape[:-1]) (= fan_in for >= 2 dims, else 1 unless fan_in is given)", _uniform_unit_scaling,
-           (Param("factor", float, 1.0, "multiplier of the bound"),),
-           doc="tf.compat.v1.uniform_unit_scaling_initializer"),
+    Scheme(
+        "uniform_unit_scaling",
+        "tf1",
+        "U(-b, b), b = sqrt(3 / max(1, input_size)) * factor, input_size = "
+        "prod(shape[:-1]) (= fan_in for >= 2 dims, else 1 unless fan_in is given)",
+        _uniform_unit_scaling,
+        (Param("factor", float, 1.0, "multiplier of the bound"),),
+        doc="tf.compat.v1.uniform_unit_scaling_initializer",
+    ),
 )
 
 REGISTRY: dict[str, Scheme] = {s.name: s for s in SCHEMES}

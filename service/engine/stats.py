@@ -98,8 +98,11 @@ def tensor_stats(plan: Plan, bins: int = 32, ks_max: int = KS_MAX_SAMPLE) -> dic
     ks = expected = None
     if plan.distribution.continuous:
         sample = plan.values(0, min(plan.numel, ks_max))
-        ks = {**ks_test(sample, plan.distribution.cdf), "sample": f"first {sample.size} elements",
-              "computed_on": "float64 values before rounding to the output dtype"}
+        ks = {
+            **ks_test(sample, plan.distribution.cdf),
+            "sample": f"first {sample.size} elements",
+            "computed_on": "float64 values before rounding to the output dtype",
+        }
         expected = (np.diff(plan.distribution.cdf(edges)) * plan.numel).tolist()
 
     return {

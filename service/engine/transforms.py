@@ -3,7 +3,7 @@
 Element i of a tensor is drawn from stream word(s) of block i // 4 only, so any slice can be generated alone:
 
 * uniform [0, 1):      u = (w_i >> 11) * 2^-53
-* uniform (0, 1):      u = ((w_i >> 11) + 0.5) * 2^-53            (never 0 or 1: safe for inverse CDFs)
+* uniform (0, 1):      u = ((w_i >> 12) + 0.5) * 2^-52            (never 0 or 1: safe for inverse CDFs)
 * standard normal:     Box-Muller on the pair (w_{2k}, w_{2k+1}), k = i // 2:
                        u1 = ((w_{2k} >> 11) + 1) * 2^-53 in (0, 1],  t = (w_{2k+1} >> 11) * 2^-53 in [0, 1),
                        r = sqrt(-2 log u1);  element 2k = r cos(2 pi t),  element 2k + 1 = r sin(2 pi t)
@@ -21,7 +21,9 @@ from numpy.typing import NDArray
 from service.engine import detmath
 
 _TWO_POW_M53 = 2.0**-53
+_TWO_POW_M52 = 2.0**-52
 _MANTISSA_SHIFT = np.uint64(11)
+_OPEN_SHIFT = np.uint64(12)
 
 
 def _top53(words: NDArray[np.uint64]) -> NDArray[np.float64]:
@@ -34,8 +36,11 @@ def uniform01(words: NDArray[np.uint64]) -> NDArray[np.float64]:
 
 
 def uniform_open(words: NDArray[np.uint64]) -> NDArray[np.float64]:
-    """Uniform on (0, 1): the midpoints of the 2^53 cells of [0, 1), one word per element."""
-    return (_top53(words) + 0.5) * _TWO_POW_M53
+    """Uniform on (0, 1): the midpoints of the 2^52 cells of [0, 1), one word per element.
+
+    52 bits, not 53: below 2^52 every k + 0.5 is a float64, so no midpoint rounds onto 0 or 1.
+    """
+    return ((words >> _OPEN_SHIFT).astype(np.float64) + 0.5) * _TWO_POW_M52
 
 
 def standard_normal(words: NDArray[np.uint64]) -> NDArray[np.float64]:

@@ -19,5 +19,4 @@ def encode(values: NDArray, fields: dict[str, Any]) -> bytes:
     """`fields` (name, shape, dtype, metadata) plus "data": the flat values."""
     if values.dtype not in (np.float32, np.float64):
         values = values.astype(np.float32)
-    return orjson.dumps({**fields, "data": np.ascontiguousarray(values).reshape(-1)},
-                        option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({**fields, "data": np.ascontiguousarray(values).reshape(-1)}, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -20,19 +20,31 @@ def test_schemes_lists_every_scheme_with_its_parameters(client):
     kaiming = listed["kaiming_normal"]
     assert kaiming["family"] == "torch" and kaiming["default_layout"] == "torch"
     assert {p["name"]: p["default"] for p in kaiming["params"]} == {
-        "a": 0.0, "mode": "fan_in", "nonlinearity": "leaky_relu"}
+        "a": 0.0,
+        "mode": "fan_in",
+        "nonlinearity": "leaky_relu",
+    }
     assert listed["msra"]["alias_of"] == "kaiming_normal"
     sparse = {p["name"]: p for p in listed["sparse"]["params"]}
     assert sparse["sparsity"]["required"] and sparse["sparsity"]["le"] == 1.0
     assert listed["he_normal"]["default_layout"] == "keras"
 
 
-@pytest.mark.parametrize(("nonlinearity", "param", "gain"), [
-    ("linear", None, 1.0), ("conv2d", None, 1.0), ("conv_transpose3d", None, 1.0), ("sigmoid", None, 1.0),
-    ("tanh", None, 5 / 3), ("relu", None, math.sqrt(2)), ("selu", None, 0.75),
-    ("leaky_relu", None, 1.4141428569978354), ("leaky_relu", "0.2", math.sqrt(2 / 1.04)),
-    ("leaky_relu", "0", math.sqrt(2)),
-])
+@pytest.mark.parametrize(
+    ("nonlinearity", "param", "gain"),
+    [
+        ("linear", None, 1.0),
+        ("conv2d", None, 1.0),
+        ("conv_transpose3d", None, 1.0),
+        ("sigmoid", None, 1.0),
+        ("tanh", None, 5 / 3),
+        ("relu", None, math.sqrt(2)),
+        ("selu", None, 0.75),
+        ("leaky_relu", None, 1.4141428569978354),
+        ("leaky_relu", "0.2", math.sqrt(2 / 1.04)),
+        ("leaky_relu", "0", math.sqrt(2)),
+    ],
+)
 def test_gain_table(client, nonlinearity, param, gain):
     params = {"nonlinearity": nonlinearity, **({"param": param} if param is not None else {})}
     assert client.get("/gain", params=params).json()["gain"] == gain

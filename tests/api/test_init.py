@@ -29,8 +29,7 @@ def read_safetensors(content: bytes, tmp_path, name: str = "weight") -> tuple[np
         return f.get_tensor(name), f.metadata()
 
 
-@pytest.mark.parametrize("content_type", [None, "application/json", "application/x-www-form-urlencoded",
-                                          "text/plain"])
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/x-www-form-urlencoded", "text/plain"])
 def test_body_is_json_whatever_the_content_type(client, content_type):
     headers = {"content-type": content_type} if content_type else {}
     r = client.post("/init", content=json.dumps(BODY).encode(), headers=headers)
@@ -87,22 +86,28 @@ def test_json_round_trip_is_exact(client, dtype):
     assert doc["bound"] == pytest.approx((6 / 40) ** 0.5, rel=1e-15)
 
 
-@pytest.mark.parametrize(("accept", "media"), [
-    ("application/json", "application/json"),
-    ("application/x-npy", "application/x-npy"),
-    ("application/x-safetensors", "application/x-safetensors"),
-    ("*/*", "application/x-safetensors"),
-    ("text/html;q=0.9, application/json;q=0.5", "application/json"),
-    ("application/x-npy;q=0.2, application/json;q=0.8", "application/json"),
-])
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        ("application/json", "application/json"),
+        ("application/x-npy", "application/x-npy"),
+        ("application/x-safetensors", "application/x-safetensors"),
+        ("*/*", "application/x-safetensors"),
+        ("text/html;q=0.9, application/json;q=0.5", "application/json"),
+        ("application/x-npy;q=0.2, application/json;q=0.8", "application/json"),
+    ],
+)
 def test_accept_header_picks_format(client, accept, media):
     r = client.post("/init", json={"shape": [4, 4], "scheme": "ones", "seed": 1}, headers={"accept": accept})
     assert r.status_code == 200 and r.headers["content-type"] == media
 
 
 def test_format_field_beats_accept_and_unproducible_accept_is_406(client):
-    r = client.post("/init", json={"shape": [4], "scheme": "ones", "seed": 1, "format": "json"},
-                    headers={"accept": "application/x-npy"})
+    r = client.post(
+        "/init",
+        json={"shape": [4], "scheme": "ones", "seed": 1, "format": "json"},
+        headers={"accept": "application/x-npy"},
+    )
     assert r.headers["content-type"] == "application/json"
     r = client.post("/init", json={"shape": [4], "scheme": "ones", "seed": 1}, headers={"accept": "text/html"})
     assert r.status_code == 406 and r.json()["detail"][0]["loc"] == ["header", "accept"]
@@ -149,8 +154,7 @@ def test_largest_seed_and_custom_name(client, tmp_path):
     assert 'filename="fc1.weight.safetensors"' in r.headers["content-disposition"]
     tensor, meta = read_safetensors(r.content, tmp_path, "fc1.weight")
     assert meta["seed"] == str(2**64 - 1)
-    assert tensor.tobytes() == engine_tensor(shape=(3, 5), scheme="normal", seed=2**64 - 1,
-                                             name="fc1.weight").tobytes()
+    assert tensor.tobytes() == engine_tensor(shape=(3, 5), scheme="normal", seed=2**64 - 1, name="fc1.weight").tobytes()
     # the name keys the stream: same seed, other name, other values
     assert client.post("/init", json={**body, "name": "fc2.weight"}).content[-60:] != r.content[-60:]
 
@@ -160,14 +164,17 @@ def test_zero_dim_tensor_and_keras_layout(client):
     assert r.status_code == 200
     doc = r.json()
     assert doc["shape"] == [] and len(doc["data"]) == 1 and doc["fan_in"] == 1 and doc["fan_out"] == 1
-    r = client.post("/init", json={"shape": [3, 3, 16, 32], "scheme": "kaiming_normal", "layout": "keras",
-                                   "seed": 1, "format": "json"})
+    r = client.post(
+        "/init",
+        json={"shape": [3, 3, 16, 32], "scheme": "kaiming_normal", "layout": "keras", "seed": 1, "format": "json"},
+    )
     assert (r.json()["fan_in"], r.json()["layout"]) == (144, "keras")
 
 
 def test_explicit_fans_for_a_bias(client):
-    r = client.post("/init", json={"shape": [256], "scheme": "torch_default", "fan_in": 784, "seed": 1,
-                                   "format": "json"})
+    r = client.post(
+        "/init", json={"shape": [256], "scheme": "torch_default", "fan_in": 784, "seed": 1, "format": "json"}
+    )
     doc = r.json()
     assert r.status_code == 200 and doc["fan_in"] == 784
     assert doc["bound"] == pytest.approx(1 / 28, rel=1e-15)

@@ -14,18 +14,26 @@ from service.engine.stats import kolmogorov_pvalue
 TRUNC2 = sps.truncnorm(-2, 2)
 
 
-@pytest.mark.parametrize(("body", "dist"), [
-    ({"shape": [256, 784], "scheme": "kaiming_normal"}, sps.norm(scale=math.sqrt(2 / 784))),
-    ({"shape": [256, 784], "scheme": "xavier_uniform"},
-     sps.uniform(-math.sqrt(6 / 1040), 2 * math.sqrt(6 / 1040))),
-    ({"shape": [784, 256], "scheme": "he_normal"},
-     sps.truncnorm(-2, 2, scale=math.sqrt(2 / 784) / 0.87962566103423978)),
-    ({"shape": [300, 200], "scheme": "trunc_normal", "mean": 0.5, "std": 2.0, "a": -1.0, "b": 3.0},
-     sps.truncnorm(-0.75, 1.25, loc=0.5, scale=2.0)),
-    ({"shape": [300, 200], "scheme": "truncated_normal", "stddev": 0.1}, sps.truncnorm(-2, 2, scale=0.1)),
-    ({"shape": [64, 32, 3, 3], "scheme": "lecun_uniform", "layout": "torch"},
-     sps.uniform(-math.sqrt(3 / 288), 2 * math.sqrt(3 / 288))),
-])
+@pytest.mark.parametrize(
+    ("body", "dist"),
+    [
+        ({"shape": [256, 784], "scheme": "kaiming_normal"}, sps.norm(scale=math.sqrt(2 / 784))),
+        ({"shape": [256, 784], "scheme": "xavier_uniform"}, sps.uniform(-math.sqrt(6 / 1040), 2 * math.sqrt(6 / 1040))),
+        (
+            {"shape": [784, 256], "scheme": "he_normal"},
+            sps.truncnorm(-2, 2, scale=math.sqrt(2 / 784) / 0.87962566103423978),
+        ),
+        (
+            {"shape": [300, 200], "scheme": "trunc_normal", "mean": 0.5, "std": 2.0, "a": -1.0, "b": 3.0},
+            sps.truncnorm(-0.75, 1.25, loc=0.5, scale=2.0),
+        ),
+        ({"shape": [300, 200], "scheme": "truncated_normal", "stddev": 0.1}, sps.truncnorm(-2, 2, scale=0.1)),
+        (
+            {"shape": [64, 32, 3, 3], "scheme": "lecun_uniform", "layout": "torch"},
+            sps.uniform(-math.sqrt(3 / 288), 2 * math.sqrt(3 / 288)),
+        ),
+    ],
+)
 def test_theory_against_scipy_and_empirical_against_the_tensor(client, body, dist):
     body = {**body, "seed": 11}
     s = client.post("/stats", json=body).json()
@@ -54,14 +62,17 @@ def test_theory_against_scipy_and_empirical_against_the_tensor(client, body, dis
     assert sum(hist["expected"]) == pytest.approx(tensor.size, rel=1e-3)
 
 
-@pytest.mark.parametrize(("body", "mean", "variance"), [
-    ({"shape": [3, 5], "scheme": "eye"}, 3 / 15, 3 / 15 - (3 / 15) ** 2),
-    ({"shape": [4, 4], "scheme": "identity", "gain": 2.0}, 0.5, 4 * 4 / 16 - 0.25),
-    ({"shape": [4, 2, 3, 3], "scheme": "dirac", "groups": 2}, 4 / 72, 4 / 72 - (4 / 72) ** 2),
-    ({"shape": [7, 9], "scheme": "constant", "val": -1.5}, -1.5, 0.0),
-    ({"shape": [50, 40], "scheme": "orthogonal", "gain": 3.0}, 0.0, 9 / 50),
-    ({"shape": [50, 40], "scheme": "sparse", "sparsity": 0.3}, 0.0, (1 - 15 / 50) * 1e-4),
-])
+@pytest.mark.parametrize(
+    ("body", "mean", "variance"),
+    [
+        ({"shape": [3, 5], "scheme": "eye"}, 3 / 15, 3 / 15 - (3 / 15) ** 2),
+        ({"shape": [4, 4], "scheme": "identity", "gain": 2.0}, 0.5, 4 * 4 / 16 - 0.25),
+        ({"shape": [4, 2, 3, 3], "scheme": "dirac", "groups": 2}, 4 / 72, 4 / 72 - (4 / 72) ** 2),
+        ({"shape": [7, 9], "scheme": "constant", "val": -1.5}, -1.5, 0.0),
+        ({"shape": [50, 40], "scheme": "orthogonal", "gain": 3.0}, 0.0, 9 / 50),
+        ({"shape": [50, 40], "scheme": "sparse", "sparsity": 0.3}, 0.0, (1 - 15 / 50) * 1e-4),
+    ],
+)
 def test_structured_schemes_have_closed_form_moments(client, body, mean, variance):
     s = client.post("/stats", json={**body, "seed": 2}).json()
     assert s["theoretical"]["mean"] == pytest.approx(mean, abs=1e-15)
