@@ -19,7 +19,9 @@ NONLINEARITIES = (*LINEAR_FNS, "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 DEFAULT_NEGATIVE_SLOPE = 0.01
 
 
-def calculate_gain(nonlinearity: str, param: float | None = None, field: str = "nonlinearity") -> float:
+def calculate_gain(
+    nonlinearity: str, param: float | None = None, field: str = "nonlinearity", param_field: str = "param"
+) -> float:
     """Gain for `nonlinearity`; `param` is leaky_relu's negative slope (default 0.01), ignored otherwise.
 
     linear, conv*, sigmoid: 1 | tanh: 5/3 | relu: sqrt(2) | leaky_relu: sqrt(2 / (1 + slope^2)) | selu: 3/4
@@ -36,7 +38,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None, field: str = "
         elif isinstance(param, int | float) and not isinstance(param, bool) and math.isfinite(param):
             slope = param
         else:
-            raise InitError("param", f"negative_slope {param} not a valid number")
+            raise InitError(param_field, f"negative_slope {param} not a valid number")
         return math.sqrt(2.0 / (1 + slope * slope))
     if nonlinearity == "selu":
         return 3.0 / 4

@@ -128,7 +128,9 @@ def make_plan(request: TensorRequest) -> Plan:
     fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
     try:
         built = scheme.build(Context(params, request.shape, layout, fans))
-    except (OverflowError, ZeroDivisionError) as error:  # a safety net: ranges should have caught it earlier
+    except InitError:
+        raise
+    except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier
         raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
     largest = built.distribution.max_abs()

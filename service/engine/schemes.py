@@ -52,6 +52,19 @@ class Param:
     def required(self) -> bool:
         return self.default is REQUIRED
 
+    def check(self, value: Any) -> Any:
+        """The value if it has this parameter's type and range (the API checks the same first, via Pydantic)."""
+        numeric = self.type in (int, float)
+        kinds = (int, float) if self.type is float else (self.type,)
+        if isinstance(value, bool) or not isinstance(value, kinds) or (numeric and not math.isfinite(value)):
+            kind = {float: "a finite number", int: "an integer", str: "a string"}[self.type]
+            raise InitError(self.name, f"{self.name} must be {kind}, got {value!r}")
+        for bound, holds, words in (("ge", value.__ge__, ">="), ("gt", value.__gt__, ">"), ("le", value.__le__, "<=")):
+            limit = getattr(self, bound)
+            if limit is not None and not holds(limit):
+                raise InitError(self.name, f"{self.name} must be {words} {limit}, got {value}")
+        return float(value) if self.type is float else value
+
 
 @dataclass
 class Context:
@@ -90,7 +103,7 @@ class Scheme:
         return next((p for p in self.params if p.name == name), None)
 
     def full_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """`given` with defaults filled in; unknown or missing parameters are an InitError."""
+        """`given` with defaults filled in; unknown, missing, mistyped or out-of-range ones are an InitError."""
         for name in given:
             if self.param(name) is None:
                 known = ", ".join(p.name for p in self.params) or "none"
@@ -98,7 +111,7 @@ class Scheme:
         full = {}
         for p in self.params:
             if p.name in given:
-                full[p.name] = given[p.name]
+                full[p.name] = p.check(given[p.name])
             elif p.required:
                 raise InitError(p.name, f"scheme {self.name!r} needs parameter {p.name!r}")
             else:
@@ -139,7 +152,7 @@ def _torch_mode(mode: str) -> str:
 def _kaiming(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
         mode = _torch_mode(c["mode"])
-        gain = calculate_gain(c["nonlinearity"], c["a"])
+        gain = calculate_gain(c["nonlinearity"], c["a"], param_field="a")
         return Built(variance_scaling(gain * gain, mode, distribution, c.fans), gain)
 
     return build
@@ -478,7 +491,7 @@ SCHEMES: tuple[Scheme, ...] = (
         "uniform_unit_scaling",
         "tf1",
         "U(-b, b), b = sqrt(3 / max(1, input_size)) * factor, input_size = "
-        "prod(shape[:-1]) (= fan_in for >= 2 dims, else 1 unless fan_in is given)",
+        "fan_in of the layout for >= 2 dims (keras: prod(shape[:-1]), as TF1), else 1 unless fan_in is given",
         _uniform_unit_scaling,
         (Param("factor", float, 1.0, "multiplier of the bound"),),
         doc="tf.compat.v1.uniform_unit_scaling_initializer",

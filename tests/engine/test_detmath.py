@@ -71,9 +71,7 @@ def test_log_within_one_ulp():
             rng.integers(1, 2**52, 50_000).astype(np.float64) * 5e-324,  # subnormals, exact
             rng.uniform(0.5, 2.0, 200_000),
             1.0 + rng.uniform(-2e-6, 2e-6, 50_000),  # fdlibm's |f| < 2^-20 path
-            np.array(
-                [5e-324, 2.2250738585072014e-308, 2.225073858507201e-308, 1.7976931348623157e308, 0.5, 2.0]
-            ),
+            np.array([5e-324, 2.2250738585072014e-308, 2.225073858507201e-308, 1.7976931348623157e308, 0.5, 2.0]),
         ]
     )
     y = detmath.log(x)
@@ -102,9 +100,7 @@ def test_exp_within_one_ulp():
             np.ldexp(rng.uniform(-1.0, 1.0, 50_000), rng.integers(-1074, -20, 50_000)),
             rng.uniform(-745.13, -708.0, 100_000),  # subnormal results
             rng.uniform(700.0, 709.78, 100_000),  # near overflow
-            np.array(
-                [0.0, -0.0, 709.782712893384, -745.1332191019411, 0.34657359027997264, 1.0397207708399179]
-            ),
+            np.array([0.0, -0.0, 709.782712893384, -745.1332191019411, 0.34657359027997264, 1.0397207708399179]),
         ]
     )
     y = detmath.exp(x)
@@ -233,9 +229,7 @@ def test_erfc_against_scipy():
 
 def test_erfc_tail_relative_accuracy():
     rng = np.random.default_rng(12)
-    x = np.concatenate(
-        [np.linspace(0.5, 26.5, 4001), rng.uniform(1.0, 26.5, 4000), [26.54, 1.25, 2.857142857142857]]
-    )
+    x = np.concatenate([np.linspace(0.5, 26.5, 4001), rng.uniform(1.0, 26.5, 4000), [26.54, 1.25, 2.857142857142857]])
     assert rel_err(detmath.erfc(x), erfc_tail_reference(x)).max() <= 1e-14
 
 
@@ -538,11 +532,7 @@ def test_source_uses_no_platform_libm():
             imports |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imports.add(node.module)
-        elif (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id in {"np", "numpy"}
-        ):
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in {"np", "numpy"}:
             np_attrs.add(node.attr)
         elif isinstance(node, ast.BinOp):
             assert not isinstance(node.op, ast.Pow), f"'**' (libm pow) at line {node.lineno}"
@@ -553,9 +543,7 @@ def test_source_uses_no_platform_libm():
     assert np_attrs <= ALLOWED_NP, np_attrs - ALLOWED_NP
     # and, textually, in the code outside docstrings and comments:
     code = [line.split("#")[0] for line in ast.unparse(_strip_docstrings(tree)).splitlines()]
-    pattern = re.compile(
-        r"\b(math|cmath|scipy|numpy|np)\.(log\w*|exp\w*|sin\w*|cos\w*|tan\w*|arc\w+|pow\w*)\b"
-    )
+    pattern = re.compile(r"\b(math|cmath|scipy|numpy|np)\.(log\w*|exp\w*|sin\w*|cos\w*|tan\w*|arc\w+|pow\w*)\b")
     assert not [line for line in code if pattern.search(line)]
 
 

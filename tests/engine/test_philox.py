@@ -65,12 +65,18 @@ def test_reference_matches_random123_known_answers_all_ones_and_pi():
     # The other two Random123 kat_vectors for philox4x64-10.
     ones = (MASK64,) * 4
     assert philox4x64(ones, (MASK64, MASK64)) == [
-        0x87B092C3013FE90B, 0x438C3C67BE8D0224, 0x9CC7D7C69CD777B6, 0xA09CAEBF594F0BA0,
+        0x87B092C3013FE90B,
+        0x438C3C67BE8D0224,
+        0x9CC7D7C69CD777B6,
+        0xA09CAEBF594F0BA0,
     ]
     pi_ctr = (0x243F6A8885A308D3, 0x13198A2E03707344, 0xA4093822299F31D0, 0x082EFA98EC4E6C89)
     pi_key = (0x452821E638D01377, 0xBE5466CF34E90C6C)
     assert philox4x64(pi_ctr, pi_key) == [
-        0xA528F45403E61D95, 0x38C72DBD566E9788, 0xA5A1610E72FD18B5, 0x57BD43B5E52B7FE6,
+        0xA528F45403E61D95,
+        0x38C72DBD566E9788,
+        0xA5A1610E72FD18B5,
+        0x57BD43B5E52B7FE6,
     ]
 
 
@@ -81,7 +87,10 @@ def test_engine_block_zero_with_key_zero_is_the_known_answer():
     words = Stream((0, 0)).blocks(0, 1)
     assert words.dtype == np.uint64
     assert [int(w) for w in words] == [
-        0x16554D9ECA36314C, 0xDB20FE9D672D0FDC, 0xD7E772CEE186176B, 0x7E68B68AEC7BA23B,
+        0x16554D9ECA36314C,
+        0xDB20FE9D672D0FDC,
+        0xD7E772CEE186176B,
+        0x7E68B68AEC7BA23B,
     ]
 
 
@@ -114,7 +123,8 @@ def test_block_carry_crosses_the_64_bit_boundary():
 @pytest.mark.parametrize("key", KEYS[:4])
 def test_words_follow_block_layout(key):
     for purpose in (VALUES, SPARSE_MASK):
-        for start, stop in [(0, 0), (0, 1), (0, 4), (1, 6), (3, 13), (4, 8), (17, 18), (4 * MASK64 + 2, 4 * MASK64 + 11)]:
+        ranges = [(0, 0), (0, 1), (0, 4), (1, 6), (3, 13), (4, 8), (17, 18), (4 * MASK64 + 2, 4 * MASK64 + 11)]
+        for start, stop in ranges:
             got = [int(w) for w in Stream(key).words(start, stop, purpose)]
             assert got == reference_words(key, start, stop, purpose), (start, stop, purpose)
 

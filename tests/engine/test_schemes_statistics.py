@@ -62,8 +62,9 @@ def centred_normal(std: float, uses: tuple[str, ...]) -> Expected:
 
 def keras_truncated(variance: float, uses: tuple[str, ...]) -> Expected:
     # Keras: stddev = sqrt(variance) / 0.8796..., cut at +-2 stddev
-    return Expected(stats.truncnorm(-2.0, 2.0, loc=0.0, scale=math.sqrt(variance) / TRUNC_STD_2), uses,
-                    "truncated_normal")
+    return Expected(
+        stats.truncnorm(-2.0, 2.0, loc=0.0, scale=math.sqrt(variance) / TRUNC_STD_2), uses, "truncated_normal"
+    )
 
 
 def vs_reference(scale: float, mode: str, distribution: str, fans: dict[str, int]) -> Expected:
@@ -83,8 +84,9 @@ def vs_reference(scale: float, mode: str, distribution: str, fans: dict[str, int
     return keras_truncated(s, uses)
 
 
-def kaiming(params: dict[str, Any], normal: bool, default_nonlinearity: str = "leaky_relu"
-            ) -> Callable[[dict[str, int]], Expected]:
+def kaiming(
+    params: dict[str, Any], normal: bool, default_nonlinearity: str = "leaky_relu"
+) -> Callable[[dict[str, int]], Expected]:
     def expected(fans: dict[str, int]) -> Expected:
         mode = params.get("mode", "fan_in").lower()
         gain = reference_gain(params.get("nonlinearity", default_nonlinearity), params.get("a", 0.0))
@@ -104,16 +106,23 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, int]], Expected]]] = 
     ("normal", {"mean": 0.5, "std": 2.0}, lambda f: Expected(stats.norm(0.5, 2.0), (), "normal")),
     ("trunc_normal", {}, lambda f: Expected(stats.truncnorm(-2.0, 2.0), (), "truncated_normal")),
     # a and b are absolute: [-1, 3] around mean 0.5 with std 2 is alpha = -0.75, beta = 1.25
-    ("trunc_normal", {"mean": 0.5, "std": 2.0, "a": -1.0, "b": 3.0},
-     lambda f: Expected(stats.truncnorm(-0.75, 1.25, loc=0.5, scale=2.0), (), "truncated_normal")),
-    ("xavier_uniform", {}, lambda f: sym_uniform(math.sqrt(6 / (f["fan_in"] + f["fan_out"])),
-                                                 ("fan_in", "fan_out"))),
-    ("xavier_uniform", {"gain": 2.0}, lambda f: sym_uniform(2.0 * math.sqrt(6 / (f["fan_in"] + f["fan_out"])),
-                                                            ("fan_in", "fan_out"))),
-    ("xavier_normal", {}, lambda f: centred_normal(math.sqrt(2 / (f["fan_in"] + f["fan_out"])),
-                                                   ("fan_in", "fan_out"))),
-    ("xavier_normal", {"gain": 0.5}, lambda f: centred_normal(0.5 * math.sqrt(2 / (f["fan_in"] + f["fan_out"])),
-                                                              ("fan_in", "fan_out"))),
+    (
+        "trunc_normal",
+        {"mean": 0.5, "std": 2.0, "a": -1.0, "b": 3.0},
+        lambda f: Expected(stats.truncnorm(-0.75, 1.25, loc=0.5, scale=2.0), (), "truncated_normal"),
+    ),
+    ("xavier_uniform", {}, lambda f: sym_uniform(math.sqrt(6 / (f["fan_in"] + f["fan_out"])), ("fan_in", "fan_out"))),
+    (
+        "xavier_uniform",
+        {"gain": 2.0},
+        lambda f: sym_uniform(2.0 * math.sqrt(6 / (f["fan_in"] + f["fan_out"])), ("fan_in", "fan_out")),
+    ),
+    ("xavier_normal", {}, lambda f: centred_normal(math.sqrt(2 / (f["fan_in"] + f["fan_out"])), ("fan_in", "fan_out"))),
+    (
+        "xavier_normal",
+        {"gain": 0.5},
+        lambda f: centred_normal(0.5 * math.sqrt(2 / (f["fan_in"] + f["fan_out"])), ("fan_in", "fan_out")),
+    ),
     *(
         (name, params, kaiming(params, normal=name == "kaiming_normal"))
         for name in ("kaiming_uniform", "kaiming_normal")
@@ -132,8 +141,11 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, int]], Expected]]] = 
     ("torch_default", {}, lambda f: sym_uniform(1 / math.sqrt(f["fan_in"]), ("fan_in",))),
     ("variance_scaling", {}, lambda f: vs_reference(1.0, "fan_in", "truncated_normal", f)),
     *(
-        ("variance_scaling", {"scale": 2.5, "mode": mode, "distribution": dist},
-         lambda f, mode=mode, dist=dist: vs_reference(2.5, mode, dist, f))
+        (
+            "variance_scaling",
+            {"scale": 2.5, "mode": mode, "distribution": dist},
+            lambda f, mode=mode, dist=dist: vs_reference(2.5, mode, dist, f),
+        )
         for mode in ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
         for dist in ("truncated_normal", "untruncated_normal", "uniform")
     ),
@@ -149,8 +161,11 @@ CASES: list[tuple[str, dict[str, Any], Callable[[dict[str, int]], Expected]]] = 
     ("random_uniform", {"minval": 1.0, "maxval": 3.0}, lambda f: Expected(stats.uniform(1.0, 2.0), (), "uniform")),
     # Keras truncated_normal: cut at mean +- 2 stddev, stddev is the pre-cut value
     ("truncated_normal", {}, lambda f: Expected(stats.truncnorm(-2.0, 2.0, scale=0.05), (), "truncated_normal")),
-    ("truncated_normal", {"mean": 1.0, "stddev": 0.2},
-     lambda f: Expected(stats.truncnorm(-2.0, 2.0, loc=1.0, scale=0.2), (), "truncated_normal")),
+    (
+        "truncated_normal",
+        {"mean": 1.0, "stddev": 0.2},
+        lambda f: Expected(stats.truncnorm(-2.0, 2.0, loc=1.0, scale=0.2), (), "truncated_normal"),
+    ),
     # TF1: input_size = prod(shape[:-1]), i.e. the fan_in of the requested layout for >= 2 dims
     ("uniform_unit_scaling", {}, lambda f: sym_uniform(math.sqrt(3 / f["fan_in"]), ("fan_in",))),
     ("uniform_unit_scaling", {"factor": 1.43}, lambda f: sym_uniform(math.sqrt(3 / f["fan_in"]) * 1.43, ("fan_in",))),
@@ -191,11 +206,13 @@ def check_against(plan, values: np.ndarray, expected: Expected, label: str) -> N
     assert moments.mean == pytest.approx(dist.mean(), rel=1e-12, abs=1e-14 * scale), label
     assert moments.variance == pytest.approx(dist.var(), rel=1e-12), label
 
-    grid = np.concatenate([
-        dist.ppf(np.linspace(1e-9, 1 - 1e-9, 401)),
-        [dist.mean() - 20 * scale, dist.mean() + 20 * scale],
-        values[:200],
-    ])
+    grid = np.concatenate(
+        [
+            dist.ppf(np.linspace(1e-9, 1 - 1e-9, 401)),
+            [dist.mean() - 20 * scale, dist.mean() + 20 * scale],
+            values[:200],
+        ]
+    )
     np.testing.assert_allclose(plan.distribution.cdf(grid), dist.cdf(grid), rtol=0, atol=1e-13, err_msg=label)
 
 
@@ -207,8 +224,11 @@ def test_scheme_distribution(case, shape, layout):
     fans = reference_fans(shape, layout)
     expected = expected_of(fans)
     seed = 1000 + CASES.index(case) * 10 + SHAPES.index(shape) * 2 + LAYOUTS.index(layout)
-    plan = make_plan(TensorRequest(shape=shape, scheme=scheme, seed=seed, params=params, dtype="float64",
-                                   layout=layout, name="weight"))
+    plan = make_plan(
+        TensorRequest(
+            shape=shape, scheme=scheme, seed=seed, params=params, dtype="float64", layout=layout, name="weight"
+        )
+    )
     assert plan.layout == layout
     assert plan.fans == {k: fans[k] for k in expected.uses}, "fans must follow the layout's convention"
     assert plan.metadata()["fan_in"] == plan.fans.get("fan_in")
@@ -228,9 +248,16 @@ def test_layouts_give_swapped_fans_and_different_tensors():
     assert keras_plan.distribution.describe()["bound"] == pytest.approx(math.sqrt(6 / 400), rel=1e-15)
 
 
-@pytest.mark.parametrize(("scheme", "layout"), [("kaiming_normal", "torch"), ("xavier_uniform", "torch"),
-                                                ("he_normal", "keras"), ("glorot_uniform", "keras"),
-                                                ("uniform_unit_scaling", "keras")])
+@pytest.mark.parametrize(
+    ("scheme", "layout"),
+    [
+        ("kaiming_normal", "torch"),
+        ("xavier_uniform", "torch"),
+        ("he_normal", "keras"),
+        ("glorot_uniform", "keras"),
+        ("uniform_unit_scaling", "keras"),
+    ],
+)
 def test_default_layout_follows_family(scheme, layout):
     plan = make_plan(TensorRequest(shape=(8, 4), scheme=scheme, seed=0))
     assert plan.layout == layout
@@ -264,7 +291,14 @@ TAIL_CASES = [
 
 @pytest.mark.parametrize(("mean", "std", "a", "b"), TAIL_CASES)
 def test_trunc_normal_tails_and_asymmetric(mean, std, a, b):
-    plan = make_plan(TensorRequest(shape=(200, 250), scheme="trunc_normal", seed=77, dtype="float64",
-                                   params={"mean": mean, "std": std, "a": a, "b": b}))
+    plan = make_plan(
+        TensorRequest(
+            shape=(200, 250),
+            scheme="trunc_normal",
+            seed=77,
+            dtype="float64",
+            params={"mean": mean, "std": std, "a": a, "b": b},
+        )
+    )
     dist = stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
     check_against(plan, plan.values(), Expected(dist, (), "truncated_normal"), f"trunc_normal {mean, std, a, b}")

@@ -26,10 +26,10 @@ def test_uniform01_exact_values():
     got = transforms.uniform01(words(0, MAX_WORD, 2**11, 2**11 - 1, 2**63, 3 << 62, (2**53 - 1) << 11))
     assert got.dtype == np.float64
     assert got.tolist() == [
-        0.0,                 # all bits zero
-        1.0 - 2.0**-53,      # top 53 bits all ones: (2^53 - 1) / 2^53, the largest double below 1
-        2.0**-53,            # lowest of the top 53 bits set
-        0.0,                 # only the 11 discarded low bits set
+        0.0,  # all bits zero
+        1.0 - 2.0**-53,  # top 53 bits all ones: (2^53 - 1) / 2^53, the largest double below 1
+        2.0**-53,  # lowest of the top 53 bits set
+        0.0,  # only the 11 discarded low bits set
         0.5,
         0.75,
         1.0 - 2.0**-53,
@@ -46,28 +46,41 @@ def test_uniform01_range_on_a_stream():
 # ---- uniform (0, 1) -----------------------------------------------------------------------------------------
 
 
-def test_uniform_open_exact_values_lower_half():
-    got = transforms.uniform_open(words(0, 2**11, 2**62))
-    # midpoints of the cells [k 2^-53, (k+1) 2^-53): (k + 0.5) 2^-53, exact for k < 2^52
-    assert got.tolist() == [2.0**-54, 1.5 * 2.0**-53, 0.25 + 2.0**-54]
+def test_uniform_open_exact_values():
+    # u = ((w >> 12) + 0.5) * 2^-52: the midpoints of 2^52 cells (docs/reproducibility.md)
+    got = transforms.uniform_open(words(0, 2**11, 2**12, 2**62, 2**63, MAX_WORD, MAX_WORD - 2**12))
+    assert got.tolist() == [
+        2.0**-53,  # top 52 bits zero: 0.5 * 2^-52
+        2.0**-53,  # bit 11 is below the 52 kept bits
+        1.5 * 2.0**-52,  # lowest kept bit
+        0.25 + 2.0**-53,
+        0.5 + 2.0**-53,
+        1.0 - 2.0**-53,  # all ones: (2^52 - 0.5) * 2^-52, the largest value, below 1
+        1.0 - 3 * 2.0**-53,
+    ]
+
+
+def test_uniform_open_never_zero_or_one_at_the_extreme_words():
+    # Regression: with 53 bits, (2^53 - 1 + 0.5) rounded (ties to even) to 2^53, giving exactly 1.0.
+    extremes = words(MAX_WORD, (2**53 - 1) << 11, MAX_WORD - 2**11, 0, 2**11 - 1, 1, 2**12 - 1)
+    u = transforms.uniform_open(extremes)
+    assert (u > 0.0).all()
+    assert (u < 1.0).all()
+
+
+def test_uniform_open_cells_are_exact_midpoints():
+    # every k + 0.5 with k < 2^52 is a float64, so distinct cells give distinct, exact midpoints
+    k = np.array([0, 1, 2**51, 2**52 - 2, 2**52 - 1], dtype=np.uint64)
+    got = transforms.uniform_open(k << U64(12))
+    assert got.tolist() == [(2 * int(v) + 1) / 2**53 for v in k]  # exact rationals, correctly rounded
+    assert len(set(got.tolist())) == len(k)
 
 
 def test_uniform_open_never_zero_or_one_on_a_stream():
     u = transforms.uniform_open(Stream.for_tensor(2, "u").words(0, 200_000))
     assert u.min() > 0.0
     assert u.max() < 1.0
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: uniform_open computes (top53 + 0.5) * 2^-53 in float64; for top53 >= 2^52 the +0.5 is "
-    "rounded away (ties to even), so the all-ones word gives exactly 1.0, contradicting 'never 0 or 1'",
-)
-def test_uniform_open_never_one_at_the_extreme_words():
-    extremes = words(MAX_WORD, (2**53 - 1) << 11, MAX_WORD - 2**11, 0, 2**11 - 1)
-    u = transforms.uniform_open(extremes)
-    assert (u > 0.0).all()
-    assert (u < 1.0).all()
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
 
 
 # ---- standard normal -------------------------------------------------------------------------------------
