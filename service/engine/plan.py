@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,6 +20,7 @@ from service.engine.philox import RNG_ID, Stream
 from service.engine.schemes import Context, Scheme, get_scheme
 
 RNGS = (RNG_ID,)
+CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32: cache-friendly, and the unit of streaming
 MAX_RANK = 8
 
 
@@ -82,6 +83,14 @@ class Plan:
     def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
         """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""
         return round_to(self.values(start, stop), self.dtype)
+
+    def chunks(
+        self, start: int = 0, stop: int | None = None, chunk_elements: int = CHUNK_ELEMENTS
+    ) -> Iterator[NDArray]:
+        """Flat elements [start, stop) in the output dtype, as consecutive arrays of at most chunk_elements."""
+        stop = self.numel if stop is None else stop
+        for first in range(start, stop, chunk_elements):
+            yield self.generate(first, min(first + chunk_elements, stop))
 
     def tensor(self) -> NDArray:
         return self.generate().reshape(self.shape)

@@ -20,7 +20,6 @@ from numpy.typing import NDArray
 
 from service.engine.plan import Plan
 
-CHUNK_ELEMENTS = 1 << 20
 KS_MAX_SAMPLE = 1 << 20
 
 
@@ -78,8 +77,8 @@ def ks_test(values: NDArray[np.float64], cdf: Any) -> dict[str, float | int]:
 
 
 def _chunks(plan: Plan) -> Any:
-    for start in range(0, plan.numel, CHUNK_ELEMENTS):
-        yield plan.generate(start, min(start + CHUNK_ELEMENTS, plan.numel)).astype(np.float64)
+    for chunk in plan.chunks():
+        yield chunk.astype(np.float64)
 
 
 def tensor_stats(plan: Plan, bins: int = 32, ks_max: int = KS_MAX_SAMPLE) -> dict[str, Any]:
