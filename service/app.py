@@ -1,13 +1,23 @@
-"""The ASGI application: `uvicorn service.app:app`."""
+"""The ASGI application: `uvicorn service.app:app`, or `create_app(settings)` for tests."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service import __version__
-from service.api import errors, routes
+from service.api import docs, errors, health, openapi, routes
+from service.api.access_log import AccessLogMiddleware
+from service.api.auth import ApiKeyMiddleware
+from service.api.budget import MemoryBudget
 from service.api.content_type import JsonBodyMiddleware
+from service.api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
+from service.api.metrics import MetricsMiddleware
 from service.api.responses import NotAcceptableError
+from service.settings import Settings, get_settings
 
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
 
@@ -16,12 +26,49 @@ The same request (with a seed) returns bit-identical tensors on every machine an
 """
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="initserve", version=__version__, description=DESCRIPTION)
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.ready = True
+    yield
+    app.state.ready = False  # uvicorn drains in-flight requests on SIGTERM; probes see us leaving
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="initserve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.budget = MemoryBudget(settings.memory_budget_bytes, settings.budget_wait_seconds)
+    app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)
+    app.include_router(health.router)
+    docs.install(app)
+    openapi.install(app)
     errors.install(app)
     app.add_exception_handler(NotAcceptableError, routes.not_acceptable)  # type: ignore[arg-type]
+
+    # add_middleware wraps: the last added runs first. Order, outermost first: request id and access log,
+    # metrics, CORS (so even 401s carry CORS headers), auth, body limit, timeout, JSON relabelling.
     app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(TimeoutMiddleware, seconds=settings.timeout_seconds)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Accept"],
+            expose_headers=["ETag", "X-Initserve-Seed", "X-Request-ID", "Content-Disposition"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(AccessLogMiddleware)
     return app
 
 

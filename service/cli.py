@@ -63,17 +63,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import os
+    import tempfile
+
     import uvicorn
 
+    from service.logging_config import log_config
     from service.settings import get_settings
 
     settings = get_settings()
+    workers = args.workers or settings.workers
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # prometheus-client aggregates several workers only through files in a shared, initially empty directory;
+        # it must be set before the workers import it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="initserve-metrics-")
     uvicorn.run(
         "service.app:app",
         host=args.host or settings.host,
         port=args.port or settings.port,
-        workers=args.workers or settings.workers,
+        workers=workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level, settings.log_format),
+        access_log=False,  # our access log (request id, JSON) replaces uvicorn's
+        proxy_headers=True,
     )
 
 

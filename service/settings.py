@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -17,7 +18,29 @@ class Settings(BaseSettings):
     max_elements: int = Field(1 << 28, ge=1, description="largest tensor (elements) for binary formats")
     max_json_elements: int = Field(1 << 22, ge=1, description="largest tensor (elements) for JSON output")
     max_stats_elements: int = Field(1 << 26, ge=1, description="largest tensor (elements) /stats will analyse")
-    log_level: str = Field("info", description="uvicorn log level")
+    max_request_elements: int = Field(1 << 29, ge=1, description="largest request (elements over all its tensors)")
+    max_json_request_elements: int = Field(1 << 23, ge=1, description="largest JSON request (elements, all tensors)")
+    memory_budget_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="bytes of tensor data being generated at once, across requests"
+    )
+    budget_wait_seconds: float = Field(2.0, ge=0, description="how long a request waits for budget before 503")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
+    timeout_seconds: float = Field(60.0, gt=0, description="time to the first response byte before 504")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated bearer tokens; empty: no authentication"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated allowed origins; empty: CORS off"
+    )
+    log_level: str = Field("info", description="log level (debug, info, warning, error)")
+    log_format: Literal["json", "text"] = Field("json", description="access and error log format")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
 
 @lru_cache

@@ -18,6 +18,7 @@ class JsonBodyMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            # Mutate, not copy: outer middlewares read what the router adds to this same scope (the route).
             headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            scope = {**scope, "headers": [*headers, (b"content-type", _JSON)]}
+            scope["headers"] = [*headers, (b"content-type", _JSON)]
         await self.app(scope, receive, send)

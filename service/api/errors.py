@@ -11,7 +11,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.budget import BudgetBusyError
 from service.engine.errors import InitError, TooLargeError
 from service.engine.schemes import REGISTRY
 
@@ -72,6 +74,31 @@ async def _init_error(request: Request, exc: InitError) -> JSONResponse:
     return JSONResponse(error_body([exc.where, exc.field], exc.message, kind), status_code=status)
 
 
+async def _budget_busy(request: Request, exc: BudgetBusyError) -> JSONResponse:
+    body = error_body(["body", "shape"], f"the memory budget is in use by other requests: {exc}", "busy")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Framework errors in our error shape. A body FastAPI cannot even decode (not UTF-8) is invalid JSON: 422,
+    like every other malformed body, rather than a 400 of a different shape."""
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        return JSONResponse(
+            error_body(
+                ["body"],
+                "the body could not be parsed as JSON (not UTF-8, numbers too long, or nested too deep)",
+                "json_invalid",
+            ),
+            status_code=422,
+        )
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(["request"], str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers
+    )
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BudgetBusyError, _budget_busy)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(InitError, _init_error)  # type: ignore[arg-type]

@@ -6,17 +6,17 @@ import math
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from service.api import responses
+from service.api import metrics, responses
 from service.api.models import InitRequest, StatsRequest, TensorFields
 from service.engine.errors import InitError, TooLargeError
 from service.engine.gain import calculate_gain
 from service.engine.plan import Plan, make_plan
 from service.engine.schemes import REQUIRED, SCHEMES
-from service.engine.stats import tensor_stats
+from service.engine.stats import stats_working_bytes, tensor_stats
 from service.settings import Settings, get_settings
 
 router = APIRouter()
@@ -80,6 +80,7 @@ _TENSOR_CONTENT["application/json"] = {
 def init(
     request: Annotated[InitRequest, Body()],
     settings: Annotated[Settings, Depends(get_settings)],
+    http: Request,
     accept: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -88,7 +89,11 @@ def init(
         (settings.max_json_elements, "max_json_elements") if fmt == "json" else (settings.max_elements, "max_elements")
     )
     plan = plan_request(request, limit, limit_name)
-    return responses.tensor_response(plan, fmt, if_none_match)
+    with http.app.state.budget.reserve(plan.nbytes):
+        response = responses.tensor_response(plan, fmt, if_none_match)
+    if response.status_code == 200:
+        metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
+    return response
 
 
 @router.post(
@@ -97,10 +102,13 @@ def init(
     responses=_errors(413, 422),
 )
 def stats(
-    request: Annotated[StatsRequest, Body()], settings: Annotated[Settings, Depends(get_settings)]
+    request: Annotated[StatsRequest, Body()], settings: Annotated[Settings, Depends(get_settings)], http: Request
 ) -> dict[str, Any]:
     plan = plan_request(request, settings.max_stats_elements, "max_stats_elements")
-    return {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}
+    with http.app.state.budget.reserve(stats_working_bytes(plan)):
+        result = {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}
+    metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
+    return result
 
 
 def _param_doc(param: Any) -> dict[str, Any]:
@@ -154,11 +162,6 @@ def gain(
     except InitError as error:
         raise InitError(error.field, error.message, where="query") from None
     return {"nonlinearity": nonlinearity, "param": _slope(param), "gain": value}
-
-
-@router.get("/healthz", summary="Liveness")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 async def not_acceptable(request: Any, exc: responses.NotAcceptableError) -> JSONResponse:

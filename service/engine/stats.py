@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine.plan import Plan
+from service.engine.plan import CHUNK_ELEMENTS, Plan
 
 KS_MAX_SAMPLE = 1 << 20
 
@@ -74,6 +74,14 @@ def ks_test(values: NDArray[np.float64], cdf: Any) -> dict[str, float | int]:
     ranks = np.arange(1, n + 1, dtype=np.float64)
     statistic = float(max(np.max(ranks / n - f), np.max(f - (ranks - 1) / n)))
     return {"statistic": statistic, "pvalue": kolmogorov_pvalue(statistic, n), "n": n}
+
+
+def stats_working_bytes(plan: Plan) -> int:
+    """Memory tensor_stats holds at once: one float64 chunk and the sorted KS sample with its CDF, or the whole
+    float64 matrix for distributions that need it (orthogonal, sparse)."""
+    if not plan.distribution.random_access:
+        return 2 * 8 * plan.numel
+    return 8 * min(plan.numel, CHUNK_ELEMENTS) + 4 * 8 * min(plan.numel, KS_MAX_SAMPLE)
 
 
 def _chunks(plan: Plan) -> Any:

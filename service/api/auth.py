@@ -1,0 +1,55 @@
+"""Optional bearer-token authentication: with INITSERVE_API_KEYS set, everything but health and metrics needs one."""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ApiKeyMiddleware:
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app = app
+        self.keys = [key.encode() for key in keys]
+
+    def _authorised(self, header: bytes | None) -> bool:
+        scheme, _, token = (header or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return False
+        # Compare with every key, without stopping early, so timing tells nothing about which keys exist.
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(token.strip(), key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.keys
+            or scope["path"] in OPEN_PATHS
+            or scope["method"] == "OPTIONS"  # CORS preflight carries no credentials
+            or self._authorised(dict(scope["headers"]).get(b"authorization"))
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = orjson.dumps(
+            {
+                "detail": [
+                    {
+                        "loc": ["header", "authorization"],
+                        "msg": "a valid API key is required: Authorization: Bearer <key>",
+                        "type": "unauthorized",
+                    }
+                ]
+            }
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b'Bearer realm="initserve"'),
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,169 @@
+"""Settings-driven behaviour: auth, CORS, request ids and logs, body limit, memory budget, timeout, metrics,
+readiness, offline docs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+BODY = {"shape": [64, 64], "scheme": "kaiming_normal", "seed": 1}
+
+
+def make_client(**settings) -> TestClient:
+    return TestClient(create_app(Settings(**settings)), raise_server_exceptions=False)
+
+
+def test_api_keys_guard_everything_but_health_and_metrics():
+    client = make_client(api_keys=["k1-secret", "k2-secret"])
+    r = client.post("/init", json=BODY)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Bearer realm="initserve"'
+    assert r.json()["detail"][0]["loc"] == ["header", "authorization"]
+    assert client.post("/init", json=BODY, headers={"authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/init", json=BODY, headers={"authorization": "Basic k1-secret"}).status_code == 401
+    assert client.get("/schemes").status_code == 401
+    assert client.get("/openapi.json").status_code == 401
+    for key in ("k1-secret", "k2-secret"):
+        assert client.post("/init", json=BODY, headers={"authorization": f"Bearer {key}"}).status_code == 200
+    for open_path in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(open_path).status_code in (200, 503), open_path
+
+
+def test_no_keys_means_no_auth_and_env_parsing():
+    assert make_client().post("/init", json=BODY).status_code == 200
+    assert Settings(_env_file=None, api_keys=" a , b ,").api_keys == ["a", "b"]
+
+
+def test_cors_off_by_default_and_on_for_configured_origins():
+    r = make_client().post("/init", json=BODY, headers={"origin": "https://app.example"})
+    assert "access-control-allow-origin" not in r.headers
+    client = make_client(cors_origins=["https://app.example"], api_keys=["k"])
+    preflight = client.options(
+        "/init", headers={"origin": "https://app.example", "access-control-request-method": "POST"}
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    denied = client.post("/init", json=BODY, headers={"origin": "https://app.example"})
+    assert denied.status_code == 401 and denied.headers["access-control-allow-origin"] == "https://app.example"
+    other = client.options("/init", headers={"origin": "https://evil.example", "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_request_id_is_echoed_or_made_and_logged(caplog):
+    client = make_client()
+    with caplog.at_level(logging.INFO, logger="initserve.access"):
+        given = client.post("/init", json=BODY, headers={"x-request-id": "job-42.rank-3"})
+        made = client.get("/healthz", headers={"x-request-id": "bad id with spaces"})
+    assert given.headers["x-request-id"] == "job-42.rank-3"
+    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+    records = [r for r in caplog.records if r.name == "initserve.access"]
+    first = next(r for r in records if r.request_id == "job-42.rank-3")
+    assert (first.method, first.path, first.status) == ("POST", "/init", 200)
+    assert first.bytes_sent == len(given.content) and first.duration_ms > 0
+
+
+def test_json_log_formatter_emits_one_object_per_line():
+    from service.logging_config import JsonFormatter
+
+    record = logging.LogRecord("initserve.access", logging.INFO, __file__, 1, "request", (), None)
+    record.request_id, record.status = "abc", 200
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert json.loads(line) | {"ts": None} == {
+        "ts": None,
+        "level": "info",
+        "logger": "initserve.access",
+        "msg": "request",
+        "request_id": "abc",
+        "status": 200,
+    }
+
+
+def test_body_size_limit_by_header_and_by_counting():
+    client = make_client(max_body_bytes=2048)
+    big = json.dumps({**BODY, "name": "x" * 4000}).encode()
+    r = client.post("/init", content=big)
+    assert r.status_code == 413 and "INITSERVE_MAX_BODY_BYTES" in r.json()["detail"][0]["msg"]
+
+    def chunks():  # no Content-Length: the limit must count what arrives
+        for i in range(0, len(big), 500):
+            yield big[i : i + 500]
+
+    r = client.post("/init", content=chunks())
+    assert r.status_code == 413
+    assert client.post("/init", json=BODY).status_code == 200
+
+
+def test_memory_budget_refuses_oversized_and_sheds_load():
+    client = make_client(memory_budget_bytes=1 << 20, budget_wait_seconds=0.05)
+    r = client.post("/init", json={**BODY, "shape": [1024, 1024]})  # 4 MiB > 1 MiB budget
+    assert r.status_code == 413 and "INITSERVE_MEMORY_BUDGET_BYTES" in r.json()["detail"][0]["msg"]
+
+    budget = client.app.state.budget
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with budget.reserve(1_040_000):
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    try:
+        busy = client.post("/init", json=BODY)  # 16 KiB no longer fits
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    finally:
+        release.set()
+        holder.join()
+    assert client.post("/init", json=BODY).status_code == 200
+    assert budget.used == 0
+
+
+def test_timeout_gives_504_and_the_service_keeps_serving():
+    client = make_client(timeout_seconds=0.01)
+    r = client.post("/init", json={"shape": [512, 512], "scheme": "orthogonal", "seed": 1})
+    assert r.status_code == 504 and "INITSERVE_TIMEOUT_SECONDS" in r.json()["detail"][0]["msg"]
+    assert make_client().get("/healthz").status_code == 200
+
+
+def test_metrics_count_requests_by_route_and_generation_by_scheme():
+    client = make_client()
+    client.post("/init", json={**BODY, "scheme": "he_uniform"})
+    client.post("/init", json={"shape": [2], "scheme": "nope"})
+    text = client.get("/metrics").text
+    assert re.search(r'initserve_requests_total\{method="POST",route="/init",status="200"\} [1-9]', text)
+    assert re.search(r'initserve_requests_total\{method="POST",route="/init",status="422"\} [1-9]', text)
+    assert re.search(r'initserve_generated_elements_total\{scheme="he_uniform"\} [1-9]', text)
+    assert re.search(r'initserve_generated_bytes_total\{scheme="he_uniform"\} [1-9]', text)
+    assert "initserve_request_duration_seconds_bucket" in text and "initserve_inflight_bytes" in text
+
+
+def test_readiness_follows_the_lifespan():
+    app = create_app(Settings())
+    assert TestClient(app).get("/readyz").status_code == 503  # lifespan not started
+    with TestClient(app) as client:
+        assert client.get("/readyz").json() == {"status": "ready"}
+    assert TestClient(app).get("/readyz").status_code == 503  # shut down
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"), [("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]), ("/redoc", ["redoc.standalone.js"])]
+)
+def test_docs_work_offline(page, assets):
+    client = make_client()
+    html = client.get(page).text
+    assert not re.search(r"(src|href)=[\"']https?://", html), "docs must not load anything from a CDN"
+    for asset in assets:
+        path = f"/docs-assets/{asset}"
+        assert path in html
+        r = client.get(path)
+        assert r.status_code == 200 and len(r.content) > 100_000
