@@ -72,3 +72,11 @@ def test_readme_documents_every_scheme_and_the_two_commands():
     assert any(line.strip() == serve for line in first_lines)
     assert any(line.strip() == test for line in first_lines)
     assert test in (ROOT / ".ci" / "run").read_text(), ".ci/run must run the README's test command"
+
+
+def test_readme_documents_every_setting():
+    from service.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`INITSERVE_{name.upper()}`" not in readme]
+    assert not missing, f"README's configuration table misses {missing}"

@@ -1,0 +1,55 @@
+"""Run the real production command (`initserve serve`) on a free loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("initserve")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(
+    env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready_timeout: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Yield (base URL, process) once /healthz answers; stop the server (SIGTERM, then SIGKILL) on exit."""
+    port = free_port()
+    full_env = {**os.environ, "INITSERVE_HOST": "127.0.0.1", "INITSERVE_PORT": str(port), **(env or {})}
+    process = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), "serve", *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {process.stdout.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
