@@ -10,12 +10,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from service import __version__
 from service.api import docs, errors, health, openapi, routes
-from service.api.access_log import AccessLogMiddleware
 from service.api.auth import ApiKeyMiddleware
 from service.api.budget import MemoryBudget
 from service.api.content_type import JsonBodyMiddleware
 from service.api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
-from service.api.metrics import MetricsMiddleware
+from service.api.observe import ObserveMiddleware
 from service.api.responses import NotAcceptableError
 from service.settings import Settings, get_settings
 
@@ -53,8 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.add_exception_handler(NotAcceptableError, routes.not_acceptable)  # type: ignore[arg-type]
 
-    # add_middleware wraps: the last added runs first. Order, outermost first: request id and access log,
-    # metrics, CORS (so even 401s carry CORS headers), auth, body limit, timeout, JSON relabelling.
+    # add_middleware wraps: the last added runs first. Order, outermost first: request id, access log and metrics,
+    # CORS (so even 401s carry CORS headers), auth, body limit, timeout, JSON relabelling.
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(TimeoutMiddleware, seconds=settings.timeout_seconds)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -67,8 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "If-None-Match", "Accept"],
             expose_headers=["ETag", "X-Initserve-Seed", "X-Request-ID", "Content-Disposition"],
         )
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(ObserveMiddleware)
     return app
 
 

@@ -7,13 +7,11 @@ workers start (or uses the one the operator set), and /metrics aggregates every 
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
     "initserve_requests_total", "HTTP requests by route template and status", ["route", "method", "status"]
@@ -29,6 +27,11 @@ GENERATED_ELEMENTS = Counter("initserve_generated_elements_total", "Tensor eleme
 INFLIGHT_BYTES = Gauge("initserve_inflight_bytes", "Bytes of the memory budget held now", multiprocess_mode="livesum")
 
 
+def observe_request(route: str, method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(route, method, str(status)).inc()
+    LATENCY.labels(route).observe(seconds)
+
+
 def record_generation(scheme: str, elements: int, nbytes: int) -> None:
     GENERATED_ELEMENTS.labels(scheme).inc(elements)
     GENERATED_BYTES.labels(scheme).inc(nbytes)
@@ -40,31 +43,3 @@ def metrics_endpoint(request: Request) -> Response:
         prometheus_multiprocess.MultiProcessCollector(registry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-class MetricsMiddleware:
-    """Counts requests and their latency by route *template* (never the raw path: bounded label values)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_observe)
-        finally:
-            route = scope.get("route")
-            label = getattr(route, "path", "unmatched")
-            REQUESTS.labels(label, scope["method"], str(status)).inc()
-            LATENCY.labels(label).observe(time.perf_counter() - started)

@@ -1,4 +1,5 @@
-"""Access log: one structured line per request, tied to a request id that is echoed as X-Request-ID."""
+"""One middleware watches every request (request id, status, bytes, duration) and reports it twice:
+a structured access-log line and the Prometheus request metrics."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api import metrics
 from service.logging_config import ACCESS_LOGGER
 
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger(ACCESS_LOGGER)
 
 
-class AccessLogMiddleware:
+class ObserveMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -25,11 +27,10 @@ class AccessLogMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"")
         request_id = incoming.decode() if _VALID_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status, sent = 500, 0
 
-        async def send_with_id(message: Message) -> None:
+        async def observing_send(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -39,11 +40,15 @@ class AccessLogMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, observing_send)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             raise
         finally:
+            duration = time.perf_counter() - started
+            # the route *template* (never the raw path) keeps metric labels bounded
+            route = getattr(scope.get("route"), "path", "unmatched")
+            metrics.observe_request(route, scope["method"], status, duration)
             client = scope.get("client")
             log.info(
                 "request",
@@ -51,8 +56,9 @@ class AccessLogMiddleware:
                     "request_id": request_id,
                     "method": scope["method"],
                     "path": scope["path"],
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "duration_ms": round(duration * 1000, 3),
                     "bytes_sent": sent,
                     "client": f"{client[0]}:{client[1]}" if client else None,
                 },
