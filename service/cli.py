@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,10 @@ def _serve(args: argparse.Namespace) -> None:
         # prometheus-client aggregates several workers only through files in a shared, initially empty directory;
         # it must be set before the workers import it.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="initserve-metrics-")
+    # uvicorn drains in-flight responses on SIGTERM, then re-raises the signal, so a single-worker server would die
+    # "by signal" (status 143 under a supervisor, not in a container where it is PID 1). Draining is the normal way
+    # to stop: the re-raised SIGTERM exits 0 instead.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     uvicorn.run(
         "service.app:app",
         host=args.host or settings.host,

@@ -1,0 +1,53 @@
+"""Graceful shutdown of the production command: on SIGTERM a response already on the wire is finished, then the
+process exits 0 (what `docker stop` and a Kubernetes pod termination send, and what a rolling update relies on)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import struct
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.server import CONSOLE_SCRIPT, serve
+
+pytestmark = pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="initserve console script not installed")
+
+SHAPE = [4096, 4096]  # float32: 64 MiB, far more than loopback socket buffers hold, so it is still being sent
+EXIT_BOUND_SECONDS = 10.0  # generous: a hang (e.g. waiting on a keep-alive connection) is what this catches
+
+
+def _safetensors_shape(body: bytes) -> tuple[list[int], str, int]:
+    (header_len,) = struct.unpack("<Q", body[:8])
+    entry = json.loads(body[8 : 8 + header_len])["weight"]
+    return entry["shape"], entry["dtype"], 8 + header_len + entry["data_offsets"][1]
+
+
+def test_sigterm_lets_the_inflight_response_finish_then_exits_zero():
+    request = {"shape": SHAPE, "scheme": "kaiming_uniform", "seed": 11, "format": "safetensors"}
+    with serve({"INITSERVE_LOG_LEVEL": "warning"}) as (url, process):
+        with httpx.Client(timeout=30) as client, client.stream("POST", f"{url}/init", json=request) as response:
+            assert response.status_code == 200
+            # The response has started (headers are here) and most of its body is not yet sent: stop the server
+            # now, and give it time to act on the signal before reading on.
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert process.poll() is None, "the server exited with a response still in flight"
+            # h11 raises if the connection closes before Content-Length bytes (or the last chunk) arrive.
+            body = b"".join(response.iter_raw(1 << 16))
+        declared = response.headers.get("content-length")
+        if declared is not None:
+            assert len(body) == int(declared)
+        shape, dtype, end = _safetensors_shape(body)
+        assert (shape, dtype, end) == (SHAPE, "F32", len(body))
+        assert len(body) > 4 * SHAPE[0] * SHAPE[1]
+
+        try:
+            returncode = process.wait(timeout=EXIT_BOUND_SECONDS)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"initserve serve did not exit within {EXIT_BOUND_SECONDS} s of SIGTERM")
+        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        assert returncode == 0, f"exit status {returncode}; output:\n{output[-2000:]}"
