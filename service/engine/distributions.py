@@ -1,9 +1,12 @@
 """The distributions every scheme reduces to: how each is sampled, beside the closed forms of its moments.
 
-`sample(stream, shape, start, stop)` returns the float64 values of flat (row-major) elements [start, stop).
-Element-wise distributions draw element i from block i // 4 of the stream only, so every slice is
-independent of how the tensor is cut up. Structured ones (eye, dirac: deterministic; orthogonal, sparse: need
-whole columns or the whole matrix) say so with `random_access = False` where they need more than the slice.
+`sample(stream, shape, start, stop)` returns the float64 values of flat (row-major) elements [start, stop): the
+NumPy reference. `fill(stream, shape, start, stop, out)` writes the same values, rounded to out's dtype, into
+`out`; the element-wise ones do it with the numba kernels of `jit_kernels` when the engine is so configured
+(`parallel.config().jit`), bit for bit the same (tests/engine/test_parallel.py). Element-wise distributions
+draw element i from block i // 4 of the stream only, so every slice is independent of how the tensor is cut up.
+Structured ones (eye, dirac: deterministic; orthogonal, sparse: need whole columns or the whole matrix) say so
+with `random_access = False` where they need more than the slice.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine import detmath, transforms
+from service.engine import detmath, parallel, transforms
 from service.engine.errors import InitError
 from service.engine.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
+
+if parallel.JIT_AVAILABLE:
+    from service.engine import jit_kernels
 
 F64 = NDArray[np.float64]
 
@@ -49,6 +55,10 @@ class Distribution(ABC):
     @abstractmethod
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64: ...
 
+    def fill(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int, out: NDArray) -> None:
+        """out[:] = elements [start, stop) rounded to out's dtype (float64 or float32, length stop - start)."""
+        out[...] = self.sample(stream, shape, start, stop)
+
     @abstractmethod
     def moments(self) -> Moments: ...
 
@@ -62,6 +72,30 @@ class Distribution(ABC):
     def describe(self) -> dict[str, float]:
         """The numbers that define this distribution, for response metadata."""
         return {}
+
+
+def generate(
+    distribution: Distribution, stream: Stream, shape: tuple[int, ...], start: int, stop: int, dtype: np.dtype
+) -> NDArray:
+    """Elements [start, stop) in `dtype`, filled chunk by chunk on the engine's threads (`parallel`).
+
+    float64 and float32 are rounded on the store; float16 and bfloat16 go through float32 (dtypes.round_to's
+    route), a chunk at a time so that no full-size float32 copy is ever made.
+    """
+    out = np.empty(stop - start, dtype=dtype)
+    direct = dtype in (np.float64, np.float32)
+
+    def fill_chunk(first: int, last: int) -> None:
+        target = out[first - start : last - start]
+        if direct:
+            distribution.fill(stream, shape, first, last, target)
+        else:
+            as_float32 = np.empty(last - first, dtype=np.float32)
+            distribution.fill(stream, shape, first, last, as_float32)
+            target[...] = as_float32
+
+    parallel.run_chunks(start, stop, fill_chunk)
+    return out
 
 
 class Elementwise(Distribution):
@@ -79,6 +113,17 @@ class Elementwise(Distribution):
     def transform(self, words: NDArray[np.uint64]) -> F64:
         """Values of whole blocks of words (length a multiple of 4)."""
 
+    def fill(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int, out: NDArray) -> None:
+        if parallel.config().jit:
+            k0, k1 = stream.key
+            self.jit_fill(np.uint64(k0), np.uint64(k1), start, stop, out)
+        else:
+            out[...] = self.sample(stream, shape, start, stop)
+
+    @abstractmethod
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
+        """`fill` by the numba kernel (value stream of key (k0, k1))."""
+
 
 @dataclass(frozen=True)
 class Uniform(Elementwise):
@@ -90,6 +135,9 @@ class Uniform(Elementwise):
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
         return self.low + (self.high - self.low) * transforms.uniform01(words)
+
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
+        jit_kernels.uniform(k0, k1, start, stop, self.low, self.high - self.low, out, jit_kernels.PHILOX)
 
     def moments(self) -> Moments:
         width = self.high - self.low
@@ -119,6 +167,9 @@ class Normal(Elementwise):
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
         return self.mean + self.std * transforms.standard_normal(words)
+
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
+        jit_kernels.normal(k0, k1, start, stop, self.mean, self.std, out, jit_kernels.PHILOX)
 
     def moments(self) -> Moments:
         return Moments(self.mean, self.std * self.std, None, None)
@@ -181,6 +232,12 @@ class TruncatedNormal(Elementwise):
         if self._mirrored:
             z = -z
         return np.clip(self.mean + self.std * z, self.a, self.b)
+
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
+        p_lo, mass, mirrored = self._p_lo, self._mass, self._mirrored
+        jit_kernels.truncated_normal(
+            k0, k1, start, stop, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, jit_kernels.PHILOX
+        )
 
     def moments(self) -> Moments:
         lo, hi, mass = self._lo, self._hi, self._mass
@@ -312,12 +369,13 @@ class Orthogonal(Distribution):
 
     def matrix(self, stream: Stream) -> F64:
         tall, short = max(self.rows, self.cols), min(self.rows, self.cols)
-        normals = Normal(0.0, 1.0).sample(stream, (tall, short), 0, tall * short).reshape(tall, short)
-        q, r = np.linalg.qr(normals)
-        q *= np.sign(np.diag(r))
+        normals = generate(Normal(0.0, 1.0), stream, (tall, short), 0, tall * short, np.dtype(np.float64))
+        q, r = np.linalg.qr(normals.reshape(tall, short))
+        # One pass instead of two: q * (sign * gain) has the bits of (q * sign) * gain, as sign is -1, 0 or 1.
+        q *= np.sign(np.diag(r)) * self.gain
         if self.rows < self.cols:
             q = q.T
-        return np.ascontiguousarray(q * self.gain)
+        return np.ascontiguousarray(q)
 
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         return self.matrix(stream).reshape(-1)[start:stop]
@@ -354,7 +412,8 @@ class Sparse(Distribution):
 
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         total = self.rows * self.cols
-        values = Normal(0.0, self.std).sample(stream, shape, 0, total).reshape(self.rows, self.cols)
+        values = generate(Normal(0.0, self.std), stream, shape, 0, total, np.dtype(np.float64))
+        values = values.reshape(self.rows, self.cols)
         keys = stream.words(0, total, purpose=SPARSE_MASK).reshape(self.rows, self.cols)
         zero_rows = np.argsort(keys, axis=0, kind="stable")[: self.zeros_per_column]
         np.put_along_axis(values, zero_rows, 0.0, axis=0)

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service import __version__
-from service.engine.distributions import Distribution
+from service.engine.distributions import Distribution, generate
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError
 from service.engine.fans import Fans, Layout
@@ -71,18 +71,26 @@ class Plan:
         # Structured distributions (orthogonal, sparse) need the whole matrix: compute it once per plan.
         return self.distribution.sample(self.stream, self.shape, 0, self.numel)
 
-    def values(self, start: int = 0, stop: int | None = None) -> NDArray[np.float64]:
-        """float64 values of flat elements [start, stop), before rounding to the output dtype."""
+    def _slice(self, start: int, stop: int | None) -> tuple[int, int]:
         stop = self.numel if stop is None else stop
         if not 0 <= start <= stop <= self.numel:
             raise ValueError(f"slice [{start}, {stop}) is outside [0, {self.numel})")
+        return start, stop
+
+    def values(self, start: int = 0, stop: int | None = None) -> NDArray[np.float64]:
+        """float64 values of flat elements [start, stop), before rounding to the output dtype."""
+        start, stop = self._slice(start, stop)
         if self.distribution.random_access:
-            return self.distribution.sample(self.stream, self.shape, start, stop)
+            return generate(self.distribution, self.stream, self.shape, start, stop, np.dtype(np.float64))
         return self._whole[start:stop]
 
     def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
         """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""
-        return round_to(self.values(start, stop), self.dtype)
+        start, stop = self._slice(start, stop)
+        if self.distribution.random_access:
+            # Rounded as each chunk is written: no float64 copy of the whole range (dtypes.round_to's route).
+            return generate(self.distribution, self.stream, self.shape, start, stop, self.dtype.numpy)
+        return round_to(self._whole[start:stop], self.dtype)
 
     def chunks(
         self, start: int = 0, stop: int | None = None, chunk_elements: int = CHUNK_ELEMENTS

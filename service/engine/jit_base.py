@@ -1,0 +1,74 @@
+"""What the numba kernels share: the compile decorator and the few LLVM operations numba does not spell.
+
+Importing this module raises ImportError when numba is absent; callers then keep the NumPy reference path.
+
+Bit-identity with the NumPy reference rests on three things, all checked by tests/engine/test_parallel.py:
+* ``fastmath`` is off, so LLVM never contracts ``a * b + c`` into a fused multiply-add nor reassociates;
+* ``error_model="numpy"``: float division follows IEEE 754 (no Python ZeroDivisionError branch), which also
+  keeps loops branch-free so LLVM can vectorise them;
+* every step is the same correctly rounded operation, in the same order, as in ``detmath`` / ``transforms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_I64 = ir.IntType(64)
+_I128 = ir.IntType(128)
+
+
+def jit(function: F) -> F:
+    """Compile with the options above; cached on disk where a cache directory is writable."""
+    options: dict[str, Any] = {"nogil": True, "fastmath": False, "error_model": "numpy"}
+    try:
+        return njit(cache=True, **options)(function)  # type: ignore[no-any-return]
+    except RuntimeError:  # no writable cache location (read-only install): compile per process instead
+        return njit(**options)(function)  # type: ignore[no-any-return]
+
+
+def inline(function: F) -> F:
+    """A helper the kernels call per element: inlined into them in numba's IR (a call would stop vectorising)."""
+    return njit(inline="always", fastmath=False, error_model="numpy")(function)  # type: ignore[no-any-return]
+
+
+@intrinsic
+def mul_wide(typingctx: Any, a: Any, b: Any) -> Any:
+    """(hi, lo) of the full 128-bit product of two uint64: one ``mul`` instruction on x86-64 and arm64."""
+    signature = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        product = builder.mul(builder.zext(args[0], _I128), builder.zext(args[1], _I128))
+        low = builder.trunc(product, _I64)
+        high = builder.trunc(builder.lshr(product, ir.Constant(_I128, 64)), _I64)
+        return context.make_tuple(builder, sig.return_type, (high, low))
+
+    return signature, codegen
+
+
+@intrinsic
+def f64_bits(typingctx: Any, x: Any) -> Any:
+    """The IEEE 754 encoding of a float64, as uint64 (C's memcpy / NumPy's ``view``)."""
+    signature = types.uint64(types.float64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], _I64)
+
+    return signature, codegen
+
+
+@intrinsic
+def bits_f64(typingctx: Any, bits: Any) -> Any:
+    """The float64 whose encoding is ``bits``."""
+    signature = types.float64(types.uint64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return signature, codegen
