@@ -1,0 +1,212 @@
+"""A rectangular region of a tensor (one [start, stop) per dimension), generated at a cost proportional to it.
+
+This is what lets each rank of a tensor-parallel job fetch only its shard. A region is a set of row-major
+*runs*: the innermost sliced dimension and every full dimension after it form contiguous flat ranges of the
+full tensor, repeated along the outer dimensions. Element-wise schemes compute any flat range on its own
+(`Plan.values`), so the region is generated run by run and its bits equal the same region of the full tensor.
+Runs closer together than `MERGE_GAP` elements (or than their own length) are generated as one span and the
+gaps dropped: the work stays within a small factor of the region's size, plus a constant per run.
+
+`orthogonal` and `sparse` need the whole matrix: the plan computes it once and the region is cut from it, so
+their slices cost the full tensor (documented in docs/reproducibility.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.engine.dtypes import DType
+from service.engine.errors import InitError
+from service.engine.plan import CHUNK_ELEMENTS, Plan
+
+Bounds = tuple[tuple[int, int], ...]
+
+# Generating this many unwanted elements costs about as much as one more call per run, so closer runs merge.
+MERGE_GAP = 1024
+# Flat indices are int64 in NumPy: the largest tensor whose elements can be addressed at all.
+MAX_ADDRESSABLE = (1 << 63) - 1
+
+
+def check_bounds(shape: Sequence[int], bounds: Sequence[Sequence[int]], field: str = "slice") -> Bounds:
+    """`bounds` as a tuple if it is one [start, stop) with 0 <= start < stop <= dim per dimension of `shape`."""
+    if len(bounds) != len(shape):
+        raise InitError(
+            field, f"{field} needs one [start, stop) per dimension of shape {list(shape)}, got {len(bounds)}"
+        )
+    checked = []
+    for axis, (pair, dim) in enumerate(zip(bounds, shape, strict=True)):
+        if len(pair) != 2:
+            raise InitError(field, f"{field}[{axis}] must be [start, stop], got {list(pair)}")
+        start, stop = pair
+        if not 0 <= start < stop <= dim:
+            raise InitError(field, f"{field}[{axis}] = [{start}, {stop}) must satisfy 0 <= start < stop <= {dim}")
+        checked.append((int(start), int(stop)))
+    return tuple(checked)
+
+
+@dataclass(frozen=True)
+class Region:
+    """The part `bounds` of `plan`'s tensor, or all of it when `bounds` is None (then identical to the plan)."""
+
+    plan: Plan
+    bounds: Bounds | None = None
+
+    def __post_init__(self) -> None:
+        if self.bounds is not None:
+            object.__setattr__(self, "bounds", check_bounds(self.plan.shape, self.bounds))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.bounds is None:
+            return self.plan.shape
+        return tuple(stop - start for start, stop in self.bounds)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dtype(self) -> DType:
+        return self.plan.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+    @property
+    def cost(self) -> int:
+        """Elements computed to produce the region: the region itself, or the whole tensor for whole-matrix schemes.
+        dirac also lists the flat indices of its ones (at most shape[0]) for every piece it computes."""
+        if not self.plan.distribution.random_access:
+            return self.plan.numel
+        if self.plan.distribution.kind == "dirac":
+            return self.numel + self.plan.shape[0]
+        return self.numel
+
+    def metadata(self) -> dict[str, Any]:
+        meta = self.plan.metadata()
+        if self.bounds is not None:
+            meta["shape"] = list(self.shape)
+            meta["full_shape"] = list(self.plan.shape)
+            meta["slice"] = [list(pair) for pair in self.bounds]
+        return meta
+
+    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
+        """The region's elements in row-major order and the output dtype, as arrays of about chunk_elements
+        (at most chunk_elements, except that merged runs add at most one span's worth)."""
+        if self.bounds is None:
+            yield from self.plan.chunks(0, self.plan.numel, chunk_elements)
+        elif not self.plan.distribution.random_access:
+            yield from _pieces(self._cut_from_whole(), chunk_elements)
+        else:
+            yield from _batched(self._layout.pieces(self.plan, chunk_elements), chunk_elements)
+
+    def generate(self) -> NDArray:
+        """The region as one flat array in the output dtype."""
+        return self.fill(np.empty(self.numel, dtype=self.dtype.numpy))
+
+    def fill(self, out: NDArray) -> NDArray:
+        """Write the region into `out` (flat, `numel` elements of the output dtype), e.g. a view of a response
+        buffer just after its header, so the values are copied once."""
+        filled = 0
+        for chunk in self.chunks():
+            out[filled : filled + chunk.size] = chunk
+            filled += chunk.size
+        return out
+
+    def tensor(self) -> NDArray:
+        return self.generate().reshape(self.shape)
+
+    def _cut_from_whole(self) -> NDArray:
+        assert self.bounds is not None
+        whole = self.plan.generate().reshape(self.plan.shape)
+        return np.ascontiguousarray(whole[tuple(slice(start, stop) for start, stop in self.bounds)]).reshape(-1)
+
+    @cached_property
+    def _layout(self) -> _Runs:
+        assert self.bounds is not None
+        return _Runs.of(self.plan.shape, self.bounds)
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """The region as runs of `length` flat elements: for every `line` start, `count` runs `stride` apart."""
+
+    lines: tuple[range, ...]  # index ranges of the dimensions outside the run axis and its parent axis
+    line_strides: tuple[int, ...]
+    base: int  # flat index of the region's first element
+    count: int  # runs per line (extent of the parent axis)
+    stride: int  # flat distance between consecutive runs of a line
+    length: int  # elements per run
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], bounds: Bounds) -> _Runs:
+        strides = [math.prod(shape[axis + 1 :]) for axis in range(len(shape))]
+        sliced = [axis for axis, (pair, dim) in enumerate(zip(bounds, shape, strict=True)) if pair != (0, dim)]
+        inner = sliced[-1] if sliced else 0  # every dimension after `inner` is whole: runs are contiguous
+        length = (bounds[inner][1] - bounds[inner][0]) * strides[inner] if shape else 1
+        base = sum(start * stride for (start, _), stride in zip(bounds, strides, strict=True))
+        if inner == 0:
+            return cls((), (), base, 1, 0, length)
+        parent = inner - 1
+        outer = tuple(range(0, stop - start) for start, stop in bounds[:parent])
+        count = bounds[parent][1] - bounds[parent][0]
+        return cls(outer, tuple(strides[:parent]), base, count, strides[parent], length)
+
+    def line_starts(self) -> Iterator[int]:
+        for index in itertools.product(*self.lines):
+            yield self.base + sum(i * s for i, s in zip(index, self.line_strides, strict=True))
+
+    def pieces(self, plan: Plan, chunk_elements: int) -> Iterator[NDArray]:
+        """The region in row-major order, as arrays of at most about chunk_elements elements each."""
+        gap = self.stride - self.length
+        strided = self.count > 1 and self.stride <= chunk_elements and gap <= max(self.length, MERGE_GAP)
+        for line in self.line_starts():
+            if strided:
+                yield from self._strided_line(plan, line, chunk_elements)
+            else:
+                for run in range(self.count):
+                    start = line + run * self.stride
+                    for first in range(start, start + self.length, chunk_elements):
+                        yield plan.generate(first, min(first + chunk_elements, start + self.length))
+
+    def _strided_line(self, plan: Plan, line: int, chunk_elements: int) -> Iterator[NDArray]:
+        # Several runs per call: generate the span covering them, then keep `length` of every `stride`.
+        per_call = max(1, chunk_elements // self.stride)
+        for first_run in range(0, self.count, per_call):
+            runs = min(per_call, self.count - first_run)
+            start = line + first_run * self.stride
+            span = plan.generate(start, start + (runs - 1) * self.stride + self.length)
+            itemsize = span.itemsize
+            kept = np.lib.stride_tricks.as_strided(
+                span, shape=(runs, self.length), strides=(self.stride * itemsize, itemsize), writeable=False
+            )
+            yield kept.reshape(-1)  # copies: contiguous, and independent of the span
+
+
+def _pieces(flat: NDArray, chunk_elements: int) -> Iterator[NDArray]:
+    for first in range(0, flat.size, chunk_elements):
+        yield flat[first : first + chunk_elements]
+
+
+def _batched(pieces: Iterator[NDArray], chunk_elements: int) -> Iterator[NDArray]:
+    """Join small consecutive pieces into chunks of about chunk_elements (each chunk costs a thread hop when
+    streamed, so a region of many tiny runs must not become as many chunks)."""
+    pending: list[NDArray] = []
+    size = 0
+    for piece in pieces:
+        if size and size + piece.size > chunk_elements:
+            yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+            pending, size = [], 0
+        pending.append(piece)
+        size += piece.size
+    if pending:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
