@@ -1,0 +1,656 @@
+"""The layer catalogue: every layer type as data.
+
+A layer type declares its arguments (PyTorch's constructor: names, positional order, defaults), and for each
+framework the parameters it owns: name, shape in that framework's layout, default initialisation (what the
+framework itself does, quirks included) and the layer's real fans. Real fans count the inputs summed into one
+output and the outputs one input feeds, per group and per gate or projection; the framework defaults read fans
+off the weight's shape instead, which is wrong for grouped, depthwise and transposed convolutions and for fused
+gate/projection matrices. docs/models.md lists every difference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from service.engine.errors import InitError
+from service.engine.layer_args import Arg
+from service.engine.model import INTEGER_DTYPE, RowFill
+
+Framework = Literal["torch", "keras"]
+FRAMEWORKS: tuple[Framework, ...] = ("torch", "keras")
+Role = Literal["weight", "bias", "buffer"]
+Args = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Init:
+    """A default initialisation: a scheme and its parameters; `fan_in` only where the framework's own fan is not
+    the one read off the shape (PyTorch's biases use their weight's)."""
+
+    scheme: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fan_in: int | None = None
+    fill_rows: tuple[RowFill, ...] = ()
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One parameter or buffer of a layer in one framework."""
+
+    key: str  # framework-neutral: weight, bias, weight_ih, running_mean, query.weight, ...
+    name: str  # inside the layer, in the framework's naming: weight_ih_l1, lstm_cell/kernel, out_proj.weight
+    role: Role
+    shape: tuple[int, ...]
+    default: Init
+    fans: tuple[int, int] | None = None  # real (fan_in, fan_out); None for scales, shifts and statistics
+    dtype: str | None = None  # None: the model's dtype
+    unit: int = 0  # Keras: which of the separate Keras layers it belongs to (a stacked RNN is one per layer)
+
+
+Builder = Callable[[Args], list[Weight]]
+Child = tuple[str, str, dict[str, Any]]  # (name, layer type, arguments)
+
+
+@dataclass(frozen=True)
+class LayerType:
+    name: str
+    args: tuple[Arg, ...] = ()
+    groups: tuple[str, ...] = ()  # rule targets besides the name: conv, norm, recurrent, ...
+    torch: Builder | None = None
+    keras: Builder | None = None
+    keras_stem: str = ""  # Keras 3 auto-name: the snake_case class name
+    check: Callable[[Args], None] | None = None
+    children: Callable[[Args], list[Child]] | None = None  # composite layers: named sub-layers
+    parameterless: bool = False  # any arguments accepted: they change no parameter
+
+
+TORCH_DEFAULT = Init("torch_default")
+ZEROS = Init("zeros")
+ONES = Init("ones")
+GLOROT_UNIFORM = Init("glorot_uniform")
+ORTHOGONAL = Init("orthogonal")
+KERAS_EMBEDDING = Init("random_uniform", {"minval": -0.05, "maxval": 0.05})
+
+
+def _weight(shape: tuple[int, ...], default: Init, fans: tuple[int, int] | None, key: str = "weight") -> Weight:
+    return Weight(key, key, "weight", shape, default, fans)
+
+
+def _bias(shape: tuple[int, ...], default: Init, fans: tuple[int, int] | None, key: str = "bias") -> Weight:
+    return Weight(key, key, "bias", shape, default, fans)
+
+
+def _refuse(field_name: str, message: str) -> Builder:
+    def build(args: Args) -> list[Weight]:
+        raise InitError(field_name, message)
+
+    return build
+
+
+# ---- linear and convolutions -------------------------------------------------------------------------------
+
+
+def _linear_torch(a: Args) -> list[Weight]:
+    fans = (a["in_features"], a["out_features"])
+    weights = [_weight((a["out_features"], a["in_features"]), TORCH_DEFAULT, fans)]
+    if a["bias"]:
+        weights.append(_bias((a["out_features"],), Init("torch_default", fan_in=a["in_features"]), fans))
+    return weights
+
+
+def _linear_keras(a: Args) -> list[Weight]:
+    fans = (a["in_features"], a["out_features"])
+    weights = [Weight("weight", "kernel", "weight", (a["in_features"], a["out_features"]), GLOROT_UNIFORM, fans)]
+    if a["bias"]:
+        weights.append(_bias((a["out_features"],), ZEROS, fans))
+    return weights
+
+
+def _kernel(a: Args, rank: int) -> tuple[int, ...]:
+    kernel = a["kernel_size"]
+    if len(kernel) == 1:
+        return kernel * rank
+    if len(kernel) != rank:
+        raise InitError("kernel_size", f"kernel_size must be one integer or {rank} of them, got {list(kernel)}")
+    return tuple(kernel)
+
+
+def _conv_fans(a: Args, kernel: tuple[int, ...]) -> tuple[int, int]:
+    # Per group: one output sums in/groups channels over the kernel; one input feeds out/groups channels.
+    area = math.prod(kernel)
+    return a["in_channels"] // a["groups"] * area, a["out_channels"] // a["groups"] * area
+
+
+def _conv_check(a: Args) -> None:
+    for side in ("in_channels", "out_channels"):
+        if a[side] % a["groups"]:
+            raise InitError("groups", f"{side} must be divisible by groups ({a[side]} % {a['groups']} != 0)")
+
+
+def _conv_torch(rank: int, transposed: bool) -> Builder:
+    def build(a: Args) -> list[Weight]:
+        kernel = _kernel(a, rank)
+        c_in, c_out, groups = a["in_channels"], a["out_channels"], a["groups"]
+        shape = (c_in, c_out // groups, *kernel) if transposed else (c_out, c_in // groups, *kernel)
+        fans = _conv_fans(a, kernel)
+        weights = [_weight(shape, TORCH_DEFAULT, fans)]
+        if a["bias"]:
+            # torch: bound 1/sqrt(fan_in) with fan_in read off the weight (shape[1] * kernel area), transposed too
+            weights.append(_bias((c_out,), Init("torch_default", fan_in=shape[1] * math.prod(kernel)), fans))
+        return weights
+
+    return build
+
+
+def _conv_keras(rank: int, transposed: bool) -> Builder:
+    def build(a: Args) -> list[Weight]:
+        kernel = _kernel(a, rank)
+        c_in, c_out, groups = a["in_channels"], a["out_channels"], a["groups"]
+        if transposed and groups != 1:
+            raise InitError("groups", f"Keras's Conv{rank}DTranspose has no groups; got groups={groups}")
+        shape = (*kernel, c_out, c_in) if transposed else (*kernel, c_in // groups, c_out)
+        fans = _conv_fans(a, kernel)
+        weights = [Weight("weight", "kernel", "weight", shape, GLOROT_UNIFORM, fans)]
+        if a["bias"]:
+            weights.append(_bias((c_out,), ZEROS, fans))
+        return weights
+
+    return build
+
+
+_IGNORED_CONV = (Arg("stride", "ignored", 1), Arg("padding", "ignored", 0))
+
+
+def _conv_args(transposed: bool) -> tuple[Arg, ...]:
+    head = (Arg("in_channels", "count"), Arg("out_channels", "count"), Arg("kernel_size", "size"), *_IGNORED_CONV)
+    if transposed:
+        tail = (
+            Arg("output_padding", "ignored", 0),
+            Arg("groups", "count", 1),
+            Arg("bias", "flag", True),
+            Arg("dilation", "ignored", 1),
+        )
+    else:
+        tail = (Arg("dilation", "ignored", 1), Arg("groups", "count", 1), Arg("bias", "flag", True))
+    return (*head, *tail, Arg("padding_mode", "ignored", "zeros"))
+
+
+# ---- embedding ---------------------------------------------------------------------------------------------
+
+
+def _padding_row(a: Args) -> tuple[RowFill, ...]:
+    index = a["padding_idx"]
+    if index is None:
+        return ()
+    if not -a["num_embeddings"] <= index < a["num_embeddings"]:
+        raise InitError("padding_idx", "Padding_idx must be within num_embeddings")
+    row = index % a["num_embeddings"]
+    return (RowFill(row, row + 1, 0.0),)
+
+
+def _embedding_check(a: Args) -> None:
+    _padding_row(a)  # the range check, up front for both frameworks
+
+
+def _embedding_torch(a: Args) -> list[Weight]:
+    # Real fans: the linear map of a one-hot vector, num_embeddings -> embedding_dim.
+    fans = (a["num_embeddings"], a["embedding_dim"])
+    init = Init("normal", {"mean": 0.0, "std": 1.0}, fill_rows=_padding_row(a))
+    return [_weight((a["num_embeddings"], a["embedding_dim"]), init, fans)]
+
+
+def _embedding_keras(a: Args) -> list[Weight]:
+    if a["padding_idx"] is not None:
+        raise InitError("padding_idx", "Keras's Embedding has no padding_idx (mask_zero masks, it does not zero)")
+    fans = (a["num_embeddings"], a["embedding_dim"])
+    shape = (a["num_embeddings"], a["embedding_dim"])
+    return [Weight("weight", "embeddings", "weight", shape, KERAS_EMBEDDING, fans)]
+
+
+# ---- normalisation -----------------------------------------------------------------------------------------
+
+
+def _affine(shape: tuple[int, ...], framework: str, scale: bool, shift: bool) -> list[Weight]:
+    names = ("weight", "bias") if framework == "torch" else ("gamma", "beta")
+    weights = []
+    if scale:
+        weights.append(Weight("weight", names[0], "weight", shape, ONES))
+    if shift:
+        weights.append(Weight("bias", names[1], "bias", shape, ZEROS))
+    return weights
+
+
+def _layernorm(framework: str) -> Builder:
+    def build(a: Args) -> list[Weight]:
+        affine = a["elementwise_affine"]
+        return _affine(a["normalized_shape"], framework, affine, affine and a["bias"])
+
+    return build
+
+
+def _batchnorm_torch(a: Args) -> list[Weight]:
+    shape = (a["num_features"],)
+    weights = _affine(shape, "torch", a["affine"], a["affine"] and a["bias"])
+    if a["track_running_stats"]:
+        weights += [
+            Weight("running_mean", "running_mean", "buffer", shape, ZEROS),
+            Weight("running_var", "running_var", "buffer", shape, ONES),
+            Weight("num_batches_tracked", "num_batches_tracked", "buffer", (), ZEROS, dtype=INTEGER_DTYPE),
+        ]
+    return weights
+
+
+def _batchnorm_keras(a: Args) -> list[Weight]:
+    # Keras always keeps the moving statistics (track_running_stats has no Keras counterpart).
+    shape = (a["num_features"],)
+    return [
+        *_affine(shape, "keras", a["affine"], a["affine"] and a["bias"]),
+        Weight("running_mean", "moving_mean", "buffer", shape, ZEROS),
+        Weight("running_var", "moving_variance", "buffer", shape, ONES),
+    ]
+
+
+def _groupnorm(framework: str) -> Builder:
+    def build(a: Args) -> list[Weight]:
+        return _affine((a["num_channels"],), framework, a["affine"], a["affine"] and a["bias"])
+
+    return build
+
+
+def _groupnorm_check(a: Args) -> None:
+    if a["num_channels"] % a["num_groups"]:
+        raise InitError("num_groups", "num_channels must be divisible by num_groups")
+
+
+# ---- recurrent ---------------------------------------------------------------------------------------------
+
+_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+_KERAS_RNN = {"rnn": ("simple_rnn", "simple_rnn_cell"), "gru": ("gru", "gru_cell"), "lstm": ("lstm", "lstm_cell")}
+
+
+def _rnn_torch(kind: str) -> Builder:
+    gates = _GATES[kind]
+
+    def build(a: Args) -> list[Weight]:
+        hidden = a["hidden_size"]
+        bound = 1.0 / math.sqrt(hidden)  # torch: every parameter U(-stdv, stdv), stdv = 1 / sqrt(hidden_size)
+        init = Init("uniform", {"a": -bound, "b": bound})
+        directions = ("", "_reverse") if a["bidirectional"] else ("",)
+        weights = []
+        for layer in range(a["num_layers"]):
+            fan_ih = a["input_size"] if layer == 0 else hidden * len(directions)
+            for suffix in directions:
+                tag = f"_l{layer}{suffix}"
+                # Real fans per gate: each gate is its own [hidden, fan] matrix, stacked.
+                weights += [
+                    Weight("weight_ih", f"weight_ih{tag}", "weight", (gates * hidden, fan_ih), init, (fan_ih, hidden)),
+                    Weight("weight_hh", f"weight_hh{tag}", "weight", (gates * hidden, hidden), init, (hidden, hidden)),
+                ]
+                if a["bias"]:
+                    weights += [
+                        Weight("bias_ih", f"bias_ih{tag}", "bias", (gates * hidden,), init, (fan_ih, hidden)),
+                        Weight("bias_hh", f"bias_hh{tag}", "bias", (gates * hidden,), init, (hidden, hidden)),
+                    ]
+        return weights
+
+    return build
+
+
+def _rnn_keras(kind: str) -> Builder:
+    gates = _GATES[kind]
+    cell = _KERAS_RNN[kind][1]
+
+    def build(a: Args) -> list[Weight]:
+        if a["bidirectional"]:
+            raise InitError("bidirectional", "Keras wraps bidirectional RNNs in Bidirectional: not supported")
+        hidden = a["hidden_size"]
+        weights = []
+        for unit in range(a["num_layers"]):  # Keras stacks separate layers: lstm, lstm_1, ...
+            fan_in = a["input_size"] if unit == 0 else hidden
+            width = gates * hidden
+            weights += [
+                Weight(
+                    "weight_ih",
+                    f"{cell}/kernel",
+                    "weight",
+                    (fan_in, width),
+                    GLOROT_UNIFORM,
+                    (fan_in, hidden),
+                    unit=unit,
+                ),
+                Weight(
+                    "weight_hh",
+                    f"{cell}/recurrent_kernel",
+                    "weight",
+                    (hidden, width),
+                    ORTHOGONAL,
+                    (hidden, hidden),
+                    unit=unit,
+                ),
+            ]
+            if a["bias"]:
+                # GRU: reset_after=True (Keras 3's default) keeps separate input and recurrent biases, shape (2, 3h).
+                # LSTM: unit_forget_bias=True (Keras's default) sets the forget gate's slice [h, 2h) to 1.
+                shape = (2, width) if kind == "gru" else (width,)
+                fills = (RowFill(hidden, 2 * hidden, 1.0),) if kind == "lstm" and a["unit_forget_bias"] else ()
+                default = Init("zeros", fill_rows=fills)
+                weights.append(Weight("bias", f"{cell}/bias", "bias", shape, default, (fan_in, hidden), unit=unit))
+        return weights
+
+    return build
+
+
+def _rnn_args(kind: str) -> tuple[Arg, ...]:
+    head = (Arg("input_size", "count"), Arg("hidden_size", "count"), Arg("num_layers", "count", 1))
+    middle = (Arg("nonlinearity", "ignored", "tanh"),) if kind == "rnn" else ()
+    tail = (
+        Arg("bias", "flag", True),
+        Arg("batch_first", "ignored", False),
+        Arg("dropout", "ignored", 0.0),
+        Arg("bidirectional", "flag", False),
+    )
+    extra = (Arg("proj_size", "ignored", 0), Arg("unit_forget_bias", "flag", True)) if kind == "lstm" else ()
+    return (*head, *middle, *tail, *extra)
+
+
+def _rnn_check(a: Args) -> None:
+    if a.get("proj_size", 0) not in (0, None):
+        raise InitError("proj_size", "LSTM with proj_size is not supported (only proj_size=0)")
+    if a["num_layers"] > 64:
+        raise InitError("num_layers", f"at most 64 layers per recurrent layer, got {a['num_layers']}")
+
+
+# ---- attention ---------------------------------------------------------------------------------------------
+
+
+def _attention_check(a: Args) -> None:
+    dim, heads = a["embed_dim"], a["num_heads"]
+    if dim % heads:
+        raise InitError("num_heads", "embed_dim must be divisible by num_heads")
+    for side in ("kdim", "vdim"):
+        if a[side] not in (None, dim):
+            raise InitError(side, f"only {side}=None (= embed_dim) is supported, got {a[side]}")
+    if a["add_bias_kv"]:
+        raise InitError("add_bias_kv", "add_bias_kv=True is not supported")
+
+
+def _attention_torch(a: Args) -> list[Weight]:
+    dim = a["embed_dim"]
+    fans = (dim, dim)  # per projection: q, k and v are three [dim, dim] maps fused in in_proj_weight
+    weights = [Weight("in_proj_weight", "in_proj_weight", "weight", (3 * dim, dim), Init("xavier_uniform"), fans)]
+    if a["bias"]:
+        weights.append(Weight("in_proj_bias", "in_proj_bias", "bias", (3 * dim,), ZEROS, fans))
+    # out_proj is an nn.Linear (kaiming_uniform(a=sqrt(5))); MultiheadAttention then zeroes its bias.
+    weights.append(Weight("out_proj.weight", "out_proj.weight", "weight", (dim, dim), TORCH_DEFAULT, fans))
+    if a["bias"]:
+        weights.append(Weight("out_proj.bias", "out_proj.bias", "bias", (dim,), ZEROS, fans))
+    return weights
+
+
+def _attention_keras(a: Args) -> list[Weight]:
+    dim, heads = a["embed_dim"], a["num_heads"]
+    head_dim = dim // heads
+    fans = (dim, dim)
+    weights = []
+    for part in ("query", "key", "value"):
+        weights.append(
+            Weight(f"{part}.weight", f"{part}/kernel", "weight", (dim, heads, head_dim), GLOROT_UNIFORM, fans)
+        )
+        if a["bias"]:
+            weights.append(Weight(f"{part}.bias", f"{part}/bias", "bias", (heads, head_dim), ZEROS, fans))
+    shape = (heads, head_dim, dim)
+    weights.append(Weight("attention_output.weight", "attention_output/kernel", "weight", shape, GLOROT_UNIFORM, fans))
+    if a["bias"]:
+        weights.append(Weight("attention_output.bias", "attention_output/bias", "bias", (dim,), ZEROS, fans))
+    return weights
+
+
+_ATTENTION_ARGS = (
+    Arg("embed_dim", "count"),
+    Arg("num_heads", "count"),
+    Arg("dropout", "ignored", 0.0),
+    Arg("bias", "flag", True),
+    Arg("add_bias_kv", "flag", False),
+    Arg("add_zero_attn", "ignored", False),
+    Arg("kdim", "index", None),
+    Arg("vdim", "index", None),
+    Arg("batch_first", "ignored", False),
+)
+
+# ---- composite layers --------------------------------------------------------------------------------------
+
+_TRANSFORMER_ARGS = (
+    Arg("d_model", "count"),
+    Arg("nhead", "count"),
+    Arg("dim_feedforward", "count", 2048),
+    Arg("dropout", "ignored", 0.1),
+    Arg("activation", "ignored", "relu"),
+    Arg("layer_norm_eps", "ignored", 1e-5),
+    Arg("batch_first", "ignored", False),
+    Arg("norm_first", "ignored", False),
+    Arg("bias", "flag", True),
+)
+
+
+def _transformer_children(cross_attention: bool) -> Callable[[Args], list[Child]]:
+    def children(a: Args) -> list[Child]:
+        dim, width, bias = a["d_model"], a["dim_feedforward"], a["bias"]
+        attention = {"embed_dim": dim, "num_heads": a["nhead"], "bias": bias}
+        norms = ("norm1", "norm2", "norm3") if cross_attention else ("norm1", "norm2")
+        return [
+            ("self_attn", "multihead_attention", attention),
+            *([("multihead_attn", "multihead_attention", attention)] if cross_attention else []),
+            ("linear1", "linear", {"in_features": dim, "out_features": width, "bias": bias}),
+            ("linear2", "linear", {"in_features": width, "out_features": dim, "bias": bias}),
+            *((norm, "layernorm", {"normalized_shape": dim, "bias": bias}) for norm in norms),
+        ]
+
+    return children
+
+
+def _transformer_check(a: Args) -> None:
+    if a["d_model"] % a["nhead"]:
+        raise InitError("nhead", "embed_dim must be divisible by num_heads")
+
+
+# ---- the catalogue -----------------------------------------------------------------------------------------
+
+PARAMETERLESS = (
+    "identity",
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "tanh",
+    "sigmoid",
+    "hardtanh",
+    "hardswish",
+    "hardsigmoid",
+    "softplus",
+    "softmax",
+    "log_softmax",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "alpha_dropout",
+    "flatten",
+    "unflatten",
+    "maxpool1d",
+    "maxpool2d",
+    "maxpool3d",
+    "avgpool1d",
+    "avgpool2d",
+    "avgpool3d",
+    "adaptive_avgpool1d",
+    "adaptive_avgpool2d",
+    "adaptive_avgpool3d",
+    "adaptive_maxpool1d",
+    "adaptive_maxpool2d",
+    "adaptive_maxpool3d",
+    "upsample",
+    "pixel_shuffle",
+    "zero_pad2d",
+)
+
+_NORM_IGNORED = (Arg("eps", "ignored", 1e-5),)
+_BN_ARGS = (
+    Arg("num_features", "count"),
+    *_NORM_IGNORED,
+    Arg("momentum", "ignored", 0.1),
+    Arg("affine", "flag", True),
+    Arg("track_running_stats", "flag", True),
+    Arg("bias", "flag", True),
+)
+_NO_KERAS_TRANSFORMER = "Keras has no transformer layer; compose multihead_attention, linear and layernorm"
+
+LAYER_TYPES: tuple[LayerType, ...] = (
+    LayerType(
+        "linear",
+        (Arg("in_features", "count"), Arg("out_features", "count"), Arg("bias", "flag", True)),
+        ("linear",),
+        _linear_torch,
+        _linear_keras,
+        "dense",
+    ),
+    *(
+        LayerType(
+            f"conv{rank}d",
+            _conv_args(False),
+            ("conv",),
+            _conv_torch(rank, False),
+            _conv_keras(rank, False),
+            f"conv{rank}d",
+            _conv_check,
+        )
+        for rank in (1, 2, 3)
+    ),
+    *(
+        LayerType(
+            f"conv_transpose{rank}d",
+            _conv_args(True),
+            ("conv", "conv_transpose"),
+            _conv_torch(rank, True),
+            _conv_keras(rank, True),
+            f"conv{rank}d_transpose",
+            _conv_check,
+        )
+        for rank in (1, 2, 3)
+    ),
+    LayerType(
+        "embedding",
+        (
+            Arg("num_embeddings", "count"),
+            Arg("embedding_dim", "count"),
+            Arg("padding_idx", "index", None),
+            Arg("max_norm", "ignored", None),
+            Arg("norm_type", "ignored", 2.0),
+            Arg("scale_grad_by_freq", "ignored", False),
+            Arg("sparse", "ignored", False),
+        ),
+        ("embedding",),
+        _embedding_torch,
+        _embedding_keras,
+        "embedding",
+        _embedding_check,
+    ),
+    LayerType(
+        "layernorm",
+        (
+            Arg("normalized_shape", "size"),
+            *_NORM_IGNORED,
+            Arg("elementwise_affine", "flag", True),
+            Arg("bias", "flag", True),
+        ),
+        ("norm",),
+        _layernorm("torch"),
+        _layernorm("keras"),
+        "layer_normalization",
+    ),
+    *(
+        LayerType(
+            f"batchnorm{rank}d",
+            _BN_ARGS,
+            ("norm", "batchnorm"),
+            _batchnorm_torch,
+            _batchnorm_keras,
+            "batch_normalization",
+        )
+        for rank in (1, 2, 3)
+    ),
+    LayerType(
+        "groupnorm",
+        (
+            Arg("num_groups", "count"),
+            Arg("num_channels", "count"),
+            *_NORM_IGNORED,
+            Arg("affine", "flag", True),
+            Arg("bias", "flag", True),
+        ),
+        ("norm",),
+        _groupnorm("torch"),
+        _groupnorm("keras"),
+        "group_normalization",
+        _groupnorm_check,
+    ),
+    *(
+        LayerType(
+            kind, _rnn_args(kind), ("recurrent",), _rnn_torch(kind), _rnn_keras(kind), _KERAS_RNN[kind][0], _rnn_check
+        )
+        for kind in ("rnn", "gru", "lstm")
+    ),
+    LayerType(
+        "multihead_attention",
+        _ATTENTION_ARGS,
+        ("attention",),
+        _attention_torch,
+        _attention_keras,
+        "multi_head_attention",
+        _attention_check,
+    ),
+    LayerType(
+        "prelu",
+        (Arg("num_parameters", "count", 1), Arg("init", "number", 0.25)),
+        ("activation",),
+        lambda a: [_weight((a["num_parameters"],), Init("constant", {"val": a["init"]}), None)],
+        _refuse("type", "Keras's PReLU takes its alpha's shape from the input; not supported"),
+        "p_re_lu",
+    ),
+    LayerType(
+        "transformer_encoder_layer",
+        _TRANSFORMER_ARGS,
+        ("transformer",),
+        keras=_refuse("type", _NO_KERAS_TRANSFORMER),
+        check=_transformer_check,
+        children=_transformer_children(False),
+    ),
+    LayerType(
+        "transformer_decoder_layer",
+        _TRANSFORMER_ARGS,
+        ("transformer",),
+        keras=_refuse("type", _NO_KERAS_TRANSFORMER),
+        check=_transformer_check,
+        children=_transformer_children(True),
+    ),
+    *(LayerType(name, parameterless=True, keras_stem=name) for name in PARAMETERLESS),
+)
+
+LAYERS: dict[str, LayerType] = {layer.name: layer for layer in LAYER_TYPES}
+CONTAINER = "sequential"
+GROUPS: tuple[str, ...] = tuple(sorted({group for layer in LAYER_TYPES for group in layer.groups}))
+
+
+def get_layer(name: str) -> LayerType:
+    try:
+        return LAYERS[name]
+    except KeyError:
+        known = ", ".join([*LAYERS, CONTAINER])
+        raise InitError("type", f"unknown layer type {name!r}; known: {known}") from None

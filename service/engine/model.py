@@ -1,0 +1,265 @@
+"""Many tensors in one request: a seed and an ordered mapping name -> spec, resolved to one tensor source each.
+
+Each tensor is keyed by (seed, its name) exactly as the single-tensor request with that name and the same fields
+would be, so its bits equal that request's and do not depend on which other tensors are asked for, nor on their
+order. Two additions the single-tensor request does not have, both deterministic and outside the random stream:
+
+* `fill_rows`: rows along axis 0 overwritten with a constant after generation (PyTorch's `padding_idx` row of an
+  embedding, Keras's unit forget bias of an LSTM); every other element keeps the bits of the plain request.
+* integer buffers (`dtype: "int64"`, schemes zeros / ones / constant with an integral `val`): PyTorch's
+  `BatchNorm*.num_batches_tracked`, a 0-d int64 that `load_state_dict(strict=True)` requires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service import __version__
+from service.engine.dtypes import DTYPES, round_to
+from service.engine.errors import InitError, TooLargeError
+from service.engine.fans import Layout
+from service.engine.philox import RNG_ID
+from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, make_plan
+
+MAX_TENSORS = 4096
+INTEGER_DTYPE = "int64"
+INTEGER_SCHEMES = ("zeros", "ones", "constant")
+_INT64 = np.dtype("<i8")
+
+
+@dataclass(frozen=True)
+class RowFill:
+    """Rows [start, stop) along axis 0 set to `value` (rounded to the tensor's dtype)."""
+
+    start: int
+    stop: int
+    value: float
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of a model request: a TensorRequest without seed and name (the name is its key)."""
+
+    shape: tuple[int, ...]
+    scheme: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    layout: Layout | None = None
+    fan_in: int | None = None
+    fan_out: int | None = None
+    fill_rows: tuple[RowFill, ...] = ()
+    origin: Mapping[str, Any] = field(default_factory=dict)  # where a recipe took it from: metadata only, no bits
+
+    def request(self, seed: int, name: str, rng: str = RNG_ID) -> TensorRequest:
+        """The single-tensor request whose bits this tensor has (fill_rows aside)."""
+        return TensorRequest(
+            shape=self.shape,
+            scheme=self.scheme,
+            seed=seed,
+            params=self.params,
+            dtype=self.dtype,
+            layout=self.layout,
+            fan_in=self.fan_in,
+            fan_out=self.fan_out,
+            name=name,
+            rng=rng,
+        )
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    seed: int
+    tensors: Mapping[str, TensorSpec]
+    rng: str = RNG_ID
+
+    @property
+    def numel(self) -> int:
+        return sum(math.prod(spec.shape) for spec in self.tensors.values())
+
+
+class ModelTensor(ABC):
+    """One tensor of a model response, generated on demand in bounded memory."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype_name: str
+    numpy_dtype: np.dtype
+    safetensors_dtype: str
+    npy_descr: str | None
+    weak: bool  # bits equal elsewhere only to rounding error (orthogonal: LAPACK)
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.numpy_dtype.itemsize
+
+    @abstractmethod
+    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
+        """The flat row-major values, as consecutive arrays of at most chunk_elements."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]:
+        """What was generated and how (JSON-native types)."""
+
+    def tensor(self) -> NDArray:
+        flat = np.concatenate(list(self.chunks())) if self.numel else np.empty(0, self.numpy_dtype)
+        return flat.reshape(self.shape)
+
+
+class RandomTensor(ModelTensor):
+    """A tensor of the engine (any scheme), its random stream keyed by (seed, name), with optional row fills."""
+
+    def __init__(
+        self, plan: Plan, fill_rows: tuple[RowFill, ...] = (), origin: Mapping[str, Any] | None = None
+    ) -> None:
+        self.plan = plan
+        self.fill_rows = fill_rows
+        self.origin = dict(origin or {})
+        self.name = plan.request.name
+        self.shape = plan.shape
+        self.dtype_name = plan.dtype.name
+        self.numpy_dtype = plan.dtype.numpy
+        self.safetensors_dtype = plan.dtype.safetensors
+        self.npy_descr = plan.dtype.npy_descr
+        self.weak = plan.distribution.kind == "orthogonal"
+
+    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
+        # A fresh copy of the plan: a structured distribution's whole-matrix cache then dies with this generator
+        # instead of living as long as the model's list of tensors.
+        plan = dataclasses.replace(self.plan)
+        row = math.prod(self.shape[1:])
+        for first in range(0, self.numel, chunk_elements):
+            last = min(first + chunk_elements, self.numel)
+            values = plan.generate(first, last)
+            hits = [f for f in self.fill_rows if max(f.start * row, first) < min(f.stop * row, last)]
+            if hits:
+                values = values.copy()  # float64 output can be a view of a structured plan's cached matrix
+            for fill in hits:
+                lo, hi = max(fill.start * row, first), min(fill.stop * row, last)
+                values[lo - first : hi - first] = round_to(np.array([fill.value]), plan.dtype)[0]
+            yield values
+
+    def metadata(self) -> dict[str, Any]:
+        meta = self.plan.metadata()
+        if self.fill_rows:
+            meta["fill_rows"] = [dataclasses.asdict(fill) for fill in self.fill_rows]
+        if self.origin:
+            meta["origin"] = self.origin
+        return meta
+
+
+class IntegerTensor(ModelTensor):
+    """A constant int64 buffer: no random stream, the same for every seed."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], scheme: str, value: int, origin: Mapping[str, Any]) -> None:
+        self.name = name
+        self.shape = shape
+        self.scheme = scheme
+        self.value = value
+        self.origin = dict(origin)
+        self.dtype_name = INTEGER_DTYPE
+        self.numpy_dtype = _INT64
+        self.safetensors_dtype = "I64"
+        self.npy_descr = "<i8"
+        self.weak = False
+
+    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
+        for first in range(0, self.numel, chunk_elements):
+            yield np.full(min(chunk_elements, self.numel - first), self.value, dtype=_INT64)
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": self.name,
+            "scheme": self.scheme,
+            "params": {"val": self.value} if self.scheme == "constant" else {},
+            "shape": list(self.shape),
+            "dtype": INTEGER_DTYPE,
+            "distribution": "constant",
+            "value": self.value,
+            "service": f"initserve {__version__}",
+        }
+        if self.origin:
+            meta["origin"] = self.origin
+        return meta
+
+
+def _at(name: str, error: InitError) -> InitError:
+    return InitError(f"tensors[{name!r}].{error.field}", f"tensor {name!r}: {error.message}", error.where)
+
+
+def _integer_tensor(name: str, spec: TensorSpec) -> IntegerTensor:
+    if spec.scheme not in INTEGER_SCHEMES:
+        raise InitError("dtype", f"int64 tensors take schemes {', '.join(INTEGER_SCHEMES)}; got {spec.scheme!r}")
+    if len(spec.shape) > MAX_RANK or any(dim < 1 for dim in spec.shape):
+        raise InitError("shape", f"at most {MAX_RANK} dimensions, each >= 1, got {list(spec.shape)}")
+    if spec.fill_rows:
+        raise InitError("fill_rows", "int64 tensors are constant: fill_rows does not apply")
+    allowed = {"val"} if spec.scheme == "constant" else set()
+    unknown = set(spec.params) - allowed
+    if unknown:
+        raise InitError(sorted(unknown)[0], f"{sorted(unknown)[0]!r} is not a parameter of scheme {spec.scheme!r}")
+    value = {"zeros": 0, "ones": 1}.get(spec.scheme, spec.params.get("val"))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) <= value < 1 << 63:
+        raise InitError("val", f"an int64 constant needs an integer val in [-2^63, 2^63), got {value!r}")
+    return IntegerTensor(name, spec.shape, spec.scheme, value, spec.origin)
+
+
+def _check_fills(spec: TensorSpec) -> None:
+    for fill in spec.fill_rows:
+        if not spec.shape:
+            raise InitError("fill_rows", "fill_rows needs at least one dimension")
+        if not 0 <= fill.start < fill.stop <= spec.shape[0]:
+            raise InitError(
+                "fill_rows", f"rows [{fill.start}, {fill.stop}) are not a non-empty range inside [0, {spec.shape[0]})"
+            )
+        if not math.isfinite(fill.value):
+            raise InitError("fill_rows", f"fill value must be finite, got {fill.value}")
+
+
+def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = RNG_ID) -> ModelTensor:
+    """One tensor of a model request; InitError locations name the tensor."""
+    try:
+        if spec.dtype == INTEGER_DTYPE:
+            return _integer_tensor(name, spec)
+        if spec.dtype not in DTYPES:
+            known = ", ".join((*DTYPES, INTEGER_DTYPE))
+            raise InitError("dtype", f"unknown dtype {spec.dtype!r}; known: {known}")
+        _check_fills(spec)
+        return RandomTensor(make_plan(spec.request(seed, name, rng)), spec.fill_rows, spec.origin)
+    except InitError as error:
+        raise _at(name, error) from None
+
+
+def check_size(request: ModelRequest, limit: int, limit_name: str) -> None:
+    """Limits apply to the whole request: the number of tensors and the sum of their elements."""
+    if not request.tensors:
+        raise InitError("tensors", "at least one tensor is required")
+    if len(request.tensors) > MAX_TENSORS:
+        raise TooLargeError("tensors", f"{len(request.tensors)} tensors; the limit is {MAX_TENSORS} per request")
+    numel = request.numel
+    if numel > limit:
+        raise TooLargeError(
+            "tensors",
+            f"the tensors have {numel} elements in total; the limit is {limit} for the whole request "
+            f"(INITSERVE_{limit_name.upper()})",
+        )
+
+
+def plan_model(request: ModelRequest) -> list[ModelTensor]:
+    """Every tensor of `request`, in its order; nothing is generated yet."""
+    if not 0 <= request.seed < 1 << 64:
+        raise InitError("seed", f"seed must be in [0, 2^64), got {request.seed}")
+    return [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]

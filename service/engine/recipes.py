@@ -1,0 +1,307 @@
+"""Model recipes: a list of layers expanded to the full state dict, name -> TensorSpec, in either framework.
+
+    expand(layers, framework, rules, dtype) -> {"0.weight": TensorSpec(...), "0.bias": ..., ...}
+
+A layer is the compact text `conv2d(3, 64, 3, bias=false)` (recipe_syntax), optionally named (`conv1: ...`), or
+an object `{"type": "conv2d", "name": "conv1", "args": [3, 64, 3], "bias": false}`; `{"type": "sequential",
+"name": "downsample", "layers": [...]}` nests. Names follow the framework: PyTorch joins module names with "."
+and numbers unnamed layers by their index in their list (as nn.Sequential does, parameterless layers included);
+Keras joins with "/" and names unnamed layers as Keras 3 does (dense, dense_1, ..., per class).
+
+Every parameter gets its framework's default initialisation unless a rule says otherwise. A rule is
+`{"layer": "conv", "param": "weight", "scheme": "kaiming_normal", "mode": "fan_out", "nonlinearity": "relu"}`;
+the last matching rule wins. Rules get the layer's real fans (explicit fan_in / fan_out in the spec) unless
+they say `"fans": "framework"`, which reads fans off the shape as the framework's own init functions do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from service.engine.dtypes import DTYPES
+from service.engine.errors import InitError, TooLargeError
+from service.engine.layer_args import bind
+from service.engine.layers import CONTAINER, FRAMEWORKS, Framework, LayerType, Weight, get_layer
+from service.engine.model import MAX_TENSORS, TensorSpec
+from service.engine.recipe_syntax import LayerCall, parse_layer
+from service.engine.schemes import get_scheme
+
+MAX_LAYERS = 4096
+MAX_DEPTH = 32  # nesting of sequentials and composites
+MAX_RULES = 256
+FanSource = Literal["layer", "framework"]
+FAN_SOURCES: tuple[FanSource, ...] = ("layer", "framework")
+RULE_FIELDS = ("layer", "param", "scheme", "fans", "dtype")
+_SEPARATOR = {"torch": ".", "keras": "/"}
+_NAME = re.compile(r"[A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    scheme: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    layer: str = "*"
+    param: str = "*"
+    fans: FanSource = "layer"
+    dtype: str | None = None
+
+
+def _relocated(where: str, error: InitError, what: str = "") -> InitError:
+    path = where if error.field in ("args", "layers") else f"{where}.{error.field}"
+    return InitError(path, f"{where}{what}: {error.message}", error.where)
+
+
+def parse_rules(rules: Sequence[Mapping[str, Any]], where: str = "model.rules") -> list[Rule]:
+    """Rules checked up front: the scheme exists and its parameters are its own, typed and in range."""
+    if len(rules) > MAX_RULES:
+        raise TooLargeError(where, f"at most {MAX_RULES} rules, got {len(rules)}")
+    parsed = []
+    for index, raw in enumerate(rules):
+        at = f"{where}[{index}]"
+        if not isinstance(raw, Mapping):
+            raise InitError(at, f"{at}: a rule is an object with layer, param, scheme and its parameters")
+        if "scheme" not in raw:
+            raise InitError(f"{at}.scheme", f"{at}: a rule needs a scheme")
+        for name in ("layer", "param", "scheme"):
+            if name in raw and not isinstance(raw[name], str):
+                raise InitError(f"{at}.{name}", f"{at}: {name} must be a string, got {raw[name]!r}")
+        if raw.get("fans", "layer") not in FAN_SOURCES:
+            raise InitError(f"{at}.fans", f"{at}: fans must be one of {list(FAN_SOURCES)}, got {raw['fans']!r}")
+        dtype = raw.get("dtype")
+        if dtype is not None and dtype not in DTYPES:
+            raise InitError(f"{at}.dtype", f"{at}: unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+        params = {k: v for k, v in raw.items() if k not in RULE_FIELDS}
+        try:
+            get_scheme(raw["scheme"]).full_params(params)
+        except InitError as error:
+            raise _relocated(at, error) from None
+        parsed.append(
+            Rule(
+                index,
+                raw["scheme"],
+                params,
+                raw.get("layer", "*"),
+                raw.get("param", "*"),
+                raw.get("fans", "layer"),
+                dtype,
+            )
+        )
+    return parsed
+
+
+@dataclass
+class _Layer:
+    """One layer being expanded: its type and where it sits."""
+
+    type: LayerType
+    path: tuple[str, ...]  # module names from the root, this layer's included
+    ancestors: tuple[str, ...]  # types of the enclosing containers and composites
+    where: str  # the request location, for errors
+
+
+class _Expander:
+    def __init__(self, framework: Framework, rules: Sequence[Rule], dtype: str) -> None:
+        self.framework = framework
+        self.rules = rules
+        self.dtype = dtype
+        self.separator = _SEPARATOR[framework]
+        self.specs: dict[str, TensorSpec] = {}
+        self.owners: dict[str, str] = {}
+        self.keras_names: Counter[str] = Counter()
+        self.layers = 0
+
+    # ---- reading the request ----
+
+    def _call(self, item: Any, where: str) -> tuple[LayerCall, list[Any] | None]:
+        if isinstance(item, str):
+            try:
+                return parse_layer(item), None
+            except InitError as error:
+                raise InitError(where, f"{where}: {error.message}") from None
+        if not isinstance(item, Mapping):
+            raise InitError(where, f"{where}: a layer is a text such as 'linear(784, 256)' or an object with 'type'")
+        if not isinstance(item.get("type"), str):
+            raise InitError(f"{where}.type", f"{where}: 'type' (a string) is required")
+        name = item.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InitError(f"{where}.name", f"{where}: name must be a string, got {name!r}")
+        positional = item.get("args", [])
+        if not isinstance(positional, list):
+            raise InitError(f"{where}.args", f"{where}: args must be a list of positional arguments")
+        children = item.get("layers") if item["type"] == CONTAINER else None
+        if item["type"] == CONTAINER and not isinstance(children, list):
+            raise InitError(f"{where}.layers", f"{where}: a sequential needs 'layers', a list")
+        keyword = {k: v for k, v in item.items() if k not in ("type", "name", "args", "layers")}
+        if "layers" in item and item["type"] != CONTAINER:
+            keyword["layers"] = item["layers"]  # refused by bind, with the layer's signature
+        return LayerCall(item["type"], name, positional, keyword), children
+
+    def _module_name(self, call: LayerCall, index: int, stem: str, where: str) -> str:
+        if call.name is not None:
+            if not _NAME.fullmatch(call.name):
+                raise InitError(f"{where}.name", f"{where}: a layer name has only letters, digits and _: {call.name!r}")
+            return call.name
+        if self.framework == "torch":
+            return str(index)
+        count = self.keras_names[stem]
+        self.keras_names[stem] += 1
+        return stem if count == 0 else f"{stem}_{count}"
+
+    # ---- the walk ----
+
+    def walk(self, items: Sequence[Any], path: tuple[str, ...], ancestors: tuple[str, ...], where: str) -> None:
+        if len(path) > MAX_DEPTH:
+            raise InitError(where, f"{where}: layers nest at most {MAX_DEPTH} deep")
+        for index, item in enumerate(items):
+            at = f"{where}[{index}]"
+            self.layers += 1
+            if self.layers > MAX_LAYERS:
+                raise TooLargeError(at, f"a recipe has at most {MAX_LAYERS} layers")
+            call, children = self._call(item, at)
+            if call.type == CONTAINER:
+                if call.positional or call.keyword:
+                    raise InitError(at, f"{at}: a sequential takes only name and layers")
+                name = self._module_name(call, index, CONTAINER, at)
+                self.walk(children or [], (*path, name), (*ancestors, CONTAINER), f"{at}.layers")
+                continue
+            try:
+                layer_type = get_layer(call.type)
+            except InitError as error:
+                raise _relocated(at, error) from None
+            if layer_type.parameterless:
+                self._module_name(call, index, layer_type.keras_stem, at)  # takes its index or Keras name
+                continue
+            try:
+                args = bind(layer_type.name, layer_type.args, call.positional, call.keyword)
+                if layer_type.check:
+                    layer_type.check(args)
+            except InitError as error:
+                raise _relocated(at, error, f" ({layer_type.name})") from None
+            self._layer(call, index, layer_type, args, path, ancestors, at)
+
+    def _layer(
+        self,
+        call: LayerCall,
+        index: int,
+        layer_type: LayerType,
+        args: dict[str, Any],
+        path: tuple[str, ...],
+        ancestors: tuple[str, ...],
+        at: str,
+    ) -> None:
+        builder = self._builder(layer_type)
+        if layer_type.children and builder is None:  # a composite: named sub-layers of real types
+            name = self._module_name(call, index, layer_type.name, at)
+            for child_name, child_type, child_args in layer_type.children(args):
+                child = get_layer(child_type)
+                child_builder = self._builder(child)
+                weights = child_builder(bind(child.name, child.args, [], child_args)) if child_builder else []
+                self._params(_Layer(child, (*path, name, child_name), (*ancestors, layer_type.name), at), weights)
+            return
+        if builder is None:
+            raise InitError(f"{at}.type", f"{at}: {layer_type.name} has no {self.framework} equivalent")
+        try:
+            weights = builder(args)
+        except InitError as error:
+            raise _relocated(at, error, f" ({layer_type.name})") from None
+        base = self._module_name(call, index, layer_type.keras_stem, at)
+        for unit in sorted({w.unit for w in weights}):  # a stacked Keras RNN is one Keras layer per unit
+            if unit == 0:
+                name = base
+            elif call.name is not None:
+                name = f"{call.name}_{unit}"
+            else:
+                name = self._module_name(call, index, layer_type.keras_stem, at)
+            unit_weights = [w for w in weights if w.unit == unit]
+            self._params(_Layer(layer_type, (*path, name), ancestors, at), unit_weights)
+
+    def _builder(self, layer_type: LayerType) -> Callable[[Mapping[str, Any]], list[Weight]] | None:
+        return layer_type.torch if self.framework == "torch" else layer_type.keras
+
+    def _params(self, layer: _Layer, weights: list[Weight]) -> None:
+        for weight in weights:
+            name = self.separator.join(part for part in (*layer.path, weight.name) if part)
+            if name in self.specs:
+                raise InitError(
+                    f"{layer.where}.name",
+                    f"{layer.where}: tensor {name!r} is also produced by {self.owners[name]}; name the layers apart",
+                )
+            if len(self.specs) >= MAX_TENSORS:
+                raise TooLargeError(layer.where, f"a recipe expands to at most {MAX_TENSORS} tensors")
+            self.specs[name] = self._spec(layer, weight)
+            self.owners[name] = layer.where
+
+    # ---- rules and defaults ----
+
+    def _layer_matches(self, rule: Rule, layer: _Layer) -> bool:
+        if rule.layer in ("*", layer.type.name, *layer.type.groups, *layer.ancestors):
+            return True
+        prefixes = {self.separator.join(layer.path[:n]) for n in range(1, len(layer.path) + 1)}
+        return rule.layer in prefixes
+
+    @staticmethod
+    def _param_matches(rule: Rule, weight: Weight) -> bool:
+        if rule.param == "*":
+            return weight.role != "buffer"  # like iterating model.parameters(): buffers only by name
+        last = re.split(r"[./]", weight.name)[-1]
+        return rule.param in (weight.role, weight.key, weight.name, last)
+
+    def _spec(self, layer: _Layer, weight: Weight) -> TensorSpec:
+        rule = next(
+            (r for r in reversed(self.rules) if self._layer_matches(r, layer) and self._param_matches(r, weight)), None
+        )
+        origin = {
+            "layer": layer.type.name,
+            "module": self.separator.join(p for p in layer.path if p),
+            "param": weight.key,
+            "init": "default" if rule is None else f"rules[{rule.index}]",
+        }
+        layout = self.framework
+        if rule is None:
+            return TensorSpec(
+                shape=weight.shape,
+                scheme=weight.default.scheme,
+                params=dict(weight.default.params),
+                dtype=weight.dtype or self.dtype,
+                layout=layout,
+                fan_in=weight.default.fan_in,
+                fill_rows=weight.default.fill_rows,
+                origin=origin,
+            )
+        fan_in, fan_out = weight.fans if rule.fans == "layer" and weight.fans else (None, None)
+        return TensorSpec(
+            shape=weight.shape,
+            scheme=rule.scheme,
+            params=dict(rule.params),
+            dtype=weight.dtype or rule.dtype or self.dtype,
+            layout=layout,
+            fan_in=fan_in,
+            fan_out=fan_out,
+            fill_rows=weight.default.fill_rows,  # structural (padding row, unit forget bias): kept under rules
+            origin=origin,
+        )
+
+
+def expand(
+    layers: Sequence[Any],
+    framework: str = "torch",
+    rules: Sequence[Mapping[str, Any]] = (),
+    dtype: str = "float32",
+) -> dict[str, TensorSpec]:
+    """The state dict of `layers` in `framework`, name -> spec, in the framework's order."""
+    if framework not in FRAMEWORKS:
+        raise InitError("model.framework", f"framework must be one of {list(FRAMEWORKS)}, got {framework!r}")
+    if dtype not in DTYPES:
+        raise InitError("model.dtype", f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
+        raise InitError("model.layers", "model.layers must be a non-empty list of layers")
+    expander = _Expander(framework, parse_rules(rules), dtype)  # type: ignore[arg-type]
+    expander.walk(layers, (), (), "model.layers")
+    if not expander.specs:
+        raise InitError("model.layers", "the layers have no parameters")
+    return expander.specs
