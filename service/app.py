@@ -9,13 +9,15 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from service import __version__
-from service.api import docs, errors, health, openapi, routes
+from service.api import ceiling, docs, errors, health, openapi, routes
 from service.api.auth import ApiKeyMiddleware
 from service.api.budget import MemoryBudget
+from service.api.cache import ResponseCache
 from service.api.content_type import JsonBodyMiddleware
 from service.api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
 from service.api.observe import ObserveMiddleware
 from service.api.responses import NotAcceptableError
+from service.engine import parallel
 from service.settings import Settings, get_settings
 
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
@@ -43,10 +45,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    parallel.configure(threads=settings.threads)
     app.state.budget = MemoryBudget(settings.memory_budget_bytes, settings.budget_wait_seconds)
+    app.state.response_cache = ResponseCache(settings.cache_bytes)
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)
     app.include_router(health.router)
+    if settings.bench_ceiling:
+        app.include_router(ceiling.router)
     docs.install(app)
     openapi.install(app)
     errors.install(app)

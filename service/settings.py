@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.engine.parallel import available_cores
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INITSERVE_", extra="ignore")
@@ -15,6 +17,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=1, le=65535, description="port to bind")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    threads: int = Field(
+        default_factory=available_cores, ge=1, description="engine threads per worker process (default: the cores)"
+    )
     max_elements: int = Field(1 << 28, ge=1, description="largest tensor (elements) for binary formats")
     max_json_elements: int = Field(1 << 22, ge=1, description="largest tensor (elements) for JSON output")
     max_stats_elements: int = Field(1 << 26, ge=1, description="largest tensor (elements) /stats will analyse")
@@ -32,6 +37,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated allowed origins; empty: CORS off"
     )
+    cache_bytes: int = Field(256 << 20, ge=0, description="in-process cache of recent responses (bytes); 0: off")
+    stream_threshold_bytes: int = Field(
+        8 << 20, ge=0, description="safetensors/npy responses larger than this are streamed chunk by chunk"
+    )
+    bench_ceiling: bool = Field(False, description="expose POST /_bench/ceiling, the HTTP benchmark's baseline")
     log_level: str = Field("info", description="log level (debug, info, warning, error)")
     log_format: Literal["json", "text"] = Field("json", description="access and error log format")
 

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.budget import BudgetBusyError
+from service.api.model_models import strip_union_tags
 from service.engine.errors import InitError, TooLargeError
 from service.engine.schemes import REGISTRY
 
@@ -22,28 +23,35 @@ def error_body(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
     return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
 
 
+# Where a request's fields come from: the JSON body, or the query string of GET /init (same models, same rules).
+_SOURCES = ("body", "query")
+
+
 def _location(loc: tuple[Any, ...]) -> list[Any]:
     # ("body", "kaiming_normal", "gain") -> ["body", "gain"]: the scheme tag is Pydantic's, not the client's.
     parts = list(loc)
-    if len(parts) >= 2 and parts[0] == "body" and parts[1] in REGISTRY:
+    if len(parts) >= 2 and parts[0] in _SOURCES and parts[1] in REGISTRY:
         del parts[1]
     return parts
 
 
 def _field_path(loc: list[Any]) -> str:
-    path = ".".join(str(p) for p in loc[1:] if p != "body") if loc[:1] == ["body"] else ".".join(map(str, loc))
-    return path or "body"
+    if loc[:1] in (["body"], ["query"]):
+        return ".".join(str(p) for p in loc[1:] if p not in _SOURCES) or loc[0]
+    return ".".join(map(str, loc)) or "body"
 
 
 def _reword(error: dict[str, Any]) -> dict[str, Any]:
+    error = {**error, "loc": strip_union_tags(error["loc"])}  # POST /init's one-or-many union
     loc = _location(error["loc"])
     kind, msg = error["type"], error["msg"]
     scheme = error["loc"][1] if len(error["loc"]) >= 2 and error["loc"][1] in REGISTRY else None
+    source = loc[0] if loc else "body"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
-        loc, msg = ["body", "scheme"], f"unknown scheme {tag!r}; known schemes: {', '.join(REGISTRY)}"
+        loc, msg = [source, "scheme"], f"unknown scheme {tag!r}; known schemes: {', '.join(REGISTRY)}"
     elif kind == "union_tag_not_found":
-        loc, msg = ["body", "scheme"], "field 'scheme' is required (GET /schemes lists them)"
+        loc, msg = [source, "scheme"], "field 'scheme' is required (GET /schemes lists them)"
     elif kind == "extra_forbidden" and scheme is not None:
         field = loc[-1]
         own = ", ".join(p.name for p in REGISTRY[scheme].params) or "none"
@@ -92,9 +100,17 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
             status_code=422,
         )
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        error_body(["request"], str(exc.detail), kind), status_code=exc.status_code, headers=exc.headers
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request, headers.get("Allow", ""))
+    return JSONResponse(error_body(["request"], str(exc.detail), kind), status_code=exc.status_code, headers=headers)
+
+
+def _allowed(request: Request, given: str) -> str:
+    """Every method this path serves: Starlette's 405 names only the first matching route's (/init has two)."""
+    documented = request.app.openapi().get("paths", {}).get(request.url.path, {})
+    methods = {m.strip().upper() for m in given.split(",") if m.strip()} | {m.upper() for m in documented}
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic_core import PydanticCustomError
 
 from service.engine.dtypes import DTYPES
+from service.engine.errors import InitError
 from service.engine.fans import LAYOUTS
 from service.engine.philox import RNG_ID
 from service.engine.plan import MAX_RANK, TensorRequest
+from service.engine.region import check_bounds
 from service.engine.schemes import SCHEMES, Param, Scheme
 
 MAX_SEED = (1 << 64) - 1
 FORMATS = ("safetensors", "json", "npy")
-COMMON_FIELDS = ("shape", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "format", "rng", "bins")
+COMMON_FIELDS = ("shape", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "format", "rng", "bins", "slice")
 
 Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
 
@@ -72,6 +75,35 @@ class TensorFields(BaseModel):
         )
 
 
+Bound = Annotated[
+    list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2, description="[start, stop) of one dimension")
+]
+
+
+class InitFields(TensorFields):
+    """What /init takes beyond the tensor: the region to return."""
+
+    slice: list[Bound] | None = Field(
+        None,
+        max_length=MAX_RANK,
+        description=(
+            "only this region: one [start, stop) per dimension, 0 <= start < stop <= dim; bit-identical to the same "
+            "region of the whole tensor, at a cost proportional to the region (orthogonal and sparse: the whole)"
+        ),
+        examples=[[[0, 128], [0, 784]]],
+    )
+
+    @field_validator("slice")
+    @classmethod
+    def _within_shape(cls, bounds: list[list[int]] | None, info: ValidationInfo) -> list[list[int]] | None:
+        if bounds is not None and "shape" in info.data:
+            try:
+                check_bounds(info.data["shape"], bounds)
+            except InitError as error:
+                raise PydanticCustomError("slice_out_of_range", error.message) from None
+        return bounds
+
+
 class StatsFields(TensorFields):
     bins: Annotated[int, Field(ge=1, le=1000, description="histogram bins")] = 32
 
@@ -102,5 +134,5 @@ def _union(base: type[TensorFields], suffix: str) -> Any:
     return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
 
 
-InitRequest = _union(TensorFields, "Init")
+InitRequest = _union(InitFields, "Init")
 StatsRequest = _union(StatsFields, "Stats")

@@ -1,16 +1,30 @@
-"""Tensor responses: format negotiation, the bytes of each format, and the caching headers."""
+"""Tensor responses: format negotiation, the bytes of each format, caching headers, and delivery at any size.
+
+A response is buffered (and kept in the in-process cache) up to `stream_threshold` bytes; above it the container
+header goes first, with Content-Length set (every size is known up front), and the data follows chunk by chunk,
+each generated in a worker thread as the client reads, so memory stays bounded whatever the tensor's size.
+Both routes give the same bytes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import Response
+from starlette.concurrency import run_in_threadpool
 
+from service.api import metrics, streaming
+from service.api.budget import MemoryBudget
+from service.api.cache import ResponseCache
 from service.engine.errors import InitError
 from service.engine.plan import Plan
+from service.engine.region import Region
 from service.formats import jsonfmt, npy, safetensors
 
 MEDIA_TYPES = {"safetensors": safetensors.MEDIA_TYPE, "json": jsonfmt.MEDIA_TYPE, "npy": npy.MEDIA_TYPE}
@@ -22,12 +36,24 @@ _ACCEPTED = {
 }
 _EXTENSIONS = {"safetensors": "safetensors", "json": "json", "npy": "npy"}
 DEFAULT_FORMAT = "safetensors"
+# Seeded tensors never change for one rng id, so any HTTP cache may keep them; drawn seeds are one-offs.
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_STORE = "no-store"
 
 
 class NotAcceptableError(Exception):
     def __init__(self, accept: str) -> None:
         super().__init__(accept)
         self.accept = accept
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How responses are delivered in this app: its memory budget, response cache and streaming threshold."""
+
+    budget: MemoryBudget
+    cache: ResponseCache
+    stream_threshold: int
 
 
 def negotiate(explicit: str | None, accept: str | None) -> str:
@@ -56,13 +82,18 @@ def negotiate(explicit: str | None, accept: str | None) -> str:
     raise NotAcceptableError(accept)
 
 
-def etag(plan: Plan, fmt: str) -> str:
-    """Derived from everything that determines the bytes (request, service version, format), so a 304 can be
-    answered before anything is generated. Weak for orthogonal, whose bits follow the machine's LAPACK."""
+def as_region(source: Plan | Region) -> Region:
+    return source if isinstance(source, Region) else Region(source)
+
+
+def etag(source: Plan | Region, fmt: str) -> str:
+    """Derived from everything that determines the bytes (request, slice, service version, format), so a 304 can
+    be answered before anything is generated. Weak for orthogonal, whose bits follow the machine's LAPACK."""
+    region = as_region(source)
     digest = hashlib.sha256(
-        orjson.dumps({"meta": plan.metadata(), "format": fmt}, option=orjson.OPT_SORT_KEYS)
+        orjson.dumps({"meta": region.metadata(), "format": fmt}, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()[:32]
-    return f'W/"{digest}"' if plan.distribution.kind == "orthogonal" else f'"{digest}"'
+    return f'W/"{digest}"' if region.plan.distribution.kind == "orthogonal" else f'"{digest}"'
 
 
 def safetensors_metadata(meta: dict[str, Any]) -> dict[str, str]:
@@ -70,34 +101,51 @@ def safetensors_metadata(meta: dict[str, Any]) -> dict[str, str]:
     return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in meta.items() if v is not None}
 
 
-def _filename(plan: Plan, fmt: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", plan.request.name)[:100] or "tensor"
+def _filename(region: Region, fmt: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", region.plan.request.name)[:100] or "tensor"
     return f"{stem}.{_EXTENSIONS[fmt]}"
 
 
-def body(plan: Plan, fmt: str) -> bytes:
-    meta = plan.metadata()
-    if fmt == "json":
-        return jsonfmt.encode(plan.generate(), meta)
-    data = plan.generate().tobytes()
+def container_header(region: Region, fmt: str) -> bytes:
+    """What precedes the data in a binary format; it depends only on sizes and metadata, never on values."""
     if fmt == "npy":
-        if plan.dtype.npy_descr is None:
+        if region.dtype.npy_descr is None:
             raise InitError(
                 "format",
-                f"format 'npy' cannot hold {plan.dtype.name} (NumPy has no standard code for "
+                f"format 'npy' cannot hold {region.dtype.name} (NumPy has no standard code for "
                 "it); use safetensors, or another dtype",
             )
-        return npy.header(plan.dtype.npy_descr, plan.shape) + data
-    entry = safetensors.TensorEntry(plan.request.name, plan.dtype.safetensors, plan.shape, plan.nbytes)
-    return safetensors.header([entry], safetensors_metadata(meta)) + data
+        return npy.header(region.dtype.npy_descr, region.shape)
+    entry = safetensors.TensorEntry(region.plan.request.name, region.dtype.safetensors, region.shape, region.nbytes)
+    return safetensors.header([entry], safetensors_metadata(region.metadata()))
 
 
-def headers(plan: Plan, fmt: str) -> dict[str, str]:
+def body(source: Plan | Region, fmt: str) -> bytes | memoryview:
+    """The whole response body, buffered. Binary formats are written in place after their header (one copy of
+    the values, not three), hence a memoryview: bytes-like for sockets, files and the cache alike."""
+    region = as_region(source)
+    if fmt == "json":
+        return jsonfmt.encode(region.generate(), region.metadata())
+    head = container_header(region, fmt)
+    buffer = bytearray(len(head) + region.nbytes)
+    buffer[: len(head)] = head
+    region.fill(np.frombuffer(buffer, dtype=region.dtype.numpy, offset=len(head)))
+    return memoryview(buffer)
+
+
+def _generate(region: Region, fmt: str, budget: MemoryBudget) -> bytes | memoryview:
+    with budget.reserve(region.cost * region.dtype.itemsize):
+        return body(region, fmt)
+
+
+def headers(source: Plan | Region, fmt: str, seeded: bool = True) -> dict[str, str]:
+    region = as_region(source)
     return {
-        "ETag": etag(plan, fmt),
-        "X-Initserve-Seed": str(plan.request.seed),
-        "X-Initserve-Rng": plan.request.rng,
-        "Content-Disposition": f'attachment; filename="{_filename(plan, fmt)}"',
+        "ETag": etag(region, fmt),
+        "Cache-Control": IMMUTABLE if seeded else NO_STORE,
+        "X-Initserve-Seed": str(region.plan.request.seed),
+        "X-Initserve-Rng": region.plan.request.rng,
+        "Content-Disposition": f'attachment; filename="{_filename(region, fmt)}"',
     }
 
 
@@ -108,8 +156,56 @@ def if_none_match(header: str | None, tag: str) -> bool:
     return "*" in candidates or tag.removeprefix("W/") in candidates
 
 
-def tensor_response(plan: Plan, fmt: str, if_none_match_header: str | None) -> Response:
-    head = headers(plan, fmt)
+def cached_response(request_key: str, if_none_match_header: str | None, delivery: Delivery) -> Response | None:
+    """The answer to a seeded request seen before, from its remembered headers and cached body, without resolving
+    its plan again (that costs about as much as the rest of a cache hit); None when not cached."""
+    remembered = delivery.cache.head(request_key)
+    if remembered is None:
+        return None
+    head, media_type = remembered
     if if_none_match(if_none_match_header, head["ETag"]):
         return Response(status_code=304, headers=head)
-    return Response(body(plan, fmt), media_type=MEDIA_TYPES[fmt], headers=head)
+    cached = delivery.cache.get(head["ETag"])
+    if cached is None:
+        return None
+    return Response(cached, media_type=media_type, headers={**head, "X-Initserve-Cache": "hit"})
+
+
+async def tensor_response(
+    source: Plan | Region,
+    fmt: str,
+    if_none_match_header: str | None,
+    delivery: Delivery,
+    seeded: bool = True,
+    request_key: str | None = None,
+) -> Response:
+    """304 if the client has it; else from the cache; else generated, buffered or streamed by size. Called on the
+    event loop: whatever may wait (the memory budget) or compute (generation) runs in a worker thread.
+    `request_key` (the request's canonical form) lets `cached_response` answer the same request next time."""
+    region = as_region(source)
+    head = headers(region, fmt, seeded)
+    if if_none_match(if_none_match_header, head["ETag"]):
+        return Response(status_code=304, headers=head)
+    media_type = MEDIA_TYPES[fmt]
+    # Only buffered responses are ever cached, so a hit needs no size check (nor the container header).
+    cacheable = seeded and delivery.cache.enabled
+    cached = delivery.cache.get(head["ETag"]) if cacheable else None
+    if cached is not None:
+        return Response(cached, media_type=media_type, headers={**head, "X-Initserve-Cache": "hit"})
+    if fmt != "json":
+        prefix = container_header(region, fmt)
+        length = len(prefix) + region.nbytes
+        if length > delivery.stream_threshold:
+            held = ExitStack()
+            await run_in_threadpool(held.enter_context, delivery.budget.reserve(streaming.working_bytes(region)))
+            metrics.record_generation(region.plan.scheme.name, region.numel, region.nbytes)
+            return streaming.TensorStream(streaming.parts(region, prefix), length, media_type, head, held)
+    content = await run_in_threadpool(_generate, region, fmt, delivery.budget)
+    metrics.record_generation(region.plan.scheme.name, region.numel, region.nbytes)
+    if cacheable:
+        content = bytes(content)  # one copy per miss, so that hits hand the socket plain bytes, like the ceiling
+        delivery.cache.put(head["ETag"], content)
+        if request_key is not None:
+            delivery.cache.remember(request_key, (dict(head), media_type))
+        head["X-Initserve-Cache"] = "miss"
+    return Response(content, media_type=media_type, headers=head)

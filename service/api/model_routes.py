@@ -1,0 +1,54 @@
+"""POST /init for many tensors: `{"seed", "tensors": {...}}` or `{"seed", "model": {...}}` -> one file.
+
+Limits apply to the whole request (the sum of elements against INITSERVE_MAX_ELEMENTS, or
+INITSERVE_MAX_JSON_ELEMENTS for JSON) and are checked before anything is generated; the response then streams
+tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import Response
+
+from service import __version__
+from service.api.model_body import ModelBody, model_response, negotiate
+from service.api.model_models import ModelInit, TensorsInit
+from service.engine.model import ModelRequest, check_size, plan_model
+from service.engine.recipes import expand
+from service.settings import Settings
+
+# A seed we draw is below 2^53 so that every JSON client (JavaScript's Number included) can read it back exactly.
+DRAWN_SEED_BOUND = 1 << 53
+MANY_KEYS = ("tensors", "model")
+
+
+def is_many(body: Any) -> bool:
+    """Whether a JSON body asks for many tensors (it has `tensors` or `model`) rather than one."""
+    return isinstance(body, dict) and any(key in body for key in MANY_KEYS)
+
+
+def model_request(body: TensorsInit | ModelInit, seed: int) -> tuple[ModelRequest, dict[str, Any]]:
+    """The engine request and the request-level metadata that goes with it."""
+    meta: dict[str, Any] = {"seed": seed, "rng": body.rng, "service": f"initserve {__version__}"}
+    if isinstance(body, TensorsInit):
+        return body.to_engine(seed), meta
+    recipe = body.model
+    rules = [rule.to_engine() for rule in recipe.rules]
+    specs = expand(recipe.layers, recipe.framework, rules, recipe.dtype)
+    meta["framework"] = recipe.framework
+    return ModelRequest(seed, specs, body.rng), meta
+
+
+def init_many(
+    body: TensorsInit | ModelInit, settings: Settings, accept: str | None, if_none_match: str | None
+) -> Response:
+    fmt = negotiate(body.format, accept)
+    seed = body.seed if body.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
+    request, meta = model_request(body, seed)
+    if fmt == "json":
+        check_size(request, settings.max_json_elements, "max_json_elements")
+    else:
+        check_size(request, settings.max_elements, "max_elements")
+    return model_response(ModelBody(plan_model(request), meta, fmt), if_none_match, seeded=body.seed is not None)
