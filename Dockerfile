@@ -45,7 +45,7 @@ USER 10001:10001
 EXPOSE 8000
 # The slim image has no curl: probe with the interpreter that is there anyway. /readyz fails (503 or refused: urlopen
 # raises, exit 1) until start-up completes and from the start of shutdown, so "healthy" means "send it traffic".
-HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('INITSERVE_PORT', '8000')}/readyz\", timeout=2)"]
 # uvicorn drains in-flight responses on SIGTERM and then exits; exec form keeps it PID 1 so it gets the signal.
 STOPSIGNAL SIGTERM

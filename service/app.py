@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
@@ -29,8 +31,16 @@ The same request (with a seed) returns bit-identical tensors on every machine an
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.ready = True
+    async def warm_up() -> None:
+        # In the background, so that /healthz answers at once; /readyz turns 200 only when the engine's kernels
+        # are compiled, so that no routed request pays for the compile (seconds on a cold cache).
+        await anyio.to_thread.run_sync(parallel.warm_up)
+        app.state.ready = True
+
+    app.state.ready = False
+    warming = asyncio.create_task(warm_up())
     yield
+    warming.cancel()
     app.state.ready = False  # uvicorn drains in-flight requests on SIGTERM; probes see us leaving
 
 

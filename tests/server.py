@@ -24,9 +24,9 @@ def free_port() -> int:
 
 @contextmanager
 def serve(
-    env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready_timeout: float = 30.0
+    env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready_timeout: float = 90.0
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Yield (base URL, process) once /healthz answers; stop the server (SIGTERM, then SIGKILL) on exit."""
+    """Yield (base URL, process) once /readyz answers (the engine warmed up: a cold numba cache takes seconds); stop the server (SIGTERM, then SIGKILL) on exit."""
     port = free_port()
     full_env = {**os.environ, "INITSERVE_HOST": "127.0.0.1", "INITSERVE_PORT": str(port), **(env or {})}
     process = subprocess.Popen(
@@ -37,7 +37,7 @@ def serve(
         deadline = time.monotonic() + ready_timeout
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

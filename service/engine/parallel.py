@@ -59,6 +59,15 @@ def config() -> EngineConfig:
     return _config
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) the kernels the configuration uses, so that no request pays for
+    it: seconds on a cold cache, under one on a warm one. The application's readiness waits for it."""
+    if _config.jit:
+        from service.engine import jit_kernels
+
+        jit_kernels.compile_all()
+
+
 def configure(threads: int | None = None, chunk_elements: int | None = None, jit: bool | None = None) -> EngineConfig:
     """Change the given fields of the engine configuration; returns the new one."""
     global _config, _pool

@@ -7,11 +7,13 @@ import json
 import logging
 import re
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.engine import parallel
 from service.settings import Settings
 
 BODY = {"shape": [64, 64], "scheme": "kaiming_normal", "seed": 1}
@@ -147,10 +149,25 @@ def test_metrics_count_requests_by_route_and_generation_by_scheme():
     assert "initserve_request_duration_seconds_bucket" in text and "initserve_inflight_bytes" in text
 
 
-def test_readiness_follows_the_lifespan():
+def test_readiness_follows_the_lifespan_and_the_engine_warm_up(monkeypatch):
+    warmed = threading.Event()
+    release = threading.Event()
+
+    def slow_warm_up() -> None:
+        release.wait(10)
+        warmed.set()
+
+    monkeypatch.setattr(parallel, "warm_up", slow_warm_up)
     app = create_app(Settings())
     assert TestClient(app).get("/readyz").status_code == 503  # lifespan not started
     with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200  # live at once
+        assert client.get("/readyz").status_code == 503  # not ready while the kernels compile
+        release.set()
+        assert warmed.wait(10)
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert client.get("/readyz").json() == {"status": "ready"}
     assert TestClient(app).get("/readyz").status_code == 503  # shut down
 
