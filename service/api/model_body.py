@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 from fastapi import Response
-from starlette.responses import StreamingResponse
 
+from service.api import metrics, responses, streaming
+from service.api.budget import MemoryBudget
 from service.api.responses import IMMUTABLE, NO_STORE, NotAcceptableError
 from service.engine.errors import InitError
 from service.engine.model import ModelTensor
@@ -45,30 +47,9 @@ class ModelNotAcceptableError(NotAcceptableError):
 
 def negotiate(explicit: str | None, accept: str | None) -> str:
     """The `format` field wins; else the Accept header's most preferred type we produce; else safetensors."""
-    if explicit:
-        if explicit == "npy":
-            raise InitError("format", "a .npy holds one tensor; many tensors come as npz, safetensors or json")
-        return explicit
-    if not accept:
-        return "safetensors"
-    ranked = []
-    for position, item in enumerate(accept.split(",")):
-        media, *options = (part.strip() for part in item.split(";"))
-        quality = 1.0
-        for option in options:
-            if option.startswith("q="):
-                try:
-                    quality = float(option[2:])
-                except ValueError:
-                    quality = 0.0
-        if quality > 0:
-            ranked.append((-quality, position, media.lower()))
-    for _, _, media in sorted(ranked):
-        if media in _ACCEPTED:
-            return _ACCEPTED[media]
-        if media in ("*/*", "application/*"):
-            return "safetensors"
-    raise ModelNotAcceptableError(accept)
+    if explicit == "npy":
+        raise InitError("format", "a .npy holds one tensor; many tensors come as npz, safetensors or json")
+    return responses.negotiate(explicit, accept, _ACCEPTED, ModelNotAcceptableError)
 
 
 @dataclass(frozen=True)
@@ -194,20 +175,17 @@ def headers(body: ModelBody) -> dict[str, str]:
     }
 
 
-def _matches(header: str | None, tag: str) -> bool:
-    if not header:
-        return False
-    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return "*" in candidates or tag.removeprefix("W/") in candidates
-
-
-def model_response(body: ModelBody, if_none_match: str | None, seeded: bool = True) -> Response:
+def model_response(body: ModelBody, if_none_match: str | None, budget: MemoryBudget, seeded: bool = True) -> Response:
     """304 when the ETag matches; else the file, streamed tensor by tensor. Cacheable as single tensors are:
-    immutable when seeded, never stored when the seed was drawn."""
+    immutable when seeded, never stored when the seed was drawn. Called in a worker thread: the memory budget
+    (the largest tensor's working set) is taken before the response starts, so a busy server answers 503, not a
+    cut 200, and it is held until the stream ends or the client leaves."""
     head = {**headers(body), "Cache-Control": IMMUTABLE if seeded else NO_STORE}
-    if _matches(if_none_match, head["ETag"]):
+    if responses.if_none_match(if_none_match, head["ETag"]):
         return Response(status_code=304, headers=head)
     chunks, length = body.stream()
-    if length is not None:
-        head["Content-Length"] = str(length)
-    return StreamingResponse(chunks, media_type=MEDIA_TYPES[body.fmt], headers=head)
+    held = ExitStack()
+    held.enter_context(budget.reserve(max(t.working_bytes(STREAM_CHUNK_ELEMENTS) for t in body.tensors)))
+    for tensor in body.tensors:
+        metrics.record_generation(tensor.scheme_name, tensor.numel, tensor.nbytes)
+    return streaming.TensorStream(chunks, length, MEDIA_TYPES[body.fmt], head, held)

@@ -1,8 +1,9 @@
 """POST /init for many tensors: `{"seed", "tensors": {...}}` or `{"seed", "model": {...}}` -> one file.
 
-Limits apply to the whole request (the sum of elements against INITSERVE_MAX_ELEMENTS, or
-INITSERVE_MAX_JSON_ELEMENTS for JSON) and are checked before anything is generated; the response then streams
-tensor by tensor.
+Limits are checked before anything is generated: each tensor against INITSERVE_MAX_ELEMENTS (JSON:
+INITSERVE_MAX_JSON_ELEMENTS), their sum against INITSERVE_MAX_REQUEST_ELEMENTS (JSON:
+INITSERVE_MAX_JSON_REQUEST_ELEMENTS). The response then streams tensor by tensor, holding the memory budget of
+its largest tensor's working set until it ends.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from fastapi import Response
 
 from service import __version__
+from service.api.budget import MemoryBudget
 from service.api.model_body import ModelBody, model_response, negotiate
 from service.api.model_models import ModelInit, TensorsInit
 from service.engine.model import ModelRequest, check_size, plan_model
@@ -42,13 +44,21 @@ def model_request(body: TensorsInit | ModelInit, seed: int) -> tuple[ModelReques
 
 
 def init_many(
-    body: TensorsInit | ModelInit, settings: Settings, accept: str | None, if_none_match: str | None
+    body: TensorsInit | ModelInit,
+    settings: Settings,
+    budget: MemoryBudget,
+    accept: str | None,
+    if_none_match: str | None,
 ) -> Response:
+    """Runs in a worker thread: waiting for the memory budget may block."""
     fmt = negotiate(body.format, accept)
     seed = body.seed if body.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
     request, meta = model_request(body, seed)
     if fmt == "json":
-        check_size(request, settings.max_json_elements, "max_json_elements")
+        limits = settings.max_json_elements, settings.max_json_request_elements
+        names = "max_json_elements", "max_json_request_elements"
     else:
-        check_size(request, settings.max_elements, "max_elements")
-    return model_response(ModelBody(plan_model(request), meta, fmt), if_none_match, seeded=body.seed is not None)
+        limits, names = (settings.max_elements, settings.max_request_elements), ("max_elements", "max_request_elements")
+    check_size(request, *limits, names)
+    body_out = ModelBody(plan_model(request), meta, fmt)
+    return model_response(body_out, if_none_match, budget, seeded=body.seed is not None)

@@ -56,8 +56,14 @@ class Delivery:
     stream_threshold: int
 
 
-def negotiate(explicit: str | None, accept: str | None) -> str:
-    """The `format` field wins; else the Accept header's most preferred type we produce; else safetensors."""
+def negotiate(
+    explicit: str | None,
+    accept: str | None,
+    accepted: dict[str, str] = _ACCEPTED,
+    refusal: type[NotAcceptableError] = NotAcceptableError,
+) -> str:
+    """The `format` field wins; else the Accept header's most preferred type in `accepted` (media type ->
+    format); else safetensors. No acceptable type raises `refusal` (406)."""
     if explicit:
         return explicit
     if not accept:
@@ -75,11 +81,11 @@ def negotiate(explicit: str | None, accept: str | None) -> str:
         if quality > 0:
             ranked.append((-quality, position, media.lower()))
     for _, _, media in sorted(ranked):
-        if media in _ACCEPTED:
-            return _ACCEPTED[media]
+        if media in accepted:
+            return accepted[media]
         if media in ("*/*", "application/*"):
             return DEFAULT_FORMAT
-    raise NotAcceptableError(accept)
+    raise refusal(accept)
 
 
 def as_region(source: Plan | Region) -> Region:

@@ -189,7 +189,8 @@ _HEADER_PARAMETERS = [
 async def init(request: Annotated[init_body(InitRequest), Body()], http: Request) -> Response:  # type: ignore[valid-type]
     accept, if_none_match = http.headers.get("accept"), http.headers.get("if-none-match")
     if isinstance(request, TensorsInit | ModelInit):  # many tensors: docs/models.md
-        return await run_in_threadpool(init_many, request, http.app.state.settings, accept, if_none_match)
+        state = http.app.state
+        return await run_in_threadpool(init_many, request, state.settings, state.budget, accept, if_none_match)
     return await _deliver(http, request, accept, if_none_match)
 
 

@@ -17,8 +17,6 @@ from service.engine.region import Region
 # Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
 # float64 intermediates) stays a few MiB, large enough that the thread hop per chunk is noise.
 STREAM_CHUNK_ELEMENTS = 1 << 18
-# Working memory of one streamed chunk, as held against the memory budget: float64 values and their temporaries.
-STREAM_WORKING_BYTES = 8 * 8 * STREAM_CHUNK_ELEMENTS
 
 
 def parts(region: Region, head: bytes) -> Iterator[bytes]:
@@ -31,7 +29,7 @@ def parts(region: Region, head: bytes) -> Iterator[bytes]:
 def working_bytes(region: Region) -> int:
     """Memory a stream holds at once: one chunk's float64 values and temporaries, or the whole float64 matrix
     for schemes that need it (orthogonal, sparse)."""
-    return STREAM_WORKING_BYTES if region.plan.distribution.random_access else 2 * 8 * region.cost
+    return region.plan.working_bytes(STREAM_CHUNK_ELEMENTS)
 
 
 class TensorStream(StreamingResponse):
@@ -39,10 +37,11 @@ class TensorStream(StreamingResponse):
     mid-way; the budget is taken before the response starts, so a busy server still answers 503, not a cut 200."""
 
     def __init__(
-        self, parts: Iterator[bytes], length: int, media_type: str, headers: dict[str, str], held: ExitStack
+        self, parts: Iterator[bytes], length: int | None, media_type: str, headers: dict[str, str], held: ExitStack
     ) -> None:
         super().__init__(iterate_in_threadpool(parts), media_type=media_type, headers=headers)
-        self.headers["content-length"] = str(length)
+        if length is not None:  # known up front for the binary formats; JSON goes chunked
+            self.headers["content-length"] = str(length)
         self._parts = parts
         self._held = held
 

@@ -109,6 +109,14 @@ class ModelTensor(ABC):
         """The flat row-major values, as consecutive arrays of at most chunk_elements."""
 
     @abstractmethod
+    def working_bytes(self, chunk_elements: int) -> int:
+        """Memory `chunks(chunk_elements)` holds at once."""
+
+    @property
+    def scheme_name(self) -> str:
+        return str(self.metadata()["scheme"])
+
+    @abstractmethod
     def metadata(self) -> dict[str, Any]:
         """What was generated and how (JSON-native types)."""
 
@@ -150,6 +158,13 @@ class RandomTensor(ModelTensor):
                 values[lo - first : hi - first] = round_to(np.array([fill.value]), plan.dtype)[0]
             yield values
 
+    def working_bytes(self, chunk_elements: int) -> int:
+        return self.plan.working_bytes(chunk_elements)
+
+    @property
+    def scheme_name(self) -> str:
+        return self.plan.scheme.name
+
     def metadata(self) -> dict[str, Any]:
         meta = self.plan.metadata()
         if self.fill_rows:
@@ -177,6 +192,9 @@ class IntegerTensor(ModelTensor):
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
         for first in range(0, self.numel, chunk_elements):
             yield np.full(min(chunk_elements, self.numel - first), self.value, dtype=_INT64)
+
+    def working_bytes(self, chunk_elements: int) -> int:
+        return 8 * min(chunk_elements, self.numel)
 
     def metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -243,18 +261,28 @@ def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = RNG_ID) -> Mo
         raise _at(name, error) from None
 
 
-def check_size(request: ModelRequest, limit: int, limit_name: str) -> None:
-    """Limits apply to the whole request: the number of tensors and the sum of their elements."""
+def check_size(request: ModelRequest, tensor_limit: int, request_limit: int, limit_names: tuple[str, str]) -> None:
+    """Limits apply to each tensor and to the whole request (the number of tensors, the sum of their elements);
+    `limit_names` name the two settings in the messages."""
     if not request.tensors:
         raise InitError("tensors", "at least one tensor is required")
     if len(request.tensors) > MAX_TENSORS:
         raise TooLargeError("tensors", f"{len(request.tensors)} tensors; the limit is {MAX_TENSORS} per request")
+    tensor_name, request_name = (name.upper() for name in limit_names)
+    for name, spec in request.tensors.items():
+        numel = math.prod(spec.shape)
+        if numel > tensor_limit:
+            raise TooLargeError(
+                f"tensors[{name!r}].shape",
+                f"tensor {name!r} has {numel} elements; the limit is {tensor_limit} per tensor "
+                f"(INITSERVE_{tensor_name})",
+            )
     numel = request.numel
-    if numel > limit:
+    if numel > request_limit:
         raise TooLargeError(
             "tensors",
-            f"the tensors have {numel} elements in total; the limit is {limit} for the whole request "
-            f"(INITSERVE_{limit_name.upper()})",
+            f"the tensors have {numel} elements in total; the limit is {request_limit} for the whole request "
+            f"(INITSERVE_{request_name})",
         )
 
 

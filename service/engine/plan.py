@@ -84,6 +84,13 @@ class Plan:
             return generate(self.distribution, self.stream, self.shape, start, stop, np.dtype(np.float64))
         return self._whole[start:stop]
 
+    def working_bytes(self, chunk_elements: int) -> int:
+        """Memory generating this tensor `chunk_elements` at a time holds at once: a chunk's float64 values and
+        temporaries, or the whole float64 matrix and its factorisation for schemes that need it."""
+        if self.distribution.random_access:
+            return 8 * 8 * min(chunk_elements, self.numel)
+        return 2 * 8 * self.numel
+
     def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
         """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""
         start, stop = self._slice(start, stop)

@@ -37,7 +37,10 @@ BLOCK = {
 
 @pytest.fixture(scope="module")
 def small() -> TestClient:
-    return TestClient(create_app(Settings(max_elements=4096, max_json_elements=1024)), raise_server_exceptions=False)
+    settings = Settings(
+        max_elements=3000, max_request_elements=4096, max_json_elements=1024, max_json_request_elements=2000
+    )
+    return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
 def _safetensors_metadata(content: bytes) -> dict[str, str]:
@@ -161,16 +164,46 @@ def test_etag_and_drawn_seed(client):
     assert drawn.headers["cache-control"] == "no-store"
 
 
-def test_limits_apply_to_the_sum_of_elements(small):
+def test_limits_apply_to_each_tensor_and_to_the_sum_of_elements(small):
     tensors = {"a": {"shape": [64, 40], "scheme": "normal"}, "b": {"shape": [40, 40], "scheme": "normal"}}
     response = small.post("/init", json={"seed": 0, "tensors": tensors})
     assert response.status_code == 413
     assert "4160 elements in total; the limit is 4096" in response.json()["detail"][0]["msg"]
-    assert "INITSERVE_MAX_ELEMENTS" in response.json()["detail"][0]["msg"]
+    assert "INITSERVE_MAX_REQUEST_ELEMENTS" in response.json()["detail"][0]["msg"]
+    one_too_big = small.post("/init", json={"seed": 0, "tensors": {"a": {"shape": [3001], "scheme": "normal"}}})
+    assert one_too_big.status_code == 413
+    assert "tensor 'a' has 3001 elements; the limit is 3000 per tensor (INITSERVE_MAX_ELEMENTS)" in one_too_big.text
     too_big_json = small.post("/init", json={"seed": 0, "tensors": {"a": tensors["b"]}, "format": "json"})
     assert too_big_json.status_code == 413 and "INITSERVE_MAX_JSON_ELEMENTS" in too_big_json.text
+    json_sum = {"a": {"shape": [1000], "scheme": "normal"}, "b": {"shape": [1001], "scheme": "normal"}}
+    too_big_sum = small.post("/init", json={"seed": 0, "tensors": json_sum, "format": "json"})
+    assert too_big_sum.status_code == 413 and "INITSERVE_MAX_JSON_REQUEST_ELEMENTS" in too_big_sum.text
     model = small.post("/init", json={"seed": 0, "model": {"layers": ["linear(64, 64)"]}})
     assert model.status_code == 413
+
+
+def test_model_requests_hold_the_budget_and_count_in_the_metrics():
+    app = create_app(Settings(memory_budget_bytes=1 << 30))
+    with TestClient(app) as client:
+        body = {
+            "seed": 3,
+            "tensors": {"w": {"shape": [300, 200], "scheme": "orthogonal"}, "b": {"shape": [7], "scheme": "zeros"}},
+        }
+        reserved: list[int] = []
+        budget = app.state.budget
+        original = budget.reserve
+
+        def spy(nbytes: int):  # type: ignore[no-untyped-def]
+            reserved.append(nbytes)
+            return original(nbytes)
+
+        budget.reserve = spy
+        assert client.post("/init", json=body).status_code == 200
+        assert reserved == [2 * 8 * 300 * 200]  # the orthogonal matrix dominates the working set
+        assert budget.used == 0  # released once the stream ended
+        metrics_text = client.get("/metrics").text
+        assert 'initserve_generated_elements_total{scheme="orthogonal"}' in metrics_text
+        assert 'initserve_generated_elements_total{scheme="zeros"}' in metrics_text
 
 
 @pytest.mark.parametrize(

@@ -109,10 +109,16 @@ def test_errors_name_the_tensor_and_the_field(spec, field):
     assert "tensor 'x'" in caught.value.message
 
 
-def test_limits_apply_to_the_whole_request():
+NAMES = ("max_elements", "max_request_elements")
+
+
+def test_limits_apply_to_each_tensor_and_to_the_whole_request():
     request = ModelRequest(0, {"a": TensorSpec((600,), "normal"), "b": TensorSpec((500,), "normal")})
-    check_size(request, 1100, "max_elements")
-    with pytest.raises(TooLargeError, match="1100 elements in total; the limit is 1000"):
-        check_size(request, 1000, "max_elements")
+    check_size(request, 600, 1100, NAMES)
+    with pytest.raises(TooLargeError, match=r"1100 elements in total; the limit is 1000 .*MAX_REQUEST_ELEMENTS"):
+        check_size(request, 600, 1000, NAMES)
+    with pytest.raises(TooLargeError, match=r"tensor 'a' has 600 elements; the limit is 599 per tensor") as caught:
+        check_size(request, 599, 1100, NAMES)
+    assert caught.value.field == "tensors['a'].shape" and "INITSERVE_MAX_ELEMENTS" in caught.value.message
     with pytest.raises(InitError, match="at least one tensor"):
-        check_size(ModelRequest(0, {}), 10, "max_elements")
+        check_size(ModelRequest(0, {}), 10, 10, NAMES)
