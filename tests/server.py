@@ -26,7 +26,8 @@ def free_port() -> int:
 def serve(
     env: dict[str, str] | None = None, args: tuple[str, ...] = (), ready_timeout: float = 90.0
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Yield (base URL, process) once /readyz answers (the engine warmed up: a cold numba cache takes seconds); stop the server (SIGTERM, then SIGKILL) on exit."""
+    """Yield (base URL, process) once /readyz answers (the engine warmed up: a cold numba cache takes seconds);
+    stop the server (SIGTERM, then SIGKILL) on exit."""
     port = free_port()
     full_env = {**os.environ, "INITSERVE_HOST": "127.0.0.1", "INITSERVE_PORT": str(port), **(env or {})}
     process = subprocess.Popen(

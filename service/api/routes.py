@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.api import metrics, responses
+from service.api import metrics, raw_cache, responses
 from service.api.model_body import MEDIA_TYPES as MODEL_MEDIA_TYPES
 from service.api.model_models import ModelInit, TensorsInit, init_body
 from service.api.model_routes import init_many
@@ -101,11 +101,15 @@ def region_request(request: InitFields, fmt: str, settings: Settings) -> Region:
     return region
 
 
+def delivery_of(app: Any) -> responses.Delivery:
+    state = app.state
+    return responses.Delivery(state.budget, state.response_cache, state.settings.stream_threshold_bytes)
+
+
 def delivery(http: Request) -> responses.Delivery:
     # From app.state, not Depends(get_settings): a dependency override is re-inspected on every request, which
     # costs more than a cached response does.
-    state = http.app.state
-    return responses.Delivery(state.budget, state.response_cache, state.settings.stream_threshold_bytes)
+    return delivery_of(http.app)
 
 
 async def _deliver(http: Request, request: InitFields, accept: str | None, if_none_match: str | None) -> Response:
@@ -117,7 +121,10 @@ async def _deliver(http: Request, request: InitFields, accept: str | None, if_no
     if key is not None and (answer := responses.cached_response(key, if_none_match, how)) is not None:
         return answer
     region = region_request(request, fmt, http.app.state.settings)
-    return await responses.tensor_response(region, fmt, if_none_match, how, seeded, request_key=key)
+    answer = await responses.tensor_response(region, fmt, if_none_match, how, seeded, request_key=key)
+    if key is not None and (head := how.cache.head(key)) is not None:
+        http.scope[raw_cache.HEAD_KEY] = head  # the raw-body cache (POST) may answer the same bytes next time
+    return answer
 
 
 def _tag(data: bytes) -> str:
@@ -193,6 +200,8 @@ async def init(request: Annotated[init_body(InitRequest), Body()], http: Request
         return await run_in_threadpool(init_many, request, state.settings, state.budget, accept, if_none_match)
     return await _deliver(http, request, accept, if_none_match)
 
+
+POST_INIT = router.routes[-1]  # the route above, for the raw-body cache's metrics label
 
 _INIT = TypeAdapter(InitRequest)
 

@@ -3,6 +3,7 @@ ETags and 304 on every content response, and the GET form whose seeded responses
 
 from __future__ import annotations
 
+import re
 import threading
 from urllib.parse import urlencode
 
@@ -240,3 +241,78 @@ def test_ceiling_endpoint_only_when_enabled():
     r = client.post("/_bench/ceiling?size=1000", json=BODY)
     assert r.status_code == 200 and len(r.content) == 1000
     assert "/_bench/ceiling" not in client.get("/openapi.json").json()["paths"]
+
+
+# --- the raw-body fast path: the same bytes answered before routing ---
+
+
+def _spy_on_validation(monkeypatch) -> list[int]:
+    """Counts the requests that reach the /init route's own work (resolving a plan)."""
+    from service.api import routes
+
+    calls: list[int] = []
+    original = routes.region_request
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "region_request", counted)
+    return calls
+
+
+def test_identical_bytes_are_answered_before_routing_with_identical_responses(monkeypatch):
+    client = make_client(cache_bytes=1 << 24)
+    calls = _spy_on_validation(monkeypatch)
+    served_before = _served(client)
+    raw = b'{"shape":[256,784],"scheme":"kaiming_normal","seed":7}'
+    first = client.post("/init", content=raw)
+    second = client.post("/init", content=raw, headers={"content-type": "text/plain"})  # the label plays no part
+    third = client.post("/init", content=raw)
+    assert len(calls) == 1  # the second and third never reached the route
+    assert first.headers["x-initserve-cache"] == "miss" and third.headers["x-initserve-cache"] == "hit"
+    assert first.content == second.content == third.content
+    for name in ("etag", "cache-control", "content-type", "content-disposition", "x-initserve-seed"):
+        assert first.headers[name] == third.headers[name]
+    assert client.post("/init", content=raw, headers={"if-none-match": first.headers["etag"]}).status_code == 304
+    assert len(calls) == 1
+    assert _served(client) == served_before + 3  # counted under the route, as a routed request would be
+
+
+def _served(client: TestClient) -> float:
+    text = client.get("/metrics").text
+    found = re.search(r'initserve_requests_total\{method="POST",route="/init",status="200"\} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_the_accept_header_is_part_of_the_key(monkeypatch):
+    client = make_client(cache_bytes=1 << 24)
+    raw = b'{"shape":[4,4],"scheme":"uniform","seed":1}'
+    as_safetensors = client.post("/init", content=raw)
+    as_json = client.post("/init", content=raw, headers={"accept": "application/json"})
+    again = client.post("/init", content=raw, headers={"accept": "application/json"})
+    assert as_safetensors.headers["content-type"] != as_json.headers["content-type"]
+    assert as_json.content == again.content and again.headers["x-initserve-cache"] == "hit"
+    assert len(again.json()["data"]) == 16
+
+
+def test_unseeded_bad_and_evicted_requests_go_through_the_app(monkeypatch):
+    client = make_client(cache_bytes=1 << 24)
+    calls = _spy_on_validation(monkeypatch)
+    unseeded = b'{"shape":[4,4],"scheme":"uniform"}'
+    seeds = {client.post("/init", content=unseeded).headers["x-initserve-seed"] for _ in range(3)}
+    assert len(seeds) == 3 and len(calls) == 3  # a drawn seed is never remembered
+    bad = b'{"shape":[4,4],"scheme":"uniform","seed":1,"gain":2}'
+    assert [client.post("/init", content=bad).status_code for _ in range(2)] == [422, 422]
+    raw = b'{"shape":[4,4],"scheme":"uniform","seed":1}'
+    first = client.post("/init", content=raw)
+    client.app.state.response_cache.clear()
+    after = client.post("/init", content=raw)  # evicted: the app answers, with the same bytes
+    assert after.headers["x-initserve-cache"] == "miss" and after.content == first.content
+
+
+def test_keys_are_still_required_for_a_cached_body():
+    client = make_client(cache_bytes=1 << 24, api_keys="k1")
+    raw = b'{"shape":[4,4],"scheme":"uniform","seed":1}'
+    assert client.post("/init", content=raw, headers={"authorization": "Bearer k1"}).status_code == 200
+    assert client.post("/init", content=raw).status_code == 401
