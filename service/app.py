@@ -10,7 +10,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from service import __version__
+from service import __version__, malloc
 from service.api import ceiling, docs, errors, health, openapi, routes
 from service.api.auth import ApiKeyMiddleware
 from service.api.budget import MemoryBudget
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    malloc.fix_mmap_threshold()
     parallel.configure(threads=settings.threads)
     app.state.budget = MemoryBudget(settings.memory_budget_bytes, settings.budget_wait_seconds)
     app.state.response_cache = ResponseCache(settings.cache_bytes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,17 +174,18 @@ def headers(body: ModelBody) -> dict[str, str]:
     }
 
 
-def model_response(body: ModelBody, if_none_match: str | None, budget: MemoryBudget, seeded: bool = True) -> Response:
+async def model_response(
+    body: ModelBody, if_none_match: str | None, budget: MemoryBudget, seeded: bool = True
+) -> Response:
     """304 when the ETag matches; else the file, streamed tensor by tensor. Cacheable as single tensors are:
-    immutable when seeded, never stored when the seed was drawn. Called in a worker thread: the memory budget
-    (the largest tensor's working set) is taken before the response starts, so a busy server answers 503, not a
-    cut 200, and it is held until the stream ends or the client leaves."""
+    immutable when seeded, never stored when the seed was drawn. The memory budget (the largest tensor's working
+    set) is taken before the response starts, so a busy server answers 503, not a cut 200, and it is held until
+    the stream ends or the client leaves."""
     head = {**headers(body), "Cache-Control": IMMUTABLE if seeded else NO_STORE}
     if responses.if_none_match(if_none_match, head["ETag"]):
         return Response(status_code=304, headers=head)
     chunks, length = body.stream()
-    held = ExitStack()
-    held.enter_context(budget.reserve(max(t.working_bytes(STREAM_CHUNK_ELEMENTS) for t in body.tensors)))
+    held = await budget.hold(max(t.working_bytes(STREAM_CHUNK_ELEMENTS) for t in body.tensors))
     for tensor in body.tensors:
         metrics.record_generation(tensor.scheme_name, tensor.numel, tensor.nbytes)
     return streaming.TensorStream(chunks, length, MEDIA_TYPES[body.fmt], head, held)

@@ -12,6 +12,7 @@ import secrets
 from typing import Any
 
 from fastapi import Response
+from starlette.concurrency import run_in_threadpool
 
 from service import __version__
 from service.api.budget import MemoryBudget
@@ -43,14 +44,21 @@ def model_request(body: TensorsInit | ModelInit, seed: int) -> tuple[ModelReques
     return ModelRequest(seed, specs, body.rng), meta
 
 
-def init_many(
+async def init_many(
     body: TensorsInit | ModelInit,
     settings: Settings,
     budget: MemoryBudget,
     accept: str | None,
     if_none_match: str | None,
 ) -> Response:
-    """Runs in a worker thread: waiting for the memory budget may block."""
+    """Expanded and planned in a worker thread (a large recipe takes a while); the budget is waited for on the
+    event loop."""
+    model = await run_in_threadpool(plan_many, body, settings, accept)
+    return await model_response(model, if_none_match, budget, seeded=body.seed is not None)
+
+
+def plan_many(body: TensorsInit | ModelInit, settings: Settings, accept: str | None) -> ModelBody:
+    """The response's tensors and format, within the limits; nothing is generated yet."""
     fmt = negotiate(body.format, accept)
     seed = body.seed if body.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
     request, meta = model_request(body, seed)
@@ -60,5 +68,4 @@ def init_many(
     else:
         limits, names = (settings.max_elements, settings.max_request_elements), ("max_elements", "max_request_elements")
     check_size(request, *limits, names)
-    body_out = ModelBody(plan_model(request), meta, fmt)
-    return model_response(body_out, if_none_match, budget, seeded=body.seed is not None)
+    return ModelBody(plan_model(request), meta, fmt)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -27,7 +27,7 @@ from service.engine.plan import Plan, make_plan
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes import REQUIRED, SCHEMES
 from service.engine.stats import stats_working_bytes, tensor_stats
-from service.settings import Settings, get_settings
+from service.settings import Settings
 
 router = APIRouter()
 
@@ -197,7 +197,7 @@ async def init(request: Annotated[init_body(InitRequest), Body()], http: Request
     accept, if_none_match = http.headers.get("accept"), http.headers.get("if-none-match")
     if isinstance(request, TensorsInit | ModelInit):  # many tensors: docs/models.md
         state = http.app.state
-        return await run_in_threadpool(init_many, request, state.settings, state.budget, accept, if_none_match)
+        return await init_many(request, state.settings, state.budget, accept, if_none_match)
     return await _deliver(http, request, accept, if_none_match)
 
 
@@ -263,19 +263,16 @@ async def init_query(http: Request) -> Response:
     summary="Theoretical vs empirical statistics of the tensor /init would return",
     responses=_errors(304, 413, 422),
 )
-def stats(
-    request: Annotated[StatsRequest, Body()], settings: Annotated[Settings, Depends(get_settings)], http: Request
-) -> dict[str, Any]:
-    plan = plan_request(request, settings.max_stats_elements, "max_stats_elements")
-
-    def report() -> dict[str, Any]:
-        with http.app.state.budget.reserve(stats_working_bytes(plan)):
-            result = {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}
-        metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
-        return result
-
+async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict[str, Any]:
+    """The budget is waited for on the event loop; the analysis runs in a worker thread."""
+    plan = plan_request(request, http.app.state.settings.max_stats_elements, "max_stats_elements")
     tag = _tag(orjson.dumps({"stats": plan.metadata(), "bins": request.bins}, option=orjson.OPT_SORT_KEYS))
-    return json_response(http, report, tag)  # type: ignore[return-value]
+    if responses.if_none_match(http.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
+    async with http.app.state.budget.reserve(stats_working_bytes(plan)):
+        result = await run_in_threadpool(lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)})
+    metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
+    return json_response(http, lambda: result, tag)  # type: ignore[return-value]
 
 
 def _param_doc(param: Any) -> dict[str, Any]:

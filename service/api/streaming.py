@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from service.api.budget import Held
 from service.engine.region import Region
 
 # Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
@@ -37,7 +37,7 @@ class TensorStream(StreamingResponse):
     mid-way; the budget is taken before the response starts, so a busy server still answers 503, not a cut 200."""
 
     def __init__(
-        self, parts: Iterator[bytes], length: int | None, media_type: str, headers: dict[str, str], held: ExitStack
+        self, parts: Iterator[bytes], length: int | None, media_type: str, headers: dict[str, str], held: Held
     ) -> None:
         super().__init__(iterate_in_threadpool(parts), media_type=media_type, headers=headers)
         if length is not None:  # known up front for the binary formats; JSON goes chunked
@@ -53,4 +53,4 @@ class TensorStream(StreamingResponse):
             if close is not None:
                 with contextlib.suppress(ValueError):  # still running in its thread: it ends with the thread
                     close()
-            self._held.close()
+            self._held.release()

@@ -191,13 +191,13 @@ def test_model_requests_hold_the_budget_and_count_in_the_metrics():
         }
         reserved: list[int] = []
         budget = app.state.budget
-        original = budget.reserve
+        original = budget.hold
 
-        def spy(nbytes: int):  # type: ignore[no-untyped-def]
+        async def spy(nbytes: int):  # type: ignore[no-untyped-def]
             reserved.append(nbytes)
-            return original(nbytes)
+            return await original(nbytes)
 
-        budget.reserve = spy
+        budget.hold = spy
         assert client.post("/init", json=body).status_code == 200
         assert reserved == [2 * 8 * 300 * 200]  # the orthogonal matrix dominates the working set
         assert budget.used == 0  # released once the stream ended

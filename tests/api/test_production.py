@@ -3,15 +3,19 @@ readiness, offline docs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import threading
 import time
 
+import anyio
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from service.api.budget import BudgetBusyError, MemoryBudget
 from service.app import create_app
 from service.engine import parallel
 from service.settings import Settings
@@ -110,24 +114,75 @@ def test_memory_budget_refuses_oversized_and_sheds_load():
     assert r.status_code == 413 and "INITSERVE_MEMORY_BUDGET_BYTES" in r.json()["detail"][0]["msg"]
 
     budget = client.app.state.budget
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with budget.reserve(1_040_000):
-            holding.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(5)
+    anyio.run(budget.acquire, 1_040_000)  # another request holds nearly all of it
     try:
         busy = client.post("/init", json=BODY)  # 16 KiB no longer fits
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        busy_stats = client.post("/stats", json=BODY)
+        assert busy_stats.status_code == 503
     finally:
-        release.set()
-        holder.join()
+        budget.release(1_040_000)
     assert client.post("/init", json=BODY).status_code == 200
     assert budget.used == 0
+
+
+def test_budget_serves_waiters_first_come_first_served_and_a_leaver_lets_the_next_in():
+    async def scenario() -> list[str]:
+        budget = MemoryBudget(100, wait_seconds=5)
+        order: list[str] = []
+
+        async def take(name: str, nbytes: int) -> None:
+            async with budget.reserve(nbytes):
+                order.append(name)
+
+        await budget.acquire(60)  # the budget is busy
+        large = asyncio.create_task(take("large", 80))
+        await asyncio.sleep(0.01)  # the large request is first in line
+        small = asyncio.create_task(take("small", 30))  # would fit now (60 + 30 <= 100), but is second
+        await asyncio.sleep(0.05)
+        assert order == []  # the small one did not jump the line
+        budget.release(60)
+        await asyncio.gather(large, small)
+        assert budget.used == 0
+
+        impatient = MemoryBudget(100, wait_seconds=0.05)
+        await impatient.acquire(90)
+        with pytest.raises(BudgetBusyError):
+            await impatient.acquire(50)  # waits 0.05 s, then leaves the line
+        async with impatient.reserve(10):  # not blocked by the one that left
+            order.append("after")
+        impatient.release(90)
+        assert impatient.used == 0
+        return order
+
+    assert anyio.run(scenario) == ["large", "small", "after"]
+
+
+def test_a_buffered_response_holds_its_budget_until_it_is_sent():
+    app = create_app(Settings(cache_bytes=0))
+    budget = app.state.budget
+    seen: list[int] = []
+    body = orjson.dumps({**BODY, "shape": [64, 64], "format": "json"})
+
+    async def run() -> None:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                seen.append(budget.used)  # while the body is being sent
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/init", "raw_path": b"/init", "root_path": "", "query_string": b"",
+            "headers": [(b"content-length", str(len(body)).encode())], "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        await app(scope, receive, send)
+
+    anyio.run(run)
+    assert seen and seen[0] >= 64 * 64 * (4 + 16)  # the values and their JSON text
+    assert budget.used == 0  # released once sent
 
 
 def test_timeout_gives_504_and_the_service_keeps_serving():
