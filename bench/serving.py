@@ -1,4 +1,4 @@
-"""Run the production command (`initserve serve`, one worker) on a free loopback port, and read its memory."""
+"""Run the production command (`initserve serve`, one worker) on a free loopback port, read its memory and its log."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 
 def _command() -> list[str]:
@@ -31,6 +33,7 @@ class Server:
     host: str
     port: int
     process: subprocess.Popen
+    log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -53,6 +56,60 @@ class Server:
             return False
         return True
 
+    def log_text(self) -> str:
+        """What the server has written to stdout and stderr so far. Read with pread: the server shares the file
+        offset, so seeking here would move where it writes next."""
+        if self.log is None:
+            return ""
+        descriptor = self.log.fileno()
+        return os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode(errors="replace")
+
+
+class PeakSampler:
+    """Samples the server's RSS every few milliseconds, as a cross-check of the kernel's VmHWM."""
+
+    def __init__(self, server: Server, every: float = 0.01) -> None:
+        self.server, self.every = server, every
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kib = max(self.peak_kib, self.server.memory_kib()["VmRSS"])
+            time.sleep(self.every)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measured(server: Server, action: Callable[[], Any]) -> dict[str, Any]:
+    """Run `action`; the server's RSS before, its peak during (kernel VmHWM and our sampling), and the time."""
+    reset = server.reset_peak()
+    before = server.memory_kib()
+    start = time.perf_counter()
+    with PeakSampler(server) as sampler:
+        outcome = action()
+    seconds = time.perf_counter() - start
+    after = server.memory_kib()
+    hwm_increase = (after["VmHWM"] - (before["VmRSS"] if reset else before["VmHWM"])) / 1024
+    sampled_increase = (sampler.peak_kib - before["VmRSS"]) / 1024
+    return {
+        "rss_before_mib": round(before["VmRSS"] / 1024, 1),
+        "peak_reset": reset,
+        "peak_increase_mib": round(max(hwm_increase, sampled_increase), 1),
+        "hwm_increase_mib": round(hwm_increase, 1),
+        "sampled_increase_mib": round(sampled_increase, 1),
+        "rss_after_mib": round(after["VmRSS"] / 1024, 1),
+        "seconds": round(seconds, 2),
+        "outcome": outcome,
+    }
+
 
 @contextmanager
 def serve(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Iterator[Server]:
@@ -68,7 +125,7 @@ def serve(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Ite
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(_command(), env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        server = Server("127.0.0.1", port, process)
+        server = Server("127.0.0.1", port, process, log)
         try:
             deadline = time.monotonic() + ready_timeout
             while True:

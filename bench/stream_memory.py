@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import math
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,34 +27,11 @@ from typing import Any
 
 import orjson
 
-from bench.serving import Server, serve
+from bench.serving import Server, measured, serve
 
 RESULTS = Path(__file__).parent / "results"
 BUDGET_MIB = 128
 CHECKED_PREFIX = 4 << 20
-
-
-class PeakSampler:
-    """Samples the server's RSS every few milliseconds, as a cross-check of the kernel's VmHWM."""
-
-    def __init__(self, server: Server, every: float = 0.01) -> None:
-        self.server, self.every = server, every
-        self.peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kib = max(self.peak_kib, self.server.memory_kib()["VmRSS"])
-            time.sleep(self.every)
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def post(server: Server, path: str, body: dict[str, Any], sink: Callable[[bytes], None]) -> tuple[int, int, int]:
@@ -70,29 +46,6 @@ def post(server: Server, path: str, body: dict[str, Any], sink: Callable[[bytes]
         sink(piece)
     connection.close()
     return response.status, declared, received
-
-
-def measured(server: Server, action: Callable[[], Any]) -> dict[str, Any]:
-    """Run `action`; the server's RSS before, its peak during (kernel VmHWM and our sampling), and the time."""
-    reset = server.reset_peak()
-    before = server.memory_kib()
-    start = time.perf_counter()
-    with PeakSampler(server) as sampler:
-        outcome = action()
-    seconds = time.perf_counter() - start
-    after = server.memory_kib()
-    hwm_increase = (after["VmHWM"] - (before["VmRSS"] if reset else before["VmHWM"])) / 1024
-    sampled_increase = (sampler.peak_kib - before["VmRSS"]) / 1024
-    return {
-        "rss_before_mib": round(before["VmRSS"] / 1024, 1),
-        "peak_reset": reset,
-        "peak_increase_mib": round(max(hwm_increase, sampled_increase), 1),
-        "hwm_increase_mib": round(hwm_increase, 1),
-        "sampled_increase_mib": round(sampled_increase, 1),
-        "rss_after_mib": round(after["VmRSS"] / 1024, 1),
-        "seconds": round(seconds, 2),
-        "outcome": outcome,
-    }
 
 
 def stream_case(server: Server, elements: int) -> dict[str, Any]:
