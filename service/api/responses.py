@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api import metrics, streaming
 from service.api.budget import Held, MemoryBudget
 from service.api.cache import ResponseCache
+from service.engine import parallel
 from service.engine.errors import InitError
 from service.engine.plan import Plan
 from service.engine.region import Region
@@ -146,7 +147,8 @@ JSON_BYTES_PER_ELEMENT = {8: 26, 4: 16, 2: 16}
 def buffered_bytes(region: Region, fmt: str) -> int:
     """What a buffered response holds from generation until its last byte is sent: the body, plus the values
     it is encoded from (JSON), plus the engine's working set (for orthogonal and sparse: the whole matrix)."""
-    working = region.plan.working_bytes(region.cost)
+    engine = parallel.config()  # each engine thread works on its own chunk at a time
+    working = region.plan.working_bytes(min(region.cost, engine.threads * engine.chunk_elements))
     if fmt == "json":
         return region.numel * (region.dtype.itemsize + JSON_BYTES_PER_ELEMENT[region.dtype.itemsize]) + working
     return region.nbytes + working
