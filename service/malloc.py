@@ -13,7 +13,7 @@ import ctypes.util
 import sys
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-MMAP_THRESHOLD_BYTES = 128 << 10  # glibc's default
+MMAP_THRESHOLD_BYTES = 4 << 20  # see above
 
 
 def fix_mmap_threshold() -> bool:
