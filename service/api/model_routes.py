@@ -8,7 +8,6 @@ its largest tensor's working set until it ends.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fastapi import Response
@@ -18,12 +17,11 @@ from service import __version__
 from service.api.budget import MemoryBudget
 from service.api.model_body import ModelBody, model_response, negotiate
 from service.api.model_models import ModelInit, TensorsInit
+from service.api.seeds import seed_of
 from service.engine.model import ModelRequest, check_size, plan_model
 from service.engine.recipes import expand
 from service.settings import Settings
 
-# A seed we draw is below 2^53 so that every JSON client (JavaScript's Number included) can read it back exactly.
-DRAWN_SEED_BOUND = 1 << 53
 MANY_KEYS = ("tensors", "model")
 
 
@@ -60,7 +58,7 @@ async def init_many(
 def plan_many(body: TensorsInit | ModelInit, settings: Settings, accept: str | None) -> ModelBody:
     """The response's tensors and format, within the limits; nothing is generated yet."""
     fmt = negotiate(body.format, accept)
-    seed = body.seed if body.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
+    seed = seed_of(body.seed)
     request, meta = model_request(body, seed)
     if fmt == "json":
         limits = settings.max_json_elements, settings.max_json_request_elements

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import secrets
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -21,18 +20,16 @@ from service.api.model_models import ModelInit, TensorsInit, init_body
 from service.api.model_routes import init_many
 from service.api.models import InitFields, InitRequest, StatsRequest, TensorFields
 from service.api.query import query_body
+from service.api.seeds import seed_of
 from service.engine.errors import InitError, TooLargeError
 from service.engine.gain import calculate_gain
 from service.engine.plan import Plan, make_plan
 from service.engine.region import MAX_ADDRESSABLE, Region
-from service.engine.schemes import REQUIRED, SCHEMES
+from service.engine.schemes import SCHEMES
 from service.engine.stats import stats_working_bytes, tensor_stats
 from service.settings import Settings
 
 router = APIRouter()
-
-# A seed we draw is below 2^53 so that every JSON client (JavaScript's Number included) can read it back exactly.
-DRAWN_SEED_BOUND = 1 << 53
 
 
 class ErrorItem(BaseModel):
@@ -71,7 +68,7 @@ def plan_request(request: TensorFields, limit: int, limit_name: str) -> Plan:
     numel = math.prod(request.shape)
     if numel > limit:
         raise TooLargeError("shape", _limit_message(f"shape {request.shape}", numel, limit, limit_name))
-    seed = request.seed if request.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
+    seed = seed_of(request.seed)
     return make_plan(request.to_engine(seed))
 
 
@@ -89,7 +86,7 @@ def region_request(request: InitFields, fmt: str, settings: Settings) -> Region:
     numel = math.prod(stop - start for start, stop in request.slice)
     if numel > limit:
         raise TooLargeError("slice", _limit_message(f"slice {request.slice}", numel, limit, limit_name))
-    seed = request.seed if request.seed is not None else secrets.randbelow(DRAWN_SEED_BOUND)
+    seed = seed_of(request.seed)
     region = Region(make_plan(request.to_engine(seed)), tuple((start, stop) for start, stop in request.slice))
     if region.cost > limit:
         whole = " (the whole tensor)" if region.cost >= full else ""
@@ -349,6 +346,3 @@ async def not_acceptable(request: Any, exc: responses.NotAcceptableError) -> JSO
         },
         status_code=406,
     )
-
-
-_ = REQUIRED  # the catalogue reports required parameters through Param.required
