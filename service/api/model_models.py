@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from service.api.models import MAX_SEED
+from service.api.models import MAX_SEED, scheme_union
 from service.engine.dtypes import DTYPES
 from service.engine.fans import LAYOUTS
 from service.engine.layers import FRAMEWORKS
@@ -19,7 +19,7 @@ from service.engine.model import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFi
 from service.engine.philox import RNG_ID
 from service.engine.plan import MAX_RANK
 from service.engine.recipes import FAN_SOURCES, MAX_LAYERS, MAX_RULES
-from service.engine.schemes import SCHEMES, Param, Scheme
+from service.engine.schemes import SCHEMES
 
 MODEL_FORMATS = ("safetensors", "json", "npz")
 TENSOR_FIELDS = ("shape", "dtype", "layout", "fan_in", "fan_out", "fill_rows", "scheme")
@@ -84,32 +84,8 @@ class RuleFields(_Strict):
         return {k: v for k, v in self if v is not None}
 
 
-def _param_field(param: Param) -> tuple[Any, Any]:
-    # As for single tensors, minus `examples`: nested in tensors and rules they would multiply the explicit
-    # examples an OpenAPI fuzzer combines, for no new information.
-    constraints: dict[str, Any] = {"description": param.doc}
-    if param.type is float:
-        constraints["allow_inf_nan"] = False
-    for bound in ("ge", "gt", "le"):
-        if getattr(param, bound) is not None:
-            constraints[bound] = getattr(param, bound)
-    return Annotated[param.type, Field(**constraints)], ... if param.required else param.default
-
-
-def _per_scheme(scheme: Scheme, base: type[BaseModel], suffix: str) -> type[BaseModel]:
-    fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
-    fields.update({p.name: _param_field(p) for p in scheme.params})
-    title = "".join(part.title() for part in scheme.name.split("_"))
-    return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
-
-
-def _union(base: type[BaseModel], suffix: str) -> Any:
-    members = tuple(_per_scheme(s, base, suffix) for s in SCHEMES)
-    return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
-
-
-TensorSpecRequest = _union(TensorSpecFields, "TensorSpec")
-RuleRequest = _union(RuleFields, "Rule")
+TensorSpecRequest = scheme_union(TensorSpecFields, "TensorSpec", examples=False)
+RuleRequest = scheme_union(RuleFields, "Rule", examples=False)
 Layer = Annotated[
     str | dict[str, Any],
     Field(description="'conv2d(3, 64, 3, bias=false)', 'conv1: conv2d(...)', or {type, name, args, ...}"),

@@ -108,12 +108,12 @@ class StatsFields(TensorFields):
     bins: Annotated[int, Field(ge=1, le=1000, description="histogram bins")] = 32
 
 
-def _param_field(param: Param) -> tuple[Any, Any]:
+def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     kind: Any = param.type
     constraints: dict[str, Any] = {"description": param.doc}
     if kind is float:
         constraints["allow_inf_nan"] = False
-    if param.choices:
+    if examples and param.choices:
         constraints["examples"] = list(param.choices)
     for bound in ("ge", "gt", "le"):
         if getattr(param, bound) is not None:
@@ -122,17 +122,20 @@ def _param_field(param: Param) -> tuple[Any, Any]:
     return Annotated[kind, Field(**constraints)], default
 
 
-def _model(scheme: Scheme, base: type[TensorFields], suffix: str) -> type[TensorFields]:
+def _model(scheme: Scheme, base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
     fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
-    fields.update({p.name: _param_field(p) for p in scheme.params})
+    fields.update({p.name: _param_field(p, examples) for p in scheme.params})
     title = "".join(part.title() for part in scheme.name.split("_"))
     return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
 
 
-def _union(base: type[TensorFields], suffix: str) -> Any:
-    members = tuple(_model(s, base, suffix) for s in SCHEMES)
+def scheme_union(base: type[BaseModel], suffix: str, examples: bool = True) -> Any:
+    """One strict model per scheme on `base` (its parameters with their types and ranges), discriminated by
+    `scheme`. `examples=False` leaves out the allowed values as OpenAPI examples: nested in many-tensor requests
+    they would multiply the explicit examples a fuzzer combines, for no new information."""
+    members = tuple(_model(s, base, suffix, examples) for s in SCHEMES)
     return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
 
 
-InitRequest = _union(InitFields, "Init")
-StatsRequest = _union(StatsFields, "Stats")
+InitRequest = scheme_union(InitFields, "Init")
+StatsRequest = scheme_union(StatsFields, "Stats")
