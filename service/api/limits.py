@@ -109,12 +109,15 @@ class TimeoutMiddleware:
                 completed = True
             await send(message)
 
-        def left(message: asyncio.Future[Message]) -> None:
-            if message.cancelled() or message.result()["type"] != "http.disconnect" or completed or abandoned:
-                return
-            metrics.CANCELLED.labels("disconnect").inc()
-            token.cancel()
-            task.cancel()
+        async def watch() -> Message:
+            # Decided here, not in a done-callback: uvicorn wakes this receive before the send the disconnect also
+            # unblocks, and a callback would run after that send (and a buffered body's silent rest) had finished.
+            message = await receive()
+            if message["type"] == "http.disconnect" and not completed and not abandoned:
+                metrics.CANCELLED.labels("disconnect").inc()
+                token.cancel()
+                task.cancel()
+            return message
 
         async def rest() -> Message:
             assert leaving is not None
@@ -126,8 +129,7 @@ class TimeoutMiddleware:
             if messages[-1]["type"] != "http.request":  # the client left (or the body limit answered) already
                 await self.app(scope, replay(messages, receive), guarded_send)
                 return
-            leaving = asyncio.ensure_future(receive())
-            leaving.add_done_callback(left)
+            leaving = asyncio.ensure_future(watch())
             await self.app(scope, replay(messages, rest), guarded_send)
 
         context = contextvars.copy_context()
