@@ -96,7 +96,7 @@ class TimeoutMiddleware:
             return
         token = cancel.CancelToken()
         started = asyncio.Event()
-        abandoned = completed = False
+        abandoned = completed = left = False
         leaving: asyncio.Future[Message] | None = None
 
         async def guarded_send(message: Message) -> None:
@@ -112,8 +112,10 @@ class TimeoutMiddleware:
         async def watch() -> Message:
             # Decided here, not in a done-callback: uvicorn wakes this receive before the send the disconnect also
             # unblocks, and a callback would run after that send (and a buffered body's silent rest) had finished.
+            nonlocal left
             message = await receive()
             if message["type"] == "http.disconnect" and not completed and not abandoned:
+                left = True
                 metrics.CANCELLED.labels("disconnect").inc()
                 token.cancel()
                 task.cancel()
@@ -152,7 +154,8 @@ class TimeoutMiddleware:
             try:
                 await task
             except (asyncio.CancelledError, cancel.WorkCancelledError):
-                if not token.cancelled:
+                current = asyncio.current_task()
+                if not left or (current is not None and current.cancelling()):  # not the client's leaving: ours
                     raise
                 if not started.is_set():  # nobody reads it: for the access log and the metrics
                     for part in _error(499, ["request"], "the client closed the connection", "client_closed"):

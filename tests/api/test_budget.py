@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from service.api import streaming as stream_module
 from service.api.budget import BudgetBusyError, MemoryBudget
+from service.api.responses import SEND_PIECE_BYTES, PiecedResponse
 from service.app import create_app
 from service.engine import parallel
 from service.engine.distributions import Uniform
@@ -133,6 +134,24 @@ def test_readiness_fails_while_nothing_can_be_admitted_and_recovers_when_somethi
         for nbytes in held:
             budget.release(nbytes)
     assert budget.used == 0
+
+
+# ---- buffered bodies in pieces ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, SEND_PIECE_BYTES, SEND_PIECE_BYTES + 1, 3 * SEND_PIECE_BYTES + 5])
+def test_buffered_bodies_go_out_in_pieces_with_the_same_bytes(size):
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(PiecedResponse(body), {}, None, send)
+    parts = [m for m in sent if m["type"] == "http.response.body"]
+    assert b"".join(bytes(m["body"]) for m in parts) == body
+    assert len(parts) == max(1, -(-size // SEND_PIECE_BYTES))  # uvicorn drains the client before each next one
+    assert [m.get("more_body", False) for m in parts] == [True] * (len(parts) - 1) + [False]
 
 
 # ---- cancellation of abandoned work --------------------------------------------------------------------------
