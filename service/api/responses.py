@@ -153,28 +153,14 @@ def buffered_bytes(region: Region, fmt: str) -> int:
     return region.nbytes + working
 
 
-# Buffered bodies go out in pieces of this size: uvicorn writes each send whole into its transport's buffer and
-# waits for the client to drain it only before the next send (httptools_impl/h11_impl `send`: `flow.drain()`),
-# so one send of a large body parks a copy of all of it in the server for as long as the client does not read.
+# Buffered bodies go out in pieces of this size: uvicorn hands each send whole to its transport and waits for the
+# client to drain it only before the next send (httptools_impl/h11_impl `send`: `flow.drain()`), so one send of a
+# large body would leave all of it buffered in the server, out of the budget, for as long as the client does not
+# read. (Cache hits are not pieced: their bytes are the cache's, which the transport references, not copies.)
 SEND_PIECE_BYTES = 256 << 10
 
 
-class PiecedResponse(Response):
-    """A buffered response sent in pieces: a client that does not read parks one piece in the server, not a copy of
-    the whole body (cache hits: each a copy of the same cached bytes)."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        content = memoryview(self.body)
-        last = max(len(content) - 1, 0) // SEND_PIECE_BYTES * SEND_PIECE_BYTES  # where the last piece starts
-        for first in range(0, last, SEND_PIECE_BYTES):
-            piece = content[first : first + SEND_PIECE_BYTES]
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        # A body of one piece goes as it is: the common small response keeps its one send of plain bytes.
-        await send({"type": "http.response.body", "body": content[last:] if last else self.body})
-
-
-class HeldResponse(PiecedResponse):
+class HeldResponse(Response):
     """A buffered response that holds its memory budget until its last piece has been handed to a client that
     reads (or the client has left): with slow clients, bodies waiting in the server outweigh the ones being
     generated."""
@@ -185,7 +171,14 @@ class HeldResponse(PiecedResponse):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            content = memoryview(self.body)
+            last = max(len(content) - 1, 0) // SEND_PIECE_BYTES * SEND_PIECE_BYTES  # where the last piece starts
+            for first in range(0, last, SEND_PIECE_BYTES):
+                piece = content[first : first + SEND_PIECE_BYTES]
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            # A body of one piece goes as it is: the common small response keeps its one send of plain bytes.
+            await send({"type": "http.response.body", "body": content[last:] if last else self.body})
         finally:
             self._held.release()
 
@@ -220,7 +213,7 @@ def cached_response(request_key: str, if_none_match_header: str | None, delivery
     cached = delivery.cache.get(head["ETag"])
     if cached is None:
         return None
-    return PiecedResponse(cached, media_type=media_type, headers={**head, "X-Initserve-Cache": "hit"})
+    return Response(cached, media_type=media_type, headers={**head, "X-Initserve-Cache": "hit"})
 
 
 async def tensor_response(
@@ -243,7 +236,7 @@ async def tensor_response(
     cacheable = seeded and delivery.cache.enabled
     cached = delivery.cache.get(head["ETag"]) if cacheable else None
     if cached is not None:
-        return PiecedResponse(cached, media_type=media_type, headers={**head, "X-Initserve-Cache": "hit"})
+        return Response(cached, media_type=media_type, headers={**head, "X-Initserve-Cache": "hit"})
     if fmt != "json":
         prefix = container_header(region, fmt)
         length = len(prefix) + region.nbytes

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from service.api import streaming as stream_module
 from service.api.budget import BudgetBusyError, MemoryBudget
-from service.api.responses import SEND_PIECE_BYTES, PiecedResponse
+from service.api.responses import SEND_PIECE_BYTES, HeldResponse
 from service.app import create_app
 from service.engine import parallel
 from service.engine.distributions import Uniform
@@ -147,7 +147,10 @@ def test_buffered_bodies_go_out_in_pieces_with_the_same_bytes(size):
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    anyio.run(PiecedResponse(body), {}, None, send)
+    budget = MemoryBudget(1 << 30, wait_seconds=0)
+    held = anyio.run(budget.hold, size + 1)
+    anyio.run(HeldResponse(body, held), {}, None, send)
+    assert budget.used == 0
     parts = [m for m in sent if m["type"] == "http.response.body"]
     assert b"".join(bytes(m["body"]) for m in parts) == body
     assert len(parts) == max(1, -(-size // SEND_PIECE_BYTES))  # uvicorn drains the client before each next one
