@@ -58,7 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     malloc.fix_mmap_threshold()
     parallel.configure(threads=settings.threads)
-    app.state.budget = MemoryBudget(settings.memory_budget_bytes, settings.budget_wait_seconds)
+    app.state.budget = MemoryBudget(
+        settings.memory_budget_bytes,
+        settings.budget_wait_seconds,
+        reserved=int(settings.memory_budget_bytes * settings.budget_reserved_fraction),
+        small_bytes=settings.budget_small_bytes,
+        max_share=settings.budget_max_share,
+        unready_seconds=settings.budget_unready_seconds,
+    )
     app.state.response_cache = ResponseCache(settings.cache_bytes)
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)

@@ -29,6 +29,18 @@ class Settings(BaseSettings):
         1 << 30, ge=1 << 20, description="bytes of tensor data being generated at once, across requests"
     )
     budget_wait_seconds: float = Field(2.0, ge=0, description="how long a request waits for budget before 503")
+    budget_small_bytes: int = Field(
+        4 << 20, ge=0, description="a request holding at most this much of the memory budget is small"
+    )
+    budget_reserved_fraction: float = Field(
+        0.125, ge=0, lt=1, description="share of the memory budget only small requests may use"
+    )
+    budget_max_share: float = Field(
+        0.5, gt=0, le=1, description="most of the memory budget one large request may hold (more: 413)"
+    )
+    budget_unready_seconds: float = Field(
+        10.0, gt=0, description="/readyz is 503 once requests have been refused for budget this long, none admitted"
+    )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
     timeout_seconds: float = Field(60.0, gt=0, description="time to the first response byte before 504")
     api_keys: Annotated[list[str], NoDecode] = Field(

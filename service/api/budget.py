@@ -1,14 +1,26 @@
 """A memory budget: the bytes of tensor data being generated or held for sending at once in this process are
 bounded.
 
-A request larger than the whole budget is refused up front (413, before any allocation); one that does not fit
-now waits up to `budget_wait_seconds` for others to finish, then gets 503 with Retry-After. Two properties were
-learnt under load (bench/load.py):
+A request that could never be admitted is refused up front (413, before any allocation); one that does not fit
+now waits up to `budget_wait_seconds` for others to finish, then gets 503 with Retry-After. Properties learnt under
+load (bench/load.py):
 
 * Waiting happens on the event loop, never in a worker thread. Waiters that each blocked a thread of the shared
   pool starved the streams holding the budget of the threads they need for every chunk: nothing was released
   and everyone timed out.
-* Waiters are served first come, first served: otherwise a stream of small requests starves a large one.
+* Waiters of one size class are served first come, first served: otherwise a stream of small requests starves a
+  large one.
+* Large requests cannot starve small ones. A request is *small* when it holds at most `small_bytes`
+  (INITSERVE_BUDGET_SMALL_BYTES); the `reserved` bytes of the budget (INITSERVE_BUDGET_RESERVED_FRACTION) are
+  for small requests only: large ones together never hold more than `capacity - reserved`, so 64 clients that
+  never read a large stream cannot keep a 4x4 request out. Small requests may use the whole budget while no large
+  one waits, and only the reserve while one does (so a stream of small ones cannot starve a large one either).
+* One large request holds at most `max_share` of the budget (INITSERVE_BUDGET_MAX_SHARE): a long job (an
+  orthogonal [8192, 8192] takes a minute) gets its share, not the whole budget; what needs more is refused (413).
+
+`unready_reason` tells readiness probes when the server admits nothing: requests have been refused for budget for
+`unready_seconds` (INITSERVE_BUDGET_UNREADY_SECONDS) with none admitted since, and a small request would not fit
+now. A load balancer then routes elsewhere; liveness is unaffected.
 
 The budget is per worker process: size it as (container memory - baseline - cache) / workers.
 """
@@ -18,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -42,16 +55,39 @@ class _Waiter:
 
 
 class MemoryBudget:
-    def __init__(self, capacity: int, wait_seconds: float) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        wait_seconds: float,
+        reserved: int = 0,
+        small_bytes: int = 0,
+        max_share: float = 1.0,
+        unready_seconds: float = math.inf,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= reserved < capacity:
+            raise ValueError(f"the reserve ({reserved} bytes) must be less than the budget ({capacity} bytes)")
         self.capacity = capacity
         self.wait_seconds = wait_seconds
+        self.reserved = reserved
+        self.small_bytes = small_bytes
+        # The most one large request may hold: its share, and never the small requests' reserve.
+        self.max_large = min(int(capacity * max_share), capacity - reserved)
+        self.unready_seconds = unready_seconds
+        self._clock = clock
         self._used = 0
+        self._used_large = 0
         self._lock = threading.Lock()  # release() may come from any thread
-        self._queue: deque[_Waiter] = deque()
+        self._small: deque[_Waiter] = deque()
+        self._large: deque[_Waiter] = deque()
+        self._refused_since: float | None = None  # the first refusal since the last admission
 
     @property
     def used(self) -> int:
         return self._used
+
+    def is_small(self, nbytes: int) -> bool:
+        return nbytes <= self.small_bytes
 
     @asynccontextmanager
     async def reserve(self, nbytes: int) -> AsyncIterator[None]:
@@ -69,26 +105,24 @@ class MemoryBudget:
 
     async def acquire(self, nbytes: int) -> None:
         """Take `nbytes`, waiting in line up to `wait_seconds`; the caller must `release` them."""
-        if nbytes > self.capacity:
-            raise TooLargeError(
-                "shape",
-                f"the request needs {nbytes} bytes generated at once; the memory budget is {self.capacity} "
-                "(INITSERVE_MEMORY_BUDGET_BYTES): ask for a slice, or a smaller dtype",
-            )
+        self._refuse_if_never(nbytes)
+        line = self._small if self.is_small(nbytes) else self._large
         with self._lock:
-            if not self._queue and self._used + nbytes <= self.capacity:
+            if not line and self._fits(nbytes):
                 self._take(nbytes)
                 return
             waiter = _Waiter(nbytes, asyncio.get_running_loop().create_future())
-            self._queue.append(waiter)
+            line.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(waiter.granted), self.wait_seconds)
         except BaseException as error:  # timed out, or cancelled (the client left, the request timed out)
             with self._lock:
-                granted = waiter not in self._queue  # granted in the meantime: the bytes are ours to give back
+                granted = waiter not in line  # granted in the meantime: the bytes are ours to give back
                 if not granted:
-                    self._queue.remove(waiter)
+                    line.remove(waiter)
                     self._grant()  # the next in line may be first now
+                if isinstance(error, TimeoutError) and self._refused_since is None:
+                    self._refused_since = self._clock()
             if granted:
                 self.release(nbytes)
             if isinstance(error, TimeoutError):
@@ -98,17 +132,58 @@ class MemoryBudget:
     def release(self, nbytes: int) -> None:
         with self._lock:
             self._used -= nbytes
+            if not self.is_small(nbytes):
+                self._used_large -= nbytes
             metrics.INFLIGHT_BYTES.dec(nbytes)
             self._grant()
 
+    def unready_reason(self) -> str | None:
+        """Why the server cannot admit anything now, or None when it can (see the module docstring)."""
+        with self._lock:
+            since = self._refused_since
+            if since is None or self._clock() - since < self.unready_seconds:
+                return None
+            if not self._small and self._fits(max(1, self.small_bytes)):
+                return None
+        return (
+            f"memory budget exhausted: requests refused for {self._clock() - since:.0f} s with none admitted "
+            "(INITSERVE_BUDGET_UNREADY_SECONDS)"
+        )
+
+    def _refuse_if_never(self, nbytes: int) -> None:
+        if nbytes > self.capacity or (not self.is_small(nbytes) and nbytes > self.max_large):
+            limit = self.capacity if nbytes > self.capacity else self.max_large
+            raise TooLargeError(
+                "shape",
+                f"the request needs {nbytes} bytes of memory at once; one request may hold at most {limit} of the "
+                f"memory budget of {self.capacity} (INITSERVE_MEMORY_BUDGET_BYTES, INITSERVE_BUDGET_MAX_SHARE, "
+                "INITSERVE_BUDGET_RESERVED_FRACTION): ask for a slice or a smaller dtype (orthogonal and sparse "
+                "compute the whole float64 matrix whatever the slice)",
+            )
+
+    def _fits(self, nbytes: int) -> bool:
+        """Whether `nbytes` may be taken now (the lock is held)."""
+        if self._used + nbytes > self.capacity:
+            return False
+        if self.is_small(nbytes):
+            # Beyond the reserve only while no large request waits: small ones must not starve it.
+            return not self._large or self._used - self._used_large + nbytes <= self.reserved
+        return self._used_large + nbytes <= self.capacity - self.reserved
+
     def _take(self, nbytes: int) -> None:
         self._used += nbytes
+        if not self.is_small(nbytes):
+            self._used_large += nbytes
+        self._refused_since = None
         metrics.INFLIGHT_BYTES.inc(nbytes)
 
     def _grant(self) -> None:
-        """Serve the waiters at the head of the line that fit now (the lock is held)."""
-        while self._queue and self._used + self._queue[0].nbytes <= self.capacity:
-            waiter = self._queue.popleft()
+        """Serve the waiters at the head of each line while they fit (the lock is held)."""
+        while True:
+            line = next((line for line in (self._large, self._small) if line and self._fits(line[0].nbytes)), None)
+            if line is None:
+                return
+            waiter = line.popleft()
             self._take(waiter.nbytes)
             waiter.granted.get_loop().call_soon_threadsafe(_resolve, waiter.granted)
 

@@ -15,10 +15,19 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: started, not shutting down", responses={503: {"description": "Not ready"}})
+@router.get(
+    "/readyz",
+    summary="Readiness: started, not shutting down, and able to admit requests",
+    responses={503: {"description": "Not ready: starting, shutting down, or the memory budget admits nothing"}},
+)
 def readyz(request: Request) -> JSONResponse:
-    ready = getattr(request.app.state, "ready", False)
-    return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
+    if not getattr(request.app.state, "ready", False):
+        return JSONResponse({"status": "not ready"}, status_code=503)
+    # Liveness (/healthz) stays 200: a server whose budget is held by slow clients recovers without a restart.
+    reason = request.app.state.budget.unready_reason()
+    if reason is not None:
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready"})
 
 
 router.add_api_route(

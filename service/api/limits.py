@@ -1,11 +1,16 @@
-"""Request body size limit and a deadline on the time to the first response byte."""
+"""Request body size limit, a deadline on the time to the first response byte, and cancellation of abandoned work."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api import metrics
+from service.api.raw_cache import replay
+from service.engine import cancel
 
 
 def _error(
@@ -69,10 +74,16 @@ class BodySizeLimitMiddleware:
 
 
 class TimeoutMiddleware:
-    """504 when no response has started within `seconds`. Streams, once started, run to their end.
+    """504 when no response has started within `seconds`; and the work of an abandoned request is cancelled.
 
-    The worker thread of a timed-out request cannot be killed; it finishes in the background while still holding
-    its memory budget, so abandoned work cannot pile up beyond the budget.
+    A request is abandoned by that 504, or by its client leaving before the end of its response. Its task is then
+    cancelled, and its engine work with it: a cancel token bound to the request's context (service.engine.cancel)
+    stops the worker threads at their next chunk, and its memory budget is released once they have stopped
+    (streaming.run_in_thread). A started stream has no deadline; a client that reads nothing is cut off by the
+    server's write timeout, which ends the request as a client that left.
+
+    To notice a client that leaves, the request body is read ahead (bounded by the body limit outside), so that the
+    one receive() left, awaited here from then on, is the one that reports the disconnect.
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
@@ -83,26 +94,86 @@ class TimeoutMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        token = cancel.CancelToken()
         started = asyncio.Event()
-        abandoned = False
+        abandoned = completed = left = False
+        leaving: asyncio.Future[Message] | None = None
 
         async def guarded_send(message: Message) -> None:
+            nonlocal completed
             if abandoned:
                 return
             if message["type"] == "http.response.start":
                 started.set()
+            elif not message.get("more_body", False):
+                completed = True
             await send(message)
 
-        task = asyncio.ensure_future(self.app(scope, receive, guarded_send))
+        async def watch() -> Message:
+            # Decided here, not in a done-callback: uvicorn wakes this receive before the send the disconnect also
+            # unblocks, and a callback would run after that send (and a buffered body's silent rest) had finished.
+            nonlocal left
+            message = await receive()
+            if message["type"] == "http.disconnect" and not completed and not abandoned:
+                left = True
+                metrics.CANCELLED.labels("disconnect").inc()
+                token.cancel()
+                task.cancel()
+            return message
+
+        async def rest() -> Message:
+            assert leaving is not None
+            return await asyncio.shield(leaving)
+
+        async def run() -> None:
+            nonlocal leaving
+            messages = await _read_body(receive)
+            if messages[-1]["type"] != "http.request":  # the client left (or the body limit answered) already
+                await self.app(scope, replay(messages, receive), guarded_send)
+                return
+            leaving = asyncio.ensure_future(watch())
+            await self.app(scope, replay(messages, rest), guarded_send)
+
+        context = contextvars.copy_context()
+        context.run(cancel.bind, token)
+        task = asyncio.get_running_loop().create_task(run(), context=context)
         waiter = asyncio.ensure_future(started.wait())
-        done, _ = await asyncio.wait({task, waiter}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            abandoned = True
-            task.cancel()
+        try:
+            done, _ = await asyncio.wait({task, waiter}, timeout=self.seconds, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
-            msg = f"no response within {self.seconds:g} s (INITSERVE_TIMEOUT_SECONDS)"
-            for part in _error(504, ["request"], msg, "timeout"):
-                await send(part)
-            return
-        waiter.cancel()
-        await task
+            if not done:
+                abandoned = True
+                metrics.CANCELLED.labels("timeout").inc()
+                token.cancel()
+                task.cancel()
+                task.add_done_callback(_ignore_outcome)  # it ends in the background, once its threads have stopped
+                msg = f"no response within {self.seconds:g} s (INITSERVE_TIMEOUT_SECONDS)"
+                for part in _error(504, ["request"], msg, "timeout"):
+                    await send(part)
+                return
+            try:
+                await task
+            except (asyncio.CancelledError, cancel.WorkCancelledError):
+                current = asyncio.current_task()
+                if not left or (current is not None and current.cancelling()):  # not the client's leaving: ours
+                    raise
+                if not started.is_set():  # nobody reads it: for the access log and the metrics
+                    for part in _error(499, ["request"], "the client closed the connection", "client_closed"):
+                        await send(part)
+        finally:
+            if leaving is not None and not abandoned:
+                leaving.cancel()
+
+
+async def _read_body(receive: Receive) -> list[Message]:
+    """The request's messages up to the end of its body (or the disconnect that cut it short)."""
+    messages = [await receive()]
+    while messages[-1]["type"] == "http.request" and messages[-1].get("more_body", False):
+        messages.append(await receive())
+    return messages
+
+
+def _ignore_outcome(task: asyncio.Task[None]) -> None:
+    """An abandoned request's end is nobody's business (retrieved so that asyncio does not log it)."""
+    if not task.cancelled():
+        task.exception()

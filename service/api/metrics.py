@@ -24,6 +24,9 @@ LATENCY = Histogram(
 )
 GENERATED_BYTES = Counter("initserve_generated_bytes_total", "Tensor bytes generated, by scheme", ["scheme"])
 GENERATED_ELEMENTS = Counter("initserve_generated_elements_total", "Tensor elements generated, by scheme", ["scheme"])
+CANCELLED = Counter(
+    "initserve_cancelled_total", "Requests abandoned before their response ended, their work cancelled", ["reason"]
+)
 INFLIGHT_BYTES = Gauge("initserve_inflight_bytes", "Bytes of the memory budget held now", multiprocess_mode="livesum")
 
 

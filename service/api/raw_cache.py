@@ -45,7 +45,7 @@ class RawBodyCacheMiddleware:
             return
         messages, body = await _read(receive)
         if body is None:  # too large, or the client left: let the app deal with it as usual
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
             return
         headers = dict(scope["headers"])
         key = raw_key(headers.get(b"accept", b""), body)
@@ -54,7 +54,7 @@ class RawBodyCacheMiddleware:
             scope["route"] = self.route
             await answer(scope, receive, send)
             return
-        await self.app(scope, _replay(messages, receive), send)
+        await self.app(scope, replay(messages, receive), send)
         head = scope.get(HEAD_KEY)
         if head is not None:
             self.delivery.cache.remember(key, head)
@@ -76,7 +76,8 @@ async def _read(receive: Receive) -> tuple[list[Message], bytes | None]:
             return messages, b"".join(m.get("body", b"") for m in messages)
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """`messages` (already received) first, then what `receive` says."""
     pending = list(messages)
 
     async def replayed() -> Message:

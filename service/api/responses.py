@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import Response
-from starlette.concurrency import run_in_threadpool
 
 from service.api import metrics, streaming
 from service.api.budget import Held, MemoryBudget
@@ -154,9 +153,17 @@ def buffered_bytes(region: Region, fmt: str) -> int:
     return region.nbytes + working
 
 
+# Buffered bodies go out in pieces of this size: uvicorn hands each send whole to its transport and waits for the
+# client to drain it only before the next send (httptools_impl/h11_impl `send`: `flow.drain()`), so one send of a
+# large body would leave all of it buffered in the server, out of the budget, for as long as the client does not
+# read. (Cache hits are not pieced: their bytes are the cache's, which the transport references, not copies.)
+SEND_PIECE_BYTES = 256 << 10
+
+
 class HeldResponse(Response):
-    """A buffered response that holds its memory budget until it has been sent (or the client has left): with
-    slow clients, bodies waiting in the server outweigh the ones being generated."""
+    """A buffered response that holds its memory budget until its last piece has been handed to a client that
+    reads (or the client has left): with slow clients, bodies waiting in the server outweigh the ones being
+    generated."""
 
     def __init__(self, content: bytes | memoryview, held: Held, **kwargs: Any) -> None:
         super().__init__(content, **kwargs)
@@ -164,7 +171,14 @@ class HeldResponse(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            content = memoryview(self.body)
+            last = max(len(content) - 1, 0) // SEND_PIECE_BYTES * SEND_PIECE_BYTES  # where the last piece starts
+            for first in range(0, last, SEND_PIECE_BYTES):
+                piece = content[first : first + SEND_PIECE_BYTES]
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            # A body of one piece goes as it is: the common small response keeps its one send of plain bytes.
+            await send({"type": "http.response.body", "body": content[last:] if last else self.body})
         finally:
             self._held.release()
 
@@ -232,7 +246,7 @@ async def tensor_response(
             return streaming.TensorStream(streaming.parts(region, prefix), length, media_type, head, held)
     held = await delivery.budget.hold(buffered_bytes(region, fmt))
     try:
-        content = await run_in_threadpool(body, region, fmt)
+        content = await streaming.run_in_thread(body, region, fmt)
     except BaseException:
         held.release()
         raise

@@ -12,9 +12,8 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 
-from service.api import metrics, raw_cache, responses
+from service.api import metrics, raw_cache, responses, streaming
 from service.api.model_body import MEDIA_TYPES as MODEL_MEDIA_TYPES
 from service.api.model_models import ModelInit, TensorsInit, init_body
 from service.api.model_routes import init_many
@@ -267,7 +266,9 @@ async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict
     if responses.if_none_match(http.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
     async with http.app.state.budget.reserve(stats_working_bytes(plan)):
-        result = await run_in_threadpool(lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)})
+        result = await streaming.run_in_thread(
+            lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}
+        )
     metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
     return json_response(http, lambda: result, tag)  # type: ignore[return-value]
 

@@ -18,6 +18,8 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+from service.engine import cancel
+
 try:
     from service.engine import jit_kernels  # noqa: F401  (compiles nothing yet: numba compiles on first call)
 
@@ -106,12 +108,16 @@ def run_chunks(start: int, stop: int, task: Callable[[int, int], None]) -> None:
     """Call task(first, last) for consecutive chunks [first, last) covering [start, stop), on the workers.
 
     Each worker takes the next chunk as soon as it is free; `task` must write only its own chunk's output.
+    Raises `cancel.WorkCancelledError` before the next chunk once the calling context's token is cancelled.
     """
     settings = _config
     step = settings.chunk_elements
     firsts = range(start, stop, step)
+    token = cancel.current()  # read here: the pool's threads do not inherit the caller's context
+    check = token.check if token is not None else _unchecked
     if settings.threads == 1 or len(firsts) <= 1:
         for first in firsts:
+            check()
             task(first, min(first + step, stop))
         return
 
@@ -126,6 +132,7 @@ def run_chunks(start: int, stop: int, task: Callable[[int, int], None]) -> None:
             if first is None:
                 return
             try:
+                check()
                 task(first, min(first + step, stop))
             except BaseException:
                 failed.set()  # the others stop at their next chunk
@@ -136,3 +143,7 @@ def run_chunks(start: int, stop: int, task: Callable[[int, int], None]) -> None:
     futures.wait(running)
     for future in running:
         future.result()  # re-raises a worker's exception
+
+
+def _unchecked() -> None:
+    """The check of work that nobody can cancel."""
