@@ -37,6 +37,24 @@ Measured and judged:
   requests/s and bytes/s. The machine may be busy with other work: speed is reported, not judged.
 
 Writes bench/results/load.md and load.json; exits 1 when a target fails.
+
+Adversarial scenarios (issue 8), `--scenario NAME ... | all`, instead of the mix:
+
+    /tmp/venv/bin/python -m bench.load --scenario all                  # about 3-4 minutes
+    /tmp/venv/bin/python -m bench.load --scenario strided --seconds 10
+
+Each runs on a fresh server with the default limits (ADVERSARIAL_SETTINGS: 1 GiB budget, 256 MiB cache, a 10 s
+timeout): a quiet baseline of 8 closed-loop clients of small requests (4x4 JSON, [256, 784] safetensors) alone,
+then the same beside the hostile clients for `--seconds` (20 by default): `nonreaders` (64 clients of a
+[16384, 16384] stream that stop reading), `nonreaders_json` (60 of 2048x2048 JSON), `strided` (48 column slices
+of a [2097152, 2097152] tensor), `recipes` (3 recipes of 31 nested sequentials, 2,000 linear(1, 1) and 256 rules
+matching nothing), `orthogonal` ([8192, 8192] on /init and /stats), `crash` and `crash_post` (the slices that
+segfaulted the server, sent once). Judged per scenario: small requests get no 5xx and no timeout; adversarial
+ones get 200, 503 with Retry-After or 504; the process lives, /healthz answers 200 and the budget gauge returns to
+0 after; peak RSS above idle <= budget + cache; small-request p99 <= max(5 x quiet p99, 50 ms). Every phase is
+bounded (per-request timeouts, a deadline per scenario, a server killed past an RSS cap), so a server that crashes
+or hangs is reported, never waited for. Writes bench/results/load_adversarial.md and .json; exits 1 when a target
+fails.
 """
 
 from __future__ import annotations
@@ -1066,7 +1084,7 @@ def main() -> int:
         help="per request, to its last byte (mix 120; scenarios INITSERVE_TIMEOUT_SECONDS + 10)",
     )
     parser.add_argument(
-        "--large-timeout", type=float, default=90.0, help="scenarios: per adversarial request, to its last byte"
+        "--large-timeout", type=float, default=60.0, help="scenarios: per adversarial request, to its last byte"
     )
     parser.add_argument("--seed", type=int, default=0, help="mix: of the draw of request classes")
     parser.add_argument(
