@@ -1099,7 +1099,11 @@ def main() -> int:
     parser.add_argument(
         "--rss-cap-mib", type=float, default=RSS_CAP_MIB, help="scenarios: kill the server past this RSS increase"
     )
-    parser.add_argument("--note", default="", help="scenarios: a line at the top of the report (e.g. 'before fixes')")
+    parser.add_argument(
+        "--note",
+        default="",
+        help="scenarios: a line at the top of the report; its part before ':' also tags bench.run's rows",
+    )
     parser.add_argument(
         "--set",
         nargs="+",

@@ -179,6 +179,11 @@ class _Connection(asyncio.Protocol):
                 raise TimeoutError(f"no response head within {head_timeout:g} s")
         return await self._done
 
+    @property
+    def partial(self) -> Reply | None:
+        """The response being read, once its head is in."""
+        return self._reply
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -391,7 +396,10 @@ async def _run(
             try:
                 reply = await asyncio.wait_for(connection.exchange(request, group.head_timeout), group.timeout)
             except (TimeoutError, ConnectionError, OSError) as error:
-                result(kind).fail(str(error) or f"no complete response within {group.timeout:g} s", False)
+                reason = str(error) or f"no complete response within {group.timeout:g} s"
+                if isinstance(error, TimeoutError) and (partial := connection.partial) is not None:
+                    reason += f" (its head said {partial.status})"
+                result(kind).fail(reason, False)
                 connection.close()
                 connection = None
                 continue

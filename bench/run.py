@@ -118,8 +118,9 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
 
 def load_adversarial_rows(data: dict[str, Any]) -> list[Row]:
     rows = []
+    label = f" ({data['note'].partition(':')[0]})" if data.get("note") else ""  # e.g. a run before fixes
     for run in data["scenarios"]:
-        what = f"adversarial {run['name']}: small p99, errors small/adv., RSS, process"
+        what = f"adversarial {run['name']}{label}: small p99, errors small/adv., RSS, process"
         if "error" in run:
             rows.append((what, "not completed", "all targets", verdict(False)))
             continue
