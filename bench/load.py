@@ -623,13 +623,13 @@ def scenarios() -> dict[str, Scenario]:
     recipe_kib = len(orjson.dumps({"seed": 0, "model": recipe})) / 1024
     stream = _large(
         "stream_16384x16384",
-        "POST /init [16384, 16384] normal (1 GiB float32, streamed); never read",
+        "POST /init [16384, 16384] normal (1 GiB float32, streamed); never drained",
         "/init",
         lambda i: {"shape": [16384, 16384], "scheme": "normal", "seed": SEED_BASE + i},
     )
     json_2048 = _large(
         "json_2048x2048",
-        "POST /init [2048, 2048] normal, format json (~50 MB, buffered); never read",
+        "POST /init [2048, 2048] normal, format json (~50 MB, buffered); never drained",
         "/init",
         lambda i: {"shape": [2048, 2048], "scheme": "normal", "seed": SEED_BASE + i, "format": "json"},
     )
