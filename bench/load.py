@@ -37,6 +37,24 @@ Measured and judged:
   requests/s and bytes/s. The machine may be busy with other work: speed is reported, not judged.
 
 Writes bench/results/load.md and load.json; exits 1 when a target fails.
+
+Adversarial scenarios (issue 8), `--scenario NAME ... | all`, instead of the mix:
+
+    /tmp/venv/bin/python -m bench.load --scenario all                  # about 3-4 minutes
+    /tmp/venv/bin/python -m bench.load --scenario strided --seconds 10
+
+Each runs on a fresh server with the default limits (ADVERSARIAL_SETTINGS: 1 GiB budget, 256 MiB cache, a 10 s
+timeout): a quiet baseline of 8 closed-loop clients of small requests (4x4 JSON, [256, 784] safetensors) alone,
+then the same beside the hostile clients for `--seconds` (20 by default): `nonreaders` (64 clients of a
+[16384, 16384] stream that stop reading), `nonreaders_json` (60 of 2048x2048 JSON), `strided` (48 column slices
+of a [2097152, 2097152] tensor), `recipes` (3 recipes of 31 nested sequentials, 2,000 linear(1, 1) and 256 rules
+matching nothing), `orthogonal` ([8192, 8192] on /init and /stats), `crash` and `crash_post` (the slices that
+segfaulted the server, sent once). Judged per scenario: small requests get no 5xx and no timeout; adversarial
+ones get 200, 503 with Retry-After or 504; the process lives, /healthz answers 200 and the budget gauge returns to
+0 after; peak RSS above idle <= budget + cache; small-request p99 <= max(5 x quiet p99, 50 ms). Every phase is
+bounded (per-request timeouts, a deadline per scenario, a server killed past an RSS cap), so a server that crashes
+or hangs is reported, never waited for. Writes bench/results/load_adversarial.md and .json; exits 1 when a target
+fails.
 """
 
 from __future__ import annotations
@@ -45,11 +63,10 @@ import argparse
 import json
 import math
 import random
-import re
 import shlex
 import sys
+import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +114,9 @@ class Kind:
     weight: int
     request: str  # for the report
     expected: frozenset[int]
-    generates: bool  # it may wait for the memory budget, so 503 + Retry-After is a right answer too
+    may_be_busy: bool  # it may wait for the memory budget, so 503 + Retry-After is a right answer too
     build: Callable[[int], bytes]  # per-request number -> the raw request
+    may_time_out: bool = False  # 504 (no response within INITSERVE_TIMEOUT_SECONDS) is a right answer too
 
 
 def near_shape(limit: int) -> list[int]:
@@ -242,34 +260,39 @@ def _get_path() -> str:
     return f"/init?shape=256,784&scheme=kaiming_normal&seed={ETAG_SEED}"
 
 
-def warm_up(server: Server) -> str:
-    """Compile every kernel and touch every code path of the mix with small requests, before the idle RSS is read
-    (a large one would leave its buffers in the baseline); returns the ETag the 304 class sends."""
-    host = f"{server.host}:{server.port}"
-
-    def small(body: dict[str, Any]) -> bytes:
-        return loadgen.post("/init", orjson.dumps({"shape": [64, 64], "seed": 3, **body}), host)
-
-    schemes = {*SCHEMES, "kaiming_uniform", "he_uniform", "orthogonal"}
-    requests = [small({"scheme": scheme}) for scheme in sorted(schemes)]
-    requests += [
-        small({"scheme": "kaiming_normal", "dtype": "bfloat16"}),
-        small({"scheme": "he_uniform", "format": "json"}),
-        loadgen.post("/stats", orjson.dumps({"shape": [64, 64], "scheme": "kaiming_normal", "seed": 3}), host),
-        loadgen.post("/init", orjson.dumps({"seed": 3, "model": RECIPE}), host),
-        loadgen.get(_get_path(), host),
-    ]
+def warm_up(server: Server, requests: list[bytes]) -> loadgen.Reply:
+    """Compile every kernel and touch every code path of a mix with small `requests`, before the idle RSS is read
+    (a large one would leave its buffers in the baseline); returns the last reply."""
     start = time.perf_counter()
     replies = loadgen.fetch(server.host, server.port, requests, timeout=300)
     bad = [reply.status for reply in replies if reply.status != 200]
     if bad:
         raise RuntimeError(f"warm-up requests failed: {bad}")
     print(f"warm-up: {len(requests)} requests in {time.perf_counter() - start:.1f} s", flush=True)
-    return replies[-1].headers["etag"]
+    return replies[-1]
+
+
+def mix_warm_up(host: str) -> list[bytes]:
+    """One small request of every scheme, format and endpoint of the mix; the last is the GET whose ETag the 304
+    class sends."""
+
+    def small(body: dict[str, Any]) -> bytes:
+        return loadgen.post("/init", orjson.dumps({"shape": [64, 64], "seed": 3, **body}), host)
+
+    schemes = {*SCHEMES, "kaiming_uniform", "he_uniform", "orthogonal"}
+    return [
+        *(small({"scheme": scheme}) for scheme in sorted(schemes)),
+        small({"scheme": "kaiming_normal", "dtype": "bfloat16"}),
+        small({"scheme": "he_uniform", "format": "json"}),
+        loadgen.post("/stats", orjson.dumps({"shape": [64, 64], "scheme": "kaiming_normal", "seed": 3}), host),
+        loadgen.post("/init", orjson.dumps({"seed": 3, "model": RECIPE}), host),
+        loadgen.get(_get_path(), host),
+    ]
 
 
 class Judge:
-    """The loadgen check: the expected status of each class, 503 + Retry-After where the budget may say busy.
+    """The loadgen check: the expected status of each class, 503 + Retry-After where the budget may say busy, 504
+    where the request may outlast the server's timeout.
     Also counts the cache hits it sees, to show how many 'small_hit' requests really were."""
 
     def __init__(self, mix: list[Kind]) -> None:
@@ -282,8 +305,10 @@ class Judge:
             self.cache_hits[name] = self.cache_hits.get(name, 0) + 1
         if reply.status in kind.expected:
             return None
-        if reply.status == 503 and kind.generates:
+        if reply.status == 503 and kind.may_be_busy:
             return None if reply.headers.get("retry-after", "").isdigit() else "503 without Retry-After"
+        if reply.status == 504 and kind.may_time_out:
+            return None
         return f"unexpected status {reply.status}"
 
 
@@ -301,16 +326,7 @@ def load(server: Server, mix: list[Kind], concurrency: int, seconds: float, seed
 
 
 def health(server: Server) -> dict[str, Any]:
-    def status_of(path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(f"{server.url}{path}", timeout=10) as reply:
-                return reply.status, reply.read()
-        except OSError as error:
-            return getattr(error, "code", 0), b""
-
-    healthz, _ = status_of("/healthz")
-    _, metrics = status_of("/metrics")
-    held = re.search(rb"^initserve_inflight_bytes(?:\{[^}]*\})? (\S+)$", metrics, re.MULTILINE)
+    healthz, _ = server.get("/healthz", timeout=10)
     errors = []
     for line in server.log_text().splitlines():
         try:
@@ -321,8 +337,9 @@ def health(server: Server) -> dict[str, Any]:
             errors.append(line[:500])
     return {
         "alive": server.process.poll() is None,
+        "died": server.died(),
         "healthz": healthz,
-        "budget_held_bytes": float(held.group(1)) if held else None,
+        "budget_held_bytes": server.inflight_bytes(timeout=10),
         "log_errors": len(errors),
         "log_excerpt": errors[:5],
     }
@@ -430,36 +447,22 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long clients start new requests")
-    parser.add_argument("--concurrency", type=int, default=64, help="connections, one request in flight on each")
-    parser.add_argument("--timeout", type=float, default=120.0, help="per request, to its last byte")
-    parser.add_argument("--seed", type=int, default=0, help="of the draw of request classes")
-    parser.add_argument("--only", nargs="+", metavar="CLASS", help="run only these classes (to attribute a result)")
-    parser.add_argument("--exclude", nargs="+", default=[], metavar="CLASS", help="leave these classes out")
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="NAME=VALUE",
-        help="server environment beyond SETTINGS (a setting, MALLOC_ARENA_MAX, ...), e.g. to try a fix",
-    )
-    args = parser.parse_args()
+def main_mix(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = {**SETTINGS, **dict(item.partition("=")[::2] for item in args.set)}
+    seconds, timeout = args.seconds or 60.0, args.timeout or 120.0
     names = [kind.name for kind in kinds("", "")]
     unknown = sorted({*(args.only or []), *args.exclude} - set(names))
     if unknown:
         parser.error(f"unknown classes {unknown}; the classes are {names}")
     with serve(settings) as server:
-        etag = warm_up(server)
+        etag = warm_up(server, mix_warm_up(f"{server.host}:{server.port}")).headers["etag"]
         mix = [
             kind
             for kind in kinds(f"{server.host}:{server.port}", etag)
             if kind.name in (args.only or names) and kind.name not in args.exclude
         ]
         time.sleep(1.0)  # let the warm-up's garbage go before the idle RSS is read
-        memory = measured(server, lambda: load(server, mix, args.concurrency, args.seconds, args.seed, args.timeout))
+        memory = measured(server, lambda: load(server, mix, args.concurrency, seconds, args.seed, timeout))
         outcome = memory.pop("outcome")
         time.sleep(2.0)
         memory["rss_settled_mib"] = round(server.memory_kib()["VmRSS"] / 1024, 1)
@@ -498,7 +501,7 @@ def main() -> int:
         "machine": machine(),
         "settings": settings,
         "concurrency": args.concurrency,
-        "seconds": args.seconds,
+        "seconds": seconds,
         "elapsed_s": memory["seconds"],
         "seed": args.seed,
         "classes_run": [kind.name for kind in mix],
@@ -516,6 +519,600 @@ def main() -> int:
     (RESULTS / "load.md").write_text(text)
     print(text)
     return 0 if report["pass"] else 1
+
+
+# ---- adversarial scenarios (issue 8): hostile clients beside a stream of small requests ----
+
+# The defaults the reported intensities were found at (1 GiB budget, 256 MiB cache, 2^28 elements), stated because
+# the memory target is derived from them; one worker, as above; a 10 s timeout instead of 60 s, so a request that
+# outlasts it shows as its 504 within a scenario of 20 s.
+ADVERSARIAL_SETTINGS = {
+    "INITSERVE_WORKERS": "1",
+    "INITSERVE_MEMORY_BUDGET_BYTES": str(1 << 30),
+    "INITSERVE_BUDGET_WAIT_SECONDS": "2",
+    "INITSERVE_MAX_ELEMENTS": str(1 << 28),
+    "INITSERVE_MAX_STATS_ELEMENTS": str(1 << 26),
+    "INITSERVE_CACHE_BYTES": str(256 * MIB),
+    "INITSERVE_TIMEOUT_SECONDS": "10",
+    "INITSERVE_LOG_LEVEL": "warning",
+}
+SMALL_CLIENTS = 8
+LATENCY_FLOOR = 0.050  # s: below this a p99 is not judged against the quiet one (scheduling noise on 2 cores)
+LATENCY_FACTOR = 5
+SCENARIO_FIRST = 10_000_000  # the small requests' numbers (seeds) in a scenario: others than in its quiet baseline
+CRASH_SECONDS = 5.0  # the crash probe's small traffic: enough to see the requests in flight die with the server
+# Kills the server when its RSS grows past this, to protect a shared machine: the memory target has failed long
+# before (the allowance is budget + cache, 1.25 GiB), and the issue's worst report was +2.7 GiB.
+RSS_CAP_MIB = 6144
+
+
+def heavy_recipe() -> dict[str, Any]:
+    """Issue 8 item 6: 2,000 linear(1, 1) inside 31 nested sequentials, and 256 rules that match nothing, each
+    tried against every parameter's every module prefix (~44 KB of JSON)."""
+    layers: list[Any] = ["linear(1, 1)"] * 2000
+    for _ in range(31):
+        layers = [{"type": "sequential", "name": "s", "layers": layers}]
+    rules = [{"layer": f"absent{n}", "param": "weight", "scheme": "zeros"} for n in range(256)]
+    return {"framework": "torch", "layers": layers, "rules": rules}
+
+
+def crash_post_body() -> dict[str, Any]:
+    """Issue 8 item 1, POST form: a 7-d tensor just under 2^63 elements, sliced to its last element."""
+    shape = [7, 7, 73, 127, 337, 92737, 649657]
+    return {"shape": shape, "scheme": "normal", "seed": 1, "slice": [[n - 1, n] for n in shape], "format": "json"}
+
+
+CRASH_GET = (
+    "/init?shape=9223372036854775807&scheme=normal&seed=1&slice=9223372036854775806:9223372036854775807&format=json"
+)
+
+
+def small_kinds(host: str) -> list[Kind]:
+    """The small requests measured beside every scenario (and alone first): their target is never a 5xx, so a 503
+    is an error for them (`may_be_busy` False) even though they pass through the memory budget."""
+
+    def init(body: dict[str, Any]) -> bytes:
+        return loadgen.post("/init", orjson.dumps(body), host)
+
+    ok = frozenset({200})
+    return [
+        Kind(
+            "small_json_4x4",
+            1,
+            "POST /init [4, 4] xavier_uniform, format json",
+            ok,
+            False,
+            lambda i: init({"shape": [4, 4], "scheme": "xavier_uniform", "seed": SEED_BASE + i, "format": "json"}),
+        ),
+        Kind(
+            "small_256x784",
+            1,
+            "POST /init [256, 784] kaiming_normal (safetensors)",
+            ok,
+            False,
+            lambda i: init({"shape": [256, 784], "scheme": "kaiming_normal", "seed": SEED_BASE + i}),
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Adversarial clients, run beside the small requests: `clients` closed-loop connections sending the `large`
+    requests in turn (at most `limit` in all, the first after `delay` s), or `holders` connections that send one
+    each and then stop reading (bench/loadgen.py Holders; every other one reads the response's head first)."""
+
+    name: str
+    finding: str  # what it reproduces, in the issue's words
+    large: Callable[[str], list[Kind]]  # host -> the adversarial requests
+    clients: int = 0
+    holders: int = 0
+    limit: int | None = None
+    delay: float = 0.0
+    seconds: float | None = None  # its own duration, if not the run's
+
+
+def _large(name: str, request: str, path: str, body: Callable[[int], dict[str, Any]]) -> Callable[[str], Kind]:
+    """An adversarial request class: 200, or the budget's 503 with Retry-After, or the timeout's 504."""
+    return lambda host: Kind(
+        name, 1, request, frozenset({200}), True, lambda i: loadgen.post(path, orjson.dumps(body(i)), host), True
+    )
+
+
+def scenarios() -> dict[str, Scenario]:
+    recipe = heavy_recipe()
+    recipe_kib = len(orjson.dumps({"seed": 0, "model": recipe})) / 1024
+    stream = _large(
+        "stream_16384x16384",
+        "POST /init [16384, 16384] normal (1 GiB float32, streamed); never drained",
+        "/init",
+        lambda i: {"shape": [16384, 16384], "scheme": "normal", "seed": SEED_BASE + i},
+    )
+    json_2048 = _large(
+        "json_2048x2048",
+        "POST /init [2048, 2048] normal, format json (~50 MB, buffered); never drained",
+        "/init",
+        lambda i: {"shape": [2048, 2048], "scheme": "normal", "seed": SEED_BASE + i, "format": "json"},
+    )
+    strided = _large(
+        "strided_column",
+        'POST /init {"shape":[2097152,2097152],"scheme":"normal","slice":[[0,1048576],[0,1]]}, seeds in turn',
+        "/init",
+        lambda i: {"shape": [2097152, 2097152], "scheme": "normal", "seed": i, "slice": [[0, 1 << 20], [0, 1]]},
+    )
+    heavy = _large(
+        "heavy_recipe",
+        f"POST /init recipe of {recipe_kib:.0f} KiB: 31 nested sequential, 2,000 linear(1, 1), 256 rules matching "
+        "nothing",
+        "/init",
+        lambda i: {"seed": SEED_BASE + i, "model": recipe},
+    )
+    init_orthogonal = _large(
+        "orthogonal_init",
+        "POST /init [8192, 8192] orthogonal",
+        "/init",
+        lambda i: {"shape": [8192, 8192], "scheme": "orthogonal", "seed": SEED_BASE + i},
+    )
+    stats_orthogonal = _large(
+        "orthogonal_stats",
+        "POST /stats [8192, 8192] orthogonal",
+        "/stats",
+        lambda i: {"shape": [8192, 8192], "scheme": "orthogonal", "seed": SEED_BASE + i},
+    )
+
+    answered = frozenset({200, 400, 413, 422})  # the element's value, or a clear refusal; never a crash
+
+    def crash_get(host: str) -> list[Kind]:
+        return [Kind("crash_get", 1, f"GET {CRASH_GET}", answered, False, lambda i: loadgen.get(CRASH_GET, host))]
+
+    def crash_post(host: str) -> list[Kind]:
+        request = "POST /init shape [7, 7, 73, 127, 337, 92737, 649657] sliced to its last element, format json"
+        body = orjson.dumps(crash_post_body())
+        return [Kind("crash_post", 1, request, answered, False, lambda i: loadgen.post("/init", body, host))]
+
+    listed = [
+        Scenario(
+            "nonreaders",
+            "item 2: 64 clients that request a [16384, 16384] stream and never read held the whole budget; every "
+            "tensor request, even 4x4 JSON, got 503",
+            lambda host: [stream(host)],
+            holders=64,
+        ),
+        Scenario(
+            "nonreaders_json",
+            "item 3: 60 non-reading clients of 2048x2048 JSON took RSS from 591 to 3,325 MiB with a 1 GiB budget, "
+            "the budget gauge at 0",
+            lambda host: [json_2048(host)],
+            holders=60,
+        ),
+        Scenario(
+            "strided",
+            "item 5: a column slice costs one engine call per element (12.4 s for this 93-byte request); 48 of "
+            "them made every other request wait ~60 s",
+            lambda host: [strided(host)],
+            clients=48,
+        ),
+        Scenario(
+            "recipes",
+            "item 6: this recipe took 14.3 s; three at once pushed the small-request median from 5 to 187 ms",
+            lambda host: [heavy(host)],
+            clients=3,
+        ),
+        Scenario(
+            "orthogonal",
+            "item 4: orthogonal [8192, 8192] reserves 1 GiB and peaked at +1.8 GiB RSS on /init, +2.5 GiB on /stats,"
+            " held 55 s while all other tensor requests got 503",
+            lambda host: [init_orthogonal(host), stats_orthogonal(host)],
+            clients=2,
+        ),
+        Scenario(
+            "crash",
+            "item 1: one GET slicing an element index >= 2^63-1024 segfaulted the server, killing every request in "
+            "flight; sent once, 1 s in",
+            crash_get,
+            clients=1,
+            limit=1,
+            delay=1.0,
+            seconds=CRASH_SECONDS,
+        ),
+        Scenario(
+            "crash_post",
+            "item 1, the POST form: a 7-d tensor of ~2^63 elements sliced to its last element; sent once, 1 s in",
+            crash_post,
+            clients=1,
+            limit=1,
+            delay=1.0,
+            seconds=CRASH_SECONDS,
+        ),
+    ]
+    return {scenario.name: scenario for scenario in listed}
+
+
+def adversarial_warm_up(host: str) -> list[bytes]:
+    """Every code path of the scenarios, small: the small requests' schemes and formats, a slice, orthogonal on both
+    routes, a recipe with rules."""
+
+    def small(path: str, body: dict[str, Any]) -> bytes:
+        return loadgen.post(path, orjson.dumps({"seed": 3, **body}), host)
+
+    return [
+        small("/init", {"shape": [4, 4], "scheme": "xavier_uniform", "format": "json"}),
+        small("/init", {"shape": [256, 784], "scheme": "kaiming_normal"}),
+        small("/init", {"shape": [64, 64], "scheme": "normal"}),
+        small("/init", {"shape": [64, 64], "scheme": "normal", "format": "json"}),
+        small("/init", {"shape": [64, 64], "scheme": "normal", "slice": [[0, 32], [0, 1]]}),
+        small("/init", {"shape": [64, 64], "scheme": "orthogonal"}),
+        small("/stats", {"shape": [64, 64], "scheme": "orthogonal"}),
+        small("/init", {"model": {"layers": ["linear(1, 1)"], "rules": [{"layer": "absent", "scheme": "zeros"}]}}),
+    ]
+
+
+class GaugeSampler:
+    """Reads the budget gauge (/metrics initserve_inflight_bytes) and /readyz every `every` seconds in a thread,
+    while a scenario runs: how much of the budget its clients hold, and whether readiness says so."""
+
+    def __init__(self, server: Server, every: float = 0.5) -> None:
+        self.server, self.every = server, every
+        self.samples: list[tuple[float, float | None]] = []  # (seconds since start, bytes held or None: no answer)
+        self.readyz: dict[int, int] = {}  # status (0: no answer) -> count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        while not self._stop.is_set() and self.server.process.poll() is None:
+            held = self.server.inflight_bytes(timeout=2)
+            self.samples.append((round(time.perf_counter() - start, 1), held))
+            ready, _ = self.server.get("/readyz", timeout=2)
+            self.readyz[ready] = self.readyz.get(ready, 0) + 1
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> GaugeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        held = [value for _, value in self.samples if value is not None]
+        return {
+            "samples": len(self.samples),
+            "unanswered": len(self.samples) - len(held),
+            "peak_mib": round(max(held, default=0.0) / MIB, 1),
+            "last_mib": round(held[-1] / MIB, 1) if held else None,
+            "readyz": dict(sorted(self.readyz.items())),
+            "series_mib": [[t, None if value is None else round(value / MIB, 1)] for t, value in self.samples],
+        }
+
+
+def wait_released(server: Server, seconds: float) -> float | None:
+    """Seconds until the budget gauge reads 0 (None: not within `seconds`, or the server is dead)."""
+    start = time.perf_counter()
+    while server.process.poll() is None:
+        if server.inflight_bytes(timeout=2) == 0:
+            return round(time.perf_counter() - start, 1)
+        if time.perf_counter() - start > seconds:
+            return None
+        time.sleep(0.2)
+    return None
+
+
+def in_turn(mix: list[Kind], first: int = 0) -> loadgen.MixedRequest:
+    """The classes of `mix` one after the other, request numbers from `first`: a phase that starts elsewhere than
+    the one before it asks for other seeds, so its responses are generated, not answered from the cache."""
+
+    def make(i: int) -> tuple[str, bytes]:
+        kind = mix[i % len(mix)]
+        return kind.name, kind.build(first + i)
+
+    return make
+
+
+def run_scenario(scenario: Scenario, settings: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """One scenario on a fresh server: warm-up; the small requests alone (the quiet baseline); the same beside the
+    scenario's clients; then the budget's release, the server's health. Every phase is bounded in time."""
+    seconds = min(scenario.seconds or args.seconds, args.seconds)
+    timeout = args.timeout or float(settings["INITSERVE_TIMEOUT_SECONDS"]) + 10
+    print(f"== scenario {scenario.name}: {seconds:g} s", flush=True)
+    with serve(settings) as server:
+        host = f"{server.host}:{server.port}"
+        warm_up(server, adversarial_warm_up(host))
+        small, large = small_kinds(host), scenario.large(host)
+        judge = Judge([*small, *large])
+        quiet_clients = loadgen.Clients(in_turn(small), args.small_clients, timeout)
+        groups = [loadgen.Clients(in_turn(small, SCENARIO_FIRST), args.small_clients, timeout)]
+        if scenario.clients:
+            # The head within the server's timeout (or its 504 is late); the body as long as a large one takes.
+            large_clients = loadgen.Clients(
+                in_turn(large), scenario.clients, args.large_timeout, scenario.limit, scenario.delay, timeout
+            )
+            groups.append(large_clients)
+        holders = None
+        if scenario.holders:
+            holders = loadgen.Holders(large[0].build, scenario.holders, lambda n: n % 2 == 0)
+        gauge = GaugeSampler(server)
+
+        def phases() -> tuple[dict[str, loadgen.Result], dict[str, loadgen.Result], loadgen.Held]:
+            quiet, _ = loadgen.run_groups(server.host, server.port, [quiet_clients], args.baseline_seconds, 0.0, judge)
+            with gauge:
+                loud, held = loadgen.run_groups(server.host, server.port, groups, seconds, 0.0, judge, holders)
+            return quiet, loud, held
+
+        time.sleep(1.0)  # let the warm-up's garbage go before the idle RSS is read
+        memory = measured(server, phases, args.rss_cap_mib)
+        quiet, loud, held = memory.pop("outcome")
+        released = wait_released(server, args.drain_seconds)
+        state = health(server)
+    budget_mib = int(settings["INITSERVE_MEMORY_BUDGET_BYTES"]) / MIB
+    cache_mib = int(settings["INITSERVE_CACHE_BYTES"]) / MIB
+    quiet_summary = summarise(small, {"results": quiet, "cache_hits": {}}, args.baseline_seconds)
+    small_summary = summarise(small, {"results": loud, "cache_hits": judge.cache_hits}, seconds)
+    large_summary = summarise(large, {"results": loud, "cache_hits": judge.cache_hits}, seconds)
+    holders_seen = held.summary() if scenario.holders else None
+    # A head that the holders read is judged as the closed-loop clients' replies are.
+    bad_heads = sum(count for status, count in held.heads.items() if status not in (200, 503, 504))
+    quiet_p99, small_p99 = quiet_summary["total"]["p99_ms"], small_summary["total"]["p99_ms"]
+    latency_target = max(LATENCY_FACTOR * quiet_p99, LATENCY_FLOOR * 1000)
+    small_errors = quiet_summary["total"]["errors"] + small_summary["total"]["errors"]
+    large_errors = large_summary["total"]["errors"] + bad_heads + held.no_retry_after
+    allowance = budget_mib + cache_mib
+    alive = state["alive"] and not memory["rss_capped"]
+    healthy = alive and state["healthz"] == 200 and released is not None
+    if not alive:
+        after = "server dead"
+    elif released is None:
+        after = f"/healthz {state['healthz']}, budget not back to 0 within {args.drain_seconds:g} s"
+    else:
+        after = f"/healthz {state['healthz']}, budget back to 0 {released:g} s after the load"
+
+    def line(passed: bool, text: str) -> dict[str, Any]:
+        return {"pass": passed, "line": f"{text}: {'pass' if passed else 'FAIL'}"}
+
+    died = "killed by the harness: RSS cap" if memory["rss_capped"] else state["died"]
+    verdicts = {
+        "small_errors": line(
+            small_errors == 0, f"small requests: {small_errors} errors (5xx, timeouts, other statuses; target 0)"
+        ),
+        "large_errors": line(
+            large_errors == 0,
+            f"adversarial requests: {large_errors} errors (anything but 200, 503 with Retry-After or 504; target 0)",
+        ),
+        "alive": line(alive, "server process alive at the end" + (f" ({died})" if died else "")),
+        "health": line(healthy, f"healthy after: {after}"),
+        "memory": line(
+            memory["peak_increase_mib"] <= allowance,
+            f"peak RSS increase {memory['peak_increase_mib']:g} MiB (target <= budget + cache = {allowance:g} MiB)",
+        ),
+        "latency": line(
+            small_p99 <= latency_target,
+            f"small p99 {small_p99:g} ms (quiet {quiet_p99:g} ms; target <= max({LATENCY_FACTOR} x quiet, "
+            f"{LATENCY_FLOOR * 1000:g} ms) = {latency_target:g} ms)",
+        ),
+    }
+    return {
+        "name": scenario.name,
+        "finding": scenario.finding,
+        "seconds": seconds,
+        "clients": scenario.clients,
+        "holders": scenario.holders,
+        "quiet": quiet_summary,
+        "small": small_summary,
+        "large": large_summary,
+        "holders_seen": holders_seen,
+        "budget_gauge": gauge.summary(),
+        "released_after_s": released,
+        "memory": {**memory, "allowance_mib": allowance},
+        "health": state,
+        "verdicts": verdicts,
+        "pass": all(verdict["pass"] for verdict in verdicts.values()),
+    }
+
+
+def failed_scenario(scenario: Scenario, error: Exception) -> dict[str, Any]:
+    """A scenario the harness could not complete (the server did not start, the warm-up failed, ...): a failure,
+    reported, and the next scenario still runs."""
+    text = f"{type(error).__name__}: {error}"[:1000]
+    return {
+        "name": scenario.name,
+        "finding": scenario.finding,
+        "error": text,
+        "verdicts": {"harness": {"pass": False, "line": f"scenario not completed: {text}: FAIL"}},
+        "pass": False,
+    }
+
+
+def _statuses(statuses: dict[Any, int]) -> str:
+    return ", ".join(f"{status}: {count}" for status, count in statuses.items()) or "-"
+
+
+def adversarial_markdown(report: dict[str, Any]) -> str:
+    settings = report["settings"]
+    lines = ["# Load test: adversarial scenarios", ""]
+    if report["note"]:
+        lines += [f"**{report['note']}**", ""]
+    lines += [
+        f"`{report['command']}` on {report['machine']}, {report['date']}, {report['elapsed_s']:g} s in all. Each "
+        "scenario runs on a fresh `initserve serve` (one worker): a warm-up of small requests; the quiet baseline, "
+        f"{report['small_clients']} closed-loop clients of small requests alone for {report['baseline_seconds']:g} s; "
+        "then the same clients beside the scenario's adversarial ones for the scenario's seconds (requests in "
+        f"flight then run to their end); then up to {report['drain_seconds']:g} s for the budget gauge to return to "
+        "0, and the server's health. Memory: the server's peak RSS over the baseline and the scenario above its idle "
+        "RSS after the warm-up.",
+        "",
+        f"Client timeouts: a small request {report['timeout_s']:g} s to its last byte; an adversarial one "
+        f"{report['timeout_s']:g} s to its response's head (INITSERVE_TIMEOUT_SECONDS + 10: the server promises a "
+        f"first byte or a 504 within its timeout) and {report['large_timeout_s']:g} s to its last byte. Past either, "
+        "it is an error.",
+        "",
+        "Settings: " + ", ".join(f"`{name}={value}`" for name, value in settings.items()) + ".",
+        "",
+        "Targets: small requests never get a 5xx (nor time out); adversarial ones get 200, 503 with Retry-After, "
+        "or 504 after INITSERVE_TIMEOUT_SECONDS; the process never dies and is healthy after (/healthz 200, "
+        f"budget back to 0); peak RSS increase <= budget + cache; small-request p99 <= max({LATENCY_FACTOR} x the "
+        f"quiet p99, {LATENCY_FLOOR * 1000:g} ms).",
+        "",
+        "| scenario | small p50 / p99 ms (quiet) | small statuses | adversarial statuses | errors small / adv. | "
+        "peak RSS +MiB | budget held MiB: peak, after | server after | result |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in report["scenarios"]:
+        if "error" in run:
+            lines.append(f"| {run['name']} | not completed: {run['error'][:200]} | | | | | | | **FAIL** |")
+            continue
+        small, quiet, large = run["small"]["total"], run["quiet"]["total"], run["large"]["total"]
+        adversarial = _statuses(large["statuses"])
+        if run["holders_seen"]:
+            adversarial = f"{run['holders']} holders, heads read {_statuses(run['holders_seen']['heads'])}"
+        state, gauge = run["health"], run["budget_gauge"]
+        released = "0" if run["released_after_s"] is not None else f"{(state['budget_held_bytes'] or 0) / MIB:g}"
+        if not state["alive"]:
+            released = "-"
+        after = "alive" if run["verdicts"]["alive"]["pass"] else "**dead**"
+        lines.append(
+            f"| {run['name']} | {small['p50_ms']} / {small['p99_ms']} ({quiet['p50_ms']} / {quiet['p99_ms']}) | "
+            f"{_statuses(small['statuses'])} | {adversarial} | "
+            f"{small['errors'] + quiet['errors']} / "
+            f"{large['errors']} | {run['memory']['peak_increase_mib']} | {gauge['peak_mib']}, {released} | "
+            f"{after}, /healthz {state['healthz']} | {'pass' if run['pass'] else '**FAIL**'} |"
+        )
+    lines.append("")
+    for run in report["scenarios"]:
+        lines += [f"## {run['name']}", "", f"Reproduces issue 8 {run['finding']}.", ""]
+        if "error" in run:
+            lines += [f"* {run['verdicts']['harness']['line']}", ""]
+            continue
+        lines += [
+            "| phase | class | request | responses | statuses | p50 ms | p99 ms | max ms | errors |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for phase, summary in (("quiet", run["quiet"]), ("scenario", run["small"]), ("scenario", run["large"])):
+            for row in summary["classes"]:
+                if row["responses"] or row["errors"]:
+                    lines.append(
+                        f"| {phase} | {row['class']} | {row['request']} | {row['responses']} | "
+                        f"{_statuses(row['statuses'])} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} | "
+                        f"{row['errors']} |"
+                    )
+        lines.append("")
+        if run["holders_seen"]:
+            seen = run["holders_seen"]
+            lines += [
+                f"Holders: {seen['connected']} connected ({seen['not_connected']} not), held for {run['seconds']:g} s; "
+                f"heads read by every other one: {_statuses(seen['heads'])} ({seen['no_retry_after']} 503 without "
+                f"Retry-After); {seen['closed_by_server']} closed by the server before their head was read.",
+                "",
+            ]
+        gauge, memory, state = run["budget_gauge"], run["memory"], run["health"]
+        lines += [
+            f"Budget gauge (every 0.5 s during the scenario): peak {gauge['peak_mib']} MiB, last {gauge['last_mib']} "
+            f"MiB, {gauge['unanswered']} of {gauge['samples']} reads unanswered; /readyz {_statuses(gauge['readyz'])}.",
+            "",
+            f"Server memory: idle RSS {memory['rss_before_mib']} MiB; peak increase {memory['peak_increase_mib']} MiB "
+            f"(VmHWM {memory['hwm_increase_mib']}, sampled {memory['sampled_increase_mib']}); allowance "
+            f"{memory['allowance_mib']:g} MiB"
+            + (" (server killed by the harness at the RSS cap)" if memory["rss_capped"] else "")
+            + ".",
+            "",
+            f"After: {'alive' if state['alive'] else state['died']}, /healthz {state['healthz']}, budget held "
+            f"{state['budget_held_bytes']} bytes, {state['log_errors']} error or traceback lines in the log.",
+            "",
+        ]
+        failures: dict[str, int] = {}
+        for summary in (run["quiet"], run["small"], run["large"]):
+            for row in summary["classes"]:
+                for reason, count in row["failures"].items():
+                    failures[f"{row['class']}: {reason}"] = failures.get(f"{row['class']}: {reason}", 0) + count
+        if failures:
+            lines += ["Errors by reason:", "", *(f"* {reason}: {count}" for reason, count in failures.items()), ""]
+        if state["log_excerpt"]:
+            lines += ["Server log (first error lines):", "", "```", *state["log_excerpt"], "```", ""]
+        lines += [f"* {verdict['line']}" for verdict in run["verdicts"].values()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main_adversarial(args: argparse.Namespace) -> int:
+    settings = {**ADVERSARIAL_SETTINGS, **dict(item.partition("=")[::2] for item in args.set)}
+    args.seconds = args.seconds or 20.0
+    listed = scenarios()
+    names = list(listed) if "all" in args.scenario else args.scenario
+    start = time.perf_counter()
+    runs = []
+    for name in names:
+        try:
+            runs.append(run_scenario(listed[name], settings, args))
+        except Exception as error:  # one broken scenario is reported; the others still run
+            runs.append(failed_scenario(listed[name], error))
+        print("\n".join(f"   {verdict['line']}" for verdict in runs[-1]["verdicts"].values()), flush=True)
+    report = {
+        "command": shlex.join(["python", "-m", "bench.load", *sys.argv[1:]]),
+        "note": args.note,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "settings": settings,
+        "small_clients": args.small_clients,
+        "baseline_seconds": args.baseline_seconds,
+        "timeout_s": args.timeout or float(settings["INITSERVE_TIMEOUT_SECONDS"]) + 10,
+        "large_timeout_s": args.large_timeout,
+        "drain_seconds": args.drain_seconds,
+        "elapsed_s": round(time.perf_counter() - start, 1),
+        "scenarios": runs,
+        "pass": all(run["pass"] for run in runs),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "load_adversarial.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = adversarial_markdown(report)
+    (RESULTS / "load_adversarial.md").write_text(text)
+    print(text)
+    return 0 if report["pass"] else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--scenario",
+        nargs="+",
+        choices=[*scenarios(), "all"],
+        help="adversarial scenarios instead of the mix (all: every one); writes load_adversarial.md/.json",
+    )
+    parser.add_argument("--seconds", type=float, help="how long clients start new requests (mix 60, scenario 20)")
+    parser.add_argument("--concurrency", type=int, default=64, help="mix: connections, one request in flight on each")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="per request, to its last byte (mix 120; scenarios INITSERVE_TIMEOUT_SECONDS + 10)",
+    )
+    parser.add_argument(
+        "--large-timeout", type=float, default=60.0, help="scenarios: per adversarial request, to its last byte"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="mix: of the draw of request classes")
+    parser.add_argument(
+        "--only", nargs="+", metavar="CLASS", help="mix: run only these classes (to attribute a result)"
+    )
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="CLASS", help="mix: leave these classes out")
+    parser.add_argument("--small-clients", type=int, default=SMALL_CLIENTS, help="scenarios: small-request clients")
+    parser.add_argument("--baseline-seconds", type=float, default=5.0, help="scenarios: the quiet baseline's length")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=15.0, help="scenarios: how long the budget may take to return to 0"
+    )
+    parser.add_argument(
+        "--rss-cap-mib", type=float, default=RSS_CAP_MIB, help="scenarios: kill the server past this RSS increase"
+    )
+    parser.add_argument(
+        "--note",
+        default="",
+        help="scenarios: a line at the top of the report; its part before ':' also tags bench.run's rows",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="server environment beyond the settings (a setting, MALLOC_ARENA_MAX, ...), e.g. to try a fix",
+    )
+    args = parser.parse_args()
+    return main_adversarial(args) if args.scenario else main_mix(args, parser)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ HTTP/1.1 says (Content-Length, chunked, or until close; none for 1xx, 204 and 30
 differs from its Content-Length is seen, not misread as the next response.
 
 `run` drives one kind of request (bench/http.py); `run_mixed` drives a mix, each request tagged with its class,
-and tallies each class apart (bench/load.py). Neither stops at a failure: a timeout or a connection the server
-closed mid-response is counted, the connection replaced, and the run goes on.
+and tallies each class apart (bench/load.py); `run_groups` drives several groups of clients at once, each with its
+own requests, count and timeout, beside clients that stop reading (the adversarial scenarios of bench/load.py).
+None stops at a failure: a timeout or a connection the server closed mid-response is counted, the connection
+replaced, and the run goes on; a server that refuses connections (dead) ends each client at the deadline.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self._remaining = 0  # "length": body bytes still to come; "chunked": bytes of the current chunk and CRLF
         self._last_chunk = False
         self._done: asyncio.Future[Reply] | None = None
+        self._head_in = asyncio.Event()  # the response being read has its head
         self.surplus = 0  # bytes that arrived when no response was expected
         self.closed = False
 
@@ -108,6 +111,7 @@ class _Connection(asyncio.Protocol):
 
     def _start(self, reply: Reply) -> None:
         self._reply = reply
+        self._head_in.set()
         self._remaining = (reply.declared or 0) if reply.framing == "length" else 0
         self._last_chunk = False
 
@@ -158,13 +162,27 @@ class _Connection(asyncio.Protocol):
         reply, self._reply = self._reply, None
         self._done.set_result(reply)
 
-    async def exchange(self, request: bytes) -> Reply:
+    async def exchange(self, request: bytes, head_timeout: float | None = None) -> Reply:
+        """The whole response; with `head_timeout`, TimeoutError unless its head arrives within that time."""
         assert self.transport is not None
         self._done = asyncio.get_running_loop().create_future()
         self._reply = None
+        self._head_in.clear()
         self._buffer.clear()
         self.transport.write(request)
+        if head_timeout is not None:
+            head = asyncio.ensure_future(self._head_in.wait())
+            await asyncio.wait({head, self._done}, timeout=head_timeout, return_when=asyncio.FIRST_COMPLETED)
+            head.cancel()
+            if not self._head_in.is_set() and not self._done.done():
+                self._done.cancel()  # the connection is closed next: nothing is to be set on this future
+                raise TimeoutError(f"no response head within {head_timeout:g} s")
         return await self._done
+
+    @property
+    def partial(self) -> Reply | None:
+        """The response being read, once its head is in."""
+        return self._reply
 
     def close(self) -> None:
         if self.transport is not None:
@@ -233,48 +251,157 @@ class Result:
         return summary
 
 
+CONNECT_TIMEOUT = 5.0  # a server that accepts nothing (dead, or its backlog full) must not stall a client
+
+
 async def _connect(host: str, port: int) -> _Connection:
-    return (await asyncio.get_running_loop().create_connection(_Connection, host, port))[1]
+    connecting = asyncio.get_running_loop().create_connection(_Connection, host, port)
+    return (await asyncio.wait_for(connecting, CONNECT_TIMEOUT))[1]
+
+
+@dataclass(frozen=True)
+class Clients:
+    """A group of closed-loop connections, one request in flight on each, drawing requests from `make` (numbered
+    from 1 within the group). `limit` bounds the group's requests in all (None: until the deadline), `delay`
+    holds its first request back, `timeout` bounds each request to its last byte and `head_timeout` (if any) to
+    its response's head: a server's promise of a first byte within its timeout is checked apart from how long a
+    large body takes."""
+
+    make: MixedRequest
+    concurrency: int
+    timeout: float = 120.0
+    limit: int | None = None
+    delay: float = 0.0
+    head_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Holders:
+    """Clients that send one request each and then stop reading, holding the connection open until the deadline:
+    the client that never drains a response. Those for which `read_head(n)` is true read the response's head
+    first (to see its status); the others read nothing at all."""
+
+    make: RequestBytes
+    count: int
+    read_head: Callable[[int], bool]
+
+
+@dataclass
+class Held:
+    """What the holders saw, counted."""
+
+    connected: int = 0
+    not_connected: int = 0
+    heads: dict[int, int] = field(default_factory=dict)  # status -> count, of the heads read
+    no_retry_after: int = 0  # 503 heads without Retry-After
+    closed_by_server: int = 0  # seen only while reading: before the head, by those that read it
+
+    def summary(self) -> dict[str, int | dict[int, int]]:
+        return {
+            "connected": self.connected,
+            "not_connected": self.not_connected,
+            "heads": dict(sorted(self.heads.items())),
+            "no_retry_after": self.no_retry_after,
+            "closed_by_server": self.closed_by_server,
+        }
+
+
+class _Holder(asyncio.Protocol):
+    def __init__(self, read_head: bool) -> None:
+        self.read_head = read_head
+        self.transport: asyncio.Transport | None = None
+        self.head = bytearray()
+        self.status: int | None = None
+        self.retry_after = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.status is not None or not self.read_head:
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        lines = bytes(self.head[:end]).decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.retry_after = any(line.lower().startswith("retry-after:") for line in lines[1:])
+        self.head.clear()
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+
+async def _hold(host: str, port: int, request: bytes, read_head: bool, deadline: float, held: Held) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        connecting = loop.create_connection(lambda: _Holder(read_head), host, port)
+        transport, holder = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
+    except (TimeoutError, OSError):
+        held.not_connected += 1
+        return
+    held.connected += 1
+    if not read_head:
+        # Nothing is read from the socket from now on (no byte can have come before the request): the kernel's
+        # buffers fill and the server's sends stall.
+        transport.pause_reading()
+    transport.write(request)
+    await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+    if holder.status is not None:
+        held.heads[holder.status] = held.heads.get(holder.status, 0) + 1
+        held.no_retry_after += holder.status == 503 and not holder.retry_after
+    held.closed_by_server += holder.closed
+    transport.abort()  # unread data in our buffer: the server sees a reset, as from a client that went away
 
 
 async def _run(
     host: str,
     port: int,
-    make: MixedRequest,
-    concurrency: int,
+    groups: list[Clients],
     seconds: float,
     warmup: float,
-    timeout: float,
     check: Check | None,
-) -> dict[str, Result]:
-    connections = [await _connect(host, port) for _ in range(concurrency)]
-    counter = 0
+    holders: Holders | None,
+) -> tuple[dict[str, Result], Held]:
     results: dict[str, Result] = {}
+    held = Held()
     start = time.perf_counter()
     measuring_from, deadline = start + warmup, start + warmup + seconds
 
     def result(kind: str) -> Result:
         return results.setdefault(kind, Result(seconds))
 
-    async def worker(slot: int) -> None:
-        nonlocal counter
-        while (now := time.perf_counter()) < deadline:
-            connection = connections[slot]
-            counter += 1
-            kind, request = make(counter)
+    async def worker(group: Clients, counter: list[int]) -> None:
+        await asyncio.sleep(group.delay)
+        connection: _Connection | None = None
+        while (group.limit is None or counter[0] < group.limit) and time.perf_counter() < deadline:
+            counter[0] += 1
+            kind, request = group.make(counter[0])
+            if (connection is None or connection.closed) and (
+                connection := await _reconnect(host, port, deadline)
+            ) is None:
+                # A server that refused connections until the end (it died, most likely): the request that could
+                # not be sent is the failure, counted once per client.
+                result(kind).fail("could not connect until the end of the run", answered=False)
+                return
             if connection.surplus:
                 # Failures are counted from the start, warm-up included: a broken response is never noise.
                 result(kind).fail("bytes after the end of a response")
                 connection.surplus = 0
+            now = time.perf_counter()
             try:
-                reply = await asyncio.wait_for(connection.exchange(request), timeout)
+                reply = await asyncio.wait_for(connection.exchange(request, group.head_timeout), group.timeout)
             except (TimeoutError, ConnectionError, OSError) as error:
-                reason = f"no response within {timeout:g} s" if isinstance(error, TimeoutError) else str(error)
-                result(kind).fail(reason, answered=False)
+                reason = str(error) or f"no complete response within {group.timeout:g} s"
+                if isinstance(error, TimeoutError) and (partial := connection.partial) is not None:
+                    reason += f" (its head said {partial.status})"
+                result(kind).fail(reason, False)
                 connection.close()
-                if (replacement := await _reconnect(host, port, deadline)) is None:
-                    return
-                connections[slot] = replacement
+                connection = None
                 continue
             done = time.perf_counter()
             problem = None if reply.length_ok else "body length differs from Content-Length"
@@ -283,18 +410,21 @@ async def _run(
                 result(kind).fail(problem)
             if now >= measuring_from:
                 result(kind).record(reply, done - now)
-            if connection.closed or reply.headers.get("connection", "").lower() == "close":
+            if reply.headers.get("connection", "").lower() == "close":
                 connection.close()
-                if (replacement := await _reconnect(host, port, deadline)) is None:
-                    return
-                connections[slot] = replacement
-
-    try:
-        await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
-    finally:
-        for connection in connections:
+                connection = None
+        if connection is not None:
             connection.close()
-    return results
+
+    clients = []
+    for group in groups:
+        counter = [0]  # the group's request number, shared by its clients
+        clients += [worker(group, counter) for _ in range(group.concurrency)]
+    if holders is not None:
+        hold = holders.make, holders.read_head
+        clients += [_hold(host, port, hold[0](n), hold[1](n), deadline, held) for n in range(1, holders.count + 1)]
+    await asyncio.gather(*clients)
+    return results, held
 
 
 async def _reconnect(host: str, port: int, deadline: float) -> _Connection | None:
@@ -303,7 +433,7 @@ async def _reconnect(host: str, port: int, deadline: float) -> _Connection | Non
     while True:
         try:
             return await _connect(host, port)
-        except OSError:
+        except (TimeoutError, OSError):
             if time.perf_counter() > deadline:
                 return None
             await asyncio.sleep(0.05)
@@ -318,6 +448,21 @@ def _runner() -> Callable:
         return asyncio.run
 
 
+def run_groups(
+    host: str,
+    port: int,
+    groups: list[Clients],
+    seconds: float,
+    warmup: float = 0.0,
+    check: Check | None = None,
+    holders: Holders | None = None,
+) -> tuple[dict[str, Result], Held]:
+    """Every group's closed loop (and the holders, if any) at once for `warmup` + `seconds`: a Result per request
+    class, and what the holders saw. Only requests started after the warmup are timed and counted; failures are
+    counted throughout. Requests in flight at the deadline run to their end (at most their group's timeout more)."""
+    return _runner()(_run(host, port, groups, seconds, warmup, check, holders))
+
+
 def run_mixed(
     host: str,
     port: int,
@@ -328,10 +473,8 @@ def run_mixed(
     timeout: float = 120.0,
     check: Check | None = None,
 ) -> dict[str, Result]:
-    """Closed loop for `warmup` + `seconds`, a Result per request class. Only requests started after the warmup
-    are timed and counted; failures are counted throughout. Requests in flight at the deadline run to their end
-    (at most `timeout` more)."""
-    return _runner()(_run(host, port, make, concurrency, seconds, warmup, timeout, check))
+    """One group of `concurrency` clients (run_groups)."""
+    return run_groups(host, port, [Clients(make, concurrency, timeout)], seconds, warmup, check)[0]
 
 
 def run(host: str, port: int, make: RequestBytes, concurrency: int, seconds: float, warmup: float = 1.0) -> Result:

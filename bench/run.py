@@ -1,7 +1,7 @@
 """Every benchmark, one after the other, then one table of every target: `python -m bench.run`.
 
-    python -m bench.run            # the full runs (about 15 minutes on 2 cores)
-    python -m bench.run --quick    # smoke runs of each (about 3 minutes): numbers too rough to quote
+    python -m bench.run            # the full runs (about 20 minutes on 2 cores)
+    python -m bench.run --quick    # smoke runs of each (about 5 minutes): numbers too rough to quote
     python -m bench.run --only engine http
 
 Each benchmark runs in its own process (`python -m bench.<name>`), so none inherits another's threads, caches or
@@ -27,12 +27,17 @@ RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
-# name -> (full arguments, quick arguments)
-BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
-    "engine": ([], ["--quick"]),
-    "http": ([], ["--seconds", "1.5", "--rounds", "2"]),
-    "stream_memory": ([], []),
-    "load": ([], ["--seconds", "10"]),
+# name (of its results file) -> (module, full arguments, quick arguments)
+BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
+    "engine": ("engine", [], ["--quick"]),
+    "http": ("http", [], ["--seconds", "1.5", "--rounds", "2"]),
+    "stream_memory": ("stream_memory", [], []),
+    "load": ("load", [], ["--seconds", "10"]),
+    "load_adversarial": (
+        "load",
+        ["--scenario", "all"],
+        ["--scenario", "all", "--seconds", "5", "--baseline-seconds", "2", "--large-timeout", "20"],
+    ),
 }
 
 Row = tuple[str, str, str, str]  # what, measured, target, verdict
@@ -111,11 +116,31 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def load_adversarial_rows(data: dict[str, Any]) -> list[Row]:
+    rows = []
+    label = f" ({data['note'].partition(':')[0]})" if data.get("note") else ""  # e.g. a run before fixes
+    for run in data["scenarios"]:
+        what = f"adversarial {run['name']}{label}: small p99, errors small/adv., RSS, process"
+        if "error" in run:
+            rows.append((what, "not completed", "all targets", verdict(False)))
+            continue
+        small, quiet = run["small"]["total"], run["quiet"]["total"]
+        measured = (
+            f"{small['p99_ms']:g} ms (quiet {quiet['p99_ms']:g}), {small['errors'] + quiet['errors']}/"
+            f"{run['large']['total']['errors']}, +{run['memory']['peak_increase_mib']:.0f} MiB, "
+            + ("alive" if run["verdicts"]["alive"]["pass"] else "dead")
+        )
+        target = f"<= max(5x, 50 ms), 0/0, <= {run['memory']['allowance_mib']:.0f} MiB, alive and released"
+        rows.append((what, measured, target, verdict(run["pass"])))
+    return rows
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "engine": engine_rows,
     "http": http_rows,
     "stream_memory": stream_memory_rows,
     "load": load_rows,
+    "load_adversarial": load_adversarial_rows,
 }
 
 
@@ -158,8 +183,8 @@ def main() -> None:
     failed = []
     if not args.summary_only:
         for name in args.only or list(BENCHMARKS):
-            full, quick = BENCHMARKS[name]
-            command = [sys.executable, "-m", f"bench.{name}", *(quick if args.quick else full)]
+            module, full, quick = BENCHMARKS[name]
+            command = [sys.executable, "-m", f"bench.{module}", *(quick if args.quick else full)]
             print(f"== {' '.join(command[1:])}", flush=True)
             started = time.monotonic()
             # A benchmark that misses a target exits non-zero; its results are still written and summarised.
