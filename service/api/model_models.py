@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from service.api.models import MAX_SEED, scheme_union
+from service.api.models import MAX_SEED, Fan, scheme_union
 from service.engine.dtypes import DTYPES
 from service.engine.fans import LAYOUTS
 from service.engine.layers import FRAMEWORKS
@@ -49,8 +49,8 @@ class TensorSpecFields(_Strict):
         "float32", description="int64 only for constant buffers (zeros, ones, constant with an integral val)"
     )
     layout: Literal[LAYOUTS] | None = None  # type: ignore[valid-type]
-    fan_in: Annotated[int, Field(ge=1)] | None = None
-    fan_out: Annotated[int, Field(ge=1)] | None = None
+    fan_in: Fan | None = None
+    fan_out: Fan | None = None
     fill_rows: list[FillRows] = Field(default_factory=list, max_length=64)
 
     def to_engine(self) -> TensorSpec:

@@ -24,6 +24,9 @@ FORMATS = ("safetensors", "json", "npy")
 COMMON_FIELDS = ("shape", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "format", "rng", "bins", "slice")
 
 Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
+# A fan is written into the metadata (and the ETag it is hashed from) as a JSON integer of at most 64 bits.
+MAX_FAN = (1 << 64) - 1
+Fan = Annotated[int, Field(ge=1, le=MAX_FAN)]
 
 
 class TensorFields(BaseModel):
@@ -42,8 +45,8 @@ class TensorFields(BaseModel):
     layout: Literal[LAYOUTS] | None = Field(  # type: ignore[valid-type]
         None, description="torch: [out, in, *kernel]; keras: [*kernel, in, out]; default: the scheme's family"
     )
-    fan_in: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_in of the shape")
-    fan_out: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_out of the shape")
+    fan_in: Fan | None = Field(None, description="overrides the fan_in of the shape")
+    fan_out: Fan | None = Field(None, description="overrides the fan_out of the shape")
     name: Annotated[str, Field(min_length=1, max_length=256)] = Field(
         "weight", description="tensor name: keys the random stream and names it in the file"
     )

@@ -15,6 +15,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.api import metrics, raw_cache, responses
+from service.api.errors import ErrorResponse, error_body
+from service.api.json_body import StrictJsonRoute
 from service.api.model_body import MEDIA_TYPES as MODEL_MEDIA_TYPES
 from service.api.model_models import ModelInit, TensorsInit, init_body
 from service.api.model_routes import init_many
@@ -29,7 +31,7 @@ from service.engine.schemes import SCHEMES
 from service.engine.stats import stats_working_bytes, tensor_stats
 from service.settings import Settings
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)  # duplicate keys and lone surrogates refused
 
 
 class ErrorItem(BaseModel):
@@ -128,10 +130,10 @@ def _tag(data: bytes) -> str:
     return f'"{hashlib.sha256(data).hexdigest()[:32]}"'
 
 
-def json_response(http: Request, content: Callable[[], Any], tag: str | None = None) -> Response:
+def json_response(http: Request, content: Callable[[], Any], tag: str | None = None, fresh: bool = False) -> Response:
     """`content()` as JSON with an ETag: `tag` when it is known before the work (a 304 then skips the work),
-    else the hash of the body."""
-    wanted = http.headers.get("if-none-match")
+    else the hash of the body. `fresh` content (from a drawn seed) is never answered 304."""
+    wanted = None if fresh else http.headers.get("if-none-match")
     if tag is not None and responses.if_none_match(wanted, tag):
         return Response(status_code=304, headers={"ETag": tag})
     body = orjson.dumps(content(), option=orjson.OPT_SERIALIZE_NUMPY)
@@ -246,7 +248,7 @@ _QUERY_PARAMETERS = [
 async def init_query(http: Request) -> Response:
     accept, if_none_match = http.headers.get("accept"), http.headers.get("if-none-match")
     try:
-        request = _INIT.validate_python(query_body(http.query_params.multi_items()))
+        request = _INIT.validate_python(query_body(http.scope["query_string"]))
     except ValidationError as error:
         raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
     try:
@@ -264,12 +266,13 @@ async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict
     """The budget is waited for on the event loop; the analysis runs in a worker thread."""
     plan = plan_request(request, http.app.state.settings.max_stats_elements, "max_stats_elements")
     tag = _tag(orjson.dumps({"stats": plan.metadata(), "bins": request.bins}, option=orjson.OPT_SORT_KEYS))
-    if responses.if_none_match(http.headers.get("if-none-match"), tag):
+    fresh = request.seed is None
+    if not fresh and responses.if_none_match(http.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
     async with http.app.state.budget.reserve(stats_working_bytes(plan)):
         result = await run_in_threadpool(lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)})
     metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
-    return json_response(http, lambda: result, tag)  # type: ignore[return-value]
+    return json_response(http, lambda: result, tag, fresh)  # type: ignore[return-value]
 
 
 def _param_doc(param: Any) -> dict[str, Any]:
@@ -307,8 +310,8 @@ def _catalogue() -> dict[str, Any]:
 
 
 def _slope(param: str | None) -> Any:
-    if param is None:
-        return None
+    if param is None or not param.isascii():  # float() reads any script's digits (`١` is 1): refused below
+        return param
     try:
         return float(param)
     except ValueError:
@@ -333,16 +336,6 @@ def gain(
 
 
 async def not_acceptable(request: Any, exc: responses.NotAcceptableError) -> JSONResponse:
-    formats = ", ".join(f"{media} ({fmt})" for fmt, media in responses.MEDIA_TYPES.items())
-    return JSONResponse(
-        {
-            "detail": [
-                {
-                    "loc": ["header", "accept"],
-                    "msg": f"cannot produce {exc.accept!r}; available: {formats}",
-                    "type": "not_acceptable",
-                }
-            ]
-        },
-        status_code=406,
-    )
+    formats = ", ".join(f"{media} ({fmt})" for fmt, media in exc.media_types.items())
+    msg = f"cannot produce {exc.accept!r}; available: {formats}"
+    return ErrorResponse(error_body(["header", "accept"], msg, "not_acceptable"), status_code=406)
