@@ -17,10 +17,13 @@ from urllib.parse import unquote_to_bytes
 
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
+from service.api.models import InitFields
+from service.engine.plan import MAX_RANK
 from service.engine.schemes import REGISTRY
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_NUMBER = re.compile(NUMBER_PATTERN)
 _INTEGER_FIELDS = ("seed", "fan_in", "fan_out")
 # Every integer a request takes is below 2^64 (20 digits); leading zeros aside, longer text is no valid value,
 # and Python refuses to read more than 4,300 digits at all.
@@ -154,3 +157,29 @@ def query_body(raw: bytes) -> dict[str, Any]:
         except _RefusedError as error:
             raise _refusal((name, *error.loc), error.kind, error.msg, value) from None
     return body
+
+
+# The lists as text: up to MAX_RANK dimensions >= 1, or [start, stop) pairs (every valid integer has at most 19
+# digits). How they compare with each other (a slice within its shape) is said in the operation's description.
+_DIMENSION = "[1-9][0-9]{0,18}"
+_BOUND = "[0-9]{1,19}:[0-9]{1,19}"
+_LIST_PATTERNS = {
+    "shape": f"^({_DIMENSION}(,{_DIMENSION}){{0,{MAX_RANK - 1}}})?$",
+    "slice": f"^({_BOUND}(,{_BOUND}){{0,{MAX_RANK - 1}}})?$",
+}
+_KEYWORDS = ("type", "enum", "const", "minimum", "maximum", "minLength", "maxLength", "not")
+
+
+def parameter_schema(name: str) -> dict[str, Any]:
+    """The OpenAPI schema of a common query parameter: a pattern for a list, else the request model's own (its
+    enum, range or lengths), so that the GET form documents the rules of the POST form."""
+    if name in _LIST_PATTERNS:
+        return {"type": "string", "pattern": _LIST_PATTERNS[name]}
+    if name == "scheme":
+        return {"type": "string", "enum": list(REGISTRY)}
+    field = InitFields.model_json_schema()["properties"][name]
+    given = next(branch for branch in field.get("anyOf", [field]) if branch.get("type") != "null")
+    schema = {key: value for key, value in given.items() if key in _KEYWORDS}
+    if "const" in schema:
+        schema["enum"] = [schema.pop("const")]
+    return schema

@@ -21,10 +21,10 @@ from service.api.model_body import MEDIA_TYPES as MODEL_MEDIA_TYPES
 from service.api.model_models import ModelInit, TensorsInit, init_body
 from service.api.model_routes import init_many
 from service.api.models import InitFields, InitRequest, StatsRequest, TensorFields
-from service.api.query import query_body
+from service.api.query import NUMBER_PATTERN, parameter_schema, query_body
 from service.api.seeds import seed_of
 from service.engine.errors import InitError, TooLargeError
-from service.engine.gain import calculate_gain
+from service.engine.gain import NONLINEARITIES, calculate_gain
 from service.engine.plan import Plan, make_plan
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes import SCHEMES
@@ -205,14 +205,13 @@ POST_INIT = router.routes[-1]  # the route above, for the raw-body cache's metri
 _INIT = TypeAdapter(InitRequest)
 
 
-def _query(name: str, description: str, kind: str = "string", example: Any = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": kind}
+def _query(name: str, description: str, example: Any = None) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": name in ("shape", "scheme"),
         "description": description,
-        "schema": schema,
+        "schema": parameter_schema(name),
         **({"example": example} if example is not None else {}),
     }
 
@@ -220,11 +219,11 @@ def _query(name: str, description: str, kind: str = "string", example: Any = Non
 _QUERY_PARAMETERS = [
     _query("shape", "comma-separated dimensions; empty for a 0-D tensor", example="256,784"),
     _query("scheme", "a scheme name (GET /schemes); its parameters are further query parameters", example="he_normal"),
-    _query("seed", "in [0, 2^64); seeded responses are immutable and cacheable by any HTTP cache", "integer", 7),
+    _query("seed", "in [0, 2^64); seeded responses are immutable and cacheable by any HTTP cache", example=7),
     _query("dtype", "float32 (default), float64, float16, bfloat16"),
     _query("layout", "torch or keras; default: the scheme's family"),
-    _query("fan_in", "overrides the fan_in of the shape", "integer"),
-    _query("fan_out", "overrides the fan_out of the shape", "integer"),
+    _query("fan_in", "overrides the fan_in of the shape"),
+    _query("fan_out", "overrides the fan_out of the shape"),
     _query("name", "tensor name (default weight)"),
     _query("format", "safetensors (default), json, npy; or by Accept"),
     _query("rng", "random algorithm id (philox-v1)"),
@@ -322,9 +321,19 @@ def _slope(param: str | None) -> Any:
 def gain(
     http: Request,
     nonlinearity: Annotated[
-        str, Query(description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, leaky_relu or selu")
+        str,
+        Query(
+            description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, leaky_relu or selu",
+            json_schema_extra={"enum": list(NONLINEARITIES)},
+        ),
     ],
-    param: Annotated[str | None, Query(description="negative slope for leaky_relu (default 0.01)")] = None,
+    param: Annotated[
+        str | None,
+        Query(
+            description="negative slope for leaky_relu (default 0.01); ignored by the others",
+            json_schema_extra={"pattern": NUMBER_PATTERN},
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     try:
         value = calculate_gain(nonlinearity, _slope(param))

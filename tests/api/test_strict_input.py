@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 import subprocess
 from pathlib import Path
 
@@ -295,3 +296,28 @@ def test_api_keys_without_a_key_refuse_to_start(keys):
 def test_empty_api_keys_still_mean_no_authentication():
     assert Settings(_env_file=None, api_keys="").api_keys == []
     assert Settings(_env_file=None, api_keys=" a , b ,").api_keys == ["a", "b"]
+
+
+def test_openapi_states_the_rules_it_can_and_describes_the_others(client):
+    schema = client.get("/openapi.json").json()
+    get = {p["name"]: p["schema"] for p in schema["paths"]["/init"]["get"]["parameters"]}
+    for name in ("dtype", "layout", "format", "rng", "scheme"):
+        assert "" not in get[name]["enum"] and len(get[name]["enum"]) >= 1, name
+    assert get["seed"] == {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
+    assert get["fan_in"]["maximum"] == get["fan_out"]["maximum"] == 2**64 - 1
+    assert get["name"]["minLength"] == 1 and get["name"]["not"] == {"const": "__metadata__"}
+    for name, good, bad in [
+        ("shape", ["", "256,784", "1,2,3,4,5,6,7,8"], ["0", "1,", "1,2,3,4,5,6,7,8,9", "٢"]),
+        ("slice", ["", "0:128,0:784"], ["0:", "1:2:3", "0:1,"]),
+    ]:
+        pattern = re.compile(get[name]["pattern"])
+        assert all(pattern.search(text) for text in good) and not any(pattern.search(text) for text in bad), name
+    gain = {p["name"]: p["schema"] for p in schema["paths"]["/gain"]["get"]["parameters"]}
+    assert "leaky_relu" in gain["nonlinearity"]["enum"] and gain["param"]["pattern"]
+    kaiming = schema["components"]["schemas"]["KaimingNormalInit"]["properties"]
+    assert kaiming["mode"]["enum"] == ["fan_in", "fan_out"]
+    layer = schema["components"]["schemas"]["Recipe"]["properties"]["layers"]["items"]["anyOf"][1]
+    assert layer["required"] == ["type"] and "conv2d" in layer["properties"]["type"]["enum"]
+    for path, method in (("/init", "post"), ("/init", "get"), ("/stats", "post")):
+        description = schema["paths"][path][method]["description"]
+        assert "`dirac` 3-D to 5-D" in description and "INITSERVE_MAX_ELEMENTS" in description, (path, method)
