@@ -27,10 +27,7 @@ class _Repeated(dict[str, Any]):
     repeated: str
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) == len(pairs):
-        return result
+def _marked(pairs: list[tuple[str, Any]], result: dict[str, Any]) -> _Repeated:
     marked, seen = _Repeated(result), set()
     for key, _ in pairs:
         if key in seen:
@@ -87,8 +84,18 @@ def loads(body: bytes) -> Any:
     except UnicodeDecodeError as error:
         msg = f"the body is not valid {encoding.upper()} (byte {error.start}: {error.reason}); send UTF-8 JSON"
         raise RequestRefused(["body"], msg, "unicode_invalid") from None
-    value = json.loads(text, object_pairs_hook=_object)
-    if (found := _repeated_key(value, ["body"])) is not None:
+    repeats: list[_Repeated] = []
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) == len(pairs):
+            return result
+        repeats.append(_marked(pairs, result))
+        return repeats[-1]
+
+    value = json.loads(text, object_pairs_hook=unique)
+    # Only a body with a repeated key is walked, to say where it is.
+    if repeats and (found := _repeated_key(value, ["body"])) is not None:
         loc, key = found
         msg = f"{_path(loc)}: key {key!r} is given more than once; each key of a JSON object must be unique"
         raise RequestRefused(loc, msg, "duplicate_key")

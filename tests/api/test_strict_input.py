@@ -171,6 +171,17 @@ def test_post_text_that_is_not_unicode_is_refused(client, body, loc):
     assert d["loc"] == loc and d["type"] == "unicode_invalid"
 
 
+@pytest.mark.parametrize("depth", [900, 990, 5000])
+def test_deeply_nested_bodies_are_a_422_with_or_without_a_repeated_key(client, depth):
+    nested = "[" * depth + "]" * depth
+    for body in (
+        f'{{"shape":[2],"scheme":"normal","x":{nested}}}',
+        f'{{"shape":[2],"scheme":"normal","x":{nested},"x":1}}',
+    ):
+        r = client.post("/init", content=body.encode())
+        assert r.status_code == 422 and detail(r)["loc"][0] == "body", r.text
+
+
 def test_post_surrogate_pairs_and_utf16_bodies_still_read(client):
     escaped = client.post(
         "/init", content=b'{"shape":[2],"scheme":"normal","seed":1,"format":"json","name":"\\ud83d\\ude00"}'
