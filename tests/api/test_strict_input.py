@@ -12,6 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +22,7 @@ from service.api import errors
 from service.app import create_app
 from service.engine.errors import InitError
 from service.settings import Settings
-from tests.server import CONSOLE_SCRIPT
+from tests.server import CONSOLE_SCRIPT, serve
 
 ONE = {"shape": [2], "scheme": "normal", "seed": 1, "format": "json"}
 
@@ -332,3 +333,27 @@ def test_openapi_states_the_rules_it_can_and_describes_the_others(client):
     for path, method in (("/init", "post"), ("/init", "get"), ("/stats", "post")):
         description = schema["paths"][path][method]["description"]
         assert "`dirac` 3-D to 5-D" in description and "INITSERVE_MAX_ELEMENTS" in description, (path, method)
+
+
+def test_former_server_errors_through_the_real_server():
+    big = 1 << 64
+    with serve() as (url, _):
+        cases = [
+            ("GET", f"/init?shape=2,2&scheme=xavier_normal&seed=1&fan_in={big}", None, ["query", "fan_in"]),
+            ("GET", "/init?shape=2&scheme=normal&seed=" + "1" * 5000, None, ["query", "seed"]),
+            ("GET", "/init?shape=2&scheme=normal&seed=1&name=%ff", None, ["query", "name"]),
+            ("GET", "/init?shape=2&scheme=normal&seed=%D9%A7", None, ["query", "seed"]),
+            ("POST", "/init", b'{"seed":1,"model":{"layers":[{"type":"linear","args":[1,1],"\\ud800":1}]}}', None),
+            (
+                "POST",
+                "/init",
+                b'{"seed":1,"tensors":{"a":{"shape":[1],"scheme":"ones"},"a":{"shape":[2],"scheme":"ones"}}}',
+                None,
+            ),
+        ]
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for method, path, body, loc in cases:
+                r = http.request(method, path, content=body)
+                assert r.status_code == 422, (path, r.text)
+                assert loc is None or detail(r)["loc"] == loc
+            assert http.post("/init", json=ONE).status_code == 200
