@@ -57,12 +57,24 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="log level (debug, info, warning, error)")
     log_format: Literal["json", "text"] = Field("json", description="access and error log format")
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys(cls, value: object) -> object:
+        """Only an empty value means no authentication: one that holds no key (` , `) is a mistake that would
+        silently open the service, so the server refuses to start."""
+        keys = cls._comma_separated(value)
+        if isinstance(value, str) and value and not keys:
+            raise ValueError(
+                f"{value!r} holds no key, only commas and spaces; give the keys, or set it empty for no authentication"
+            )
+        return keys
 
 
 @lru_cache

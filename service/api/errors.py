@@ -2,10 +2,13 @@
 
 Pydantic's messages are reworded where they would confuse a client: the discriminator's internals leave the
 location, unknown schemes list the known ones, and a parameter of another scheme says whose parameters are whose.
+An exception nothing else handles is a bug: it is answered 500 in the same shape, naming the request id under
+which its traceback is logged, never as the framework's plain-text page.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,12 +18,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.budget import BudgetBusyError
 from service.api.model_models import strip_union_tags
+from service.api.observe import REQUEST_ID_KEY
 from service.engine.errors import InitError, TooLargeError
 from service.engine.schemes import REGISTRY
 
 
 def error_body(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
     return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
+
+
+class ErrorResponse(JSONResponse):
+    """An error body, whatever text it quotes: a lone surrogate (a client's `"\\ud800"`) has no UTF-8 encoding,
+    so it is written as the JSON escape it came as instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
+class RequestRefused(StarletteHTTPException):
+    """A request refused before its models see it (its JSON text, its query string): 422 naming where and why.
+    An HTTPException, so that FastAPI's body reading passes it on rather than calling it a parse error (400)."""
+
+    def __init__(self, loc: list[Any], msg: str, kind: str) -> None:
+        super().__init__(422, msg)
+        self.loc, self.msg, self.kind = loc, msg, kind
 
 
 # Where a request's fields come from: the JSON body, or the query string of GET /init (same models, same rules).
@@ -73,25 +95,38 @@ def _reword(error: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"detail": [_reword(e) for e in exc.errors()]}, status_code=422)
+    return ErrorResponse({"detail": [_reword(e) for e in exc.errors()]}, status_code=422)
 
 
 async def _init_error(request: Request, exc: InitError) -> JSONResponse:
     status = 413 if isinstance(exc, TooLargeError) else 422
     kind = "too_large" if status == 413 else "value_error"
-    return JSONResponse(error_body([exc.where, exc.field], exc.message, kind), status_code=status)
+    return ErrorResponse(error_body([exc.where, exc.field], exc.message, kind), status_code=status)
 
 
 async def _budget_busy(request: Request, exc: BudgetBusyError) -> JSONResponse:
     body = error_body(["body", "shape"], f"the memory budget is in use by other requests: {exc}", "busy")
-    return JSONResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+    return ErrorResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _refused(request: Request, exc: RequestRefused) -> JSONResponse:
+    return ErrorResponse(error_body(exc.loc, exc.msg, exc.kind), status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """The last resort (Starlette's outermost layer): the traceback is logged by the observing middleware under
+    the request id, which the client gets to quote."""
+    request_id = request.scope.get(REQUEST_ID_KEY, "")
+    msg = f"internal server error; its details are logged under request id {request_id!r}"
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return ErrorResponse(error_body(["server"], msg, "internal_error"), status_code=500, headers=headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Framework errors in our error shape. A body FastAPI cannot even decode (not UTF-8) is invalid JSON: 422,
     like every other malformed body, rather than a 400 of a different shape."""
     if exc.status_code == 400 and "parsing the body" in str(exc.detail):
-        return JSONResponse(
+        return ErrorResponse(
             error_body(
                 ["body"],
                 "the body could not be parsed as JSON (not UTF-8, numbers too long, or nested too deep)",
@@ -103,7 +138,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed(request, headers.get("Allow", ""))
-    return JSONResponse(error_body(["request"], str(exc.detail), kind), status_code=exc.status_code, headers=headers)
+    return ErrorResponse(error_body(["request"], str(exc.detail), kind), status_code=exc.status_code, headers=headers)
 
 
 def _allowed(request: Request, given: str) -> str:
@@ -114,6 +149,8 @@ def _allowed(request: Request, given: str) -> str:
 
 
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(RequestRefused, _refused)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(BudgetBusyError, _budget_busy)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -40,8 +40,29 @@ STREAM_CHUNK_ELEMENTS = 1 << 18  # 1 MiB of float32 per chunk
 _UNSAFE_MEMBER = re.compile(r"^/|(^|/)\.\.(/|$)|\\")
 
 
+def _npz_name_problem(name: str, names: set[str]) -> str | None:
+    """Why `numpy.load(archive)[name]` would not give back the tensor of that name (None: it would)."""
+    if _UNSAFE_MEMBER.search(name):
+        return (
+            "an absolute path, a '..' segment or a backslash would be a path outside the archive when unzipped; "
+            "use safetensors"
+        )
+    if "\x00" in name:
+        return "a ZIP reader (Python's zipfile, so numpy.load) cuts a member's name at a NUL character; use safetensors"
+    if name.endswith(".npy") and name.removesuffix(".npy") in names:
+        return (
+            f"numpy.load reads the key {name!r} as the member of tensor {name.removesuffix('.npy')!r} (its file is "
+            f"{name!r}); rename one of them, or use safetensors"
+        )
+    if len(npz.member_filename(name)) > npz.MAX_NAME:
+        return f"a ZIP member's name is at most {npz.MAX_NAME} bytes of UTF-8 (with '.npy'); use safetensors"
+    return None
+
+
 class ModelNotAcceptableError(NotAcceptableError):
     """No format of a many-tensor response in the Accept header (answered 406 by the single-tensor handler)."""
+
+    media_types = MEDIA_TYPES
 
 
 def negotiate(explicit: str | None, accept: str | None) -> str:
@@ -79,13 +100,10 @@ class ModelBody:
 
     def check(self) -> None:
         if self.fmt == "npz":
+            names = {t.name for t in self.tensors}
             for tensor in self.tensors:
-                if _UNSAFE_MEMBER.search(tensor.name):
-                    raise InitError(
-                        "format",
-                        f"format 'npz' cannot name a member {tensor.name!r}: an absolute path, a '..' segment or a "
-                        "backslash would be a path outside the archive when unzipped; use safetensors",
-                    )
+                if (problem := _npz_name_problem(tensor.name, names)) is not None:
+                    raise InitError("format", f"format 'npz' cannot name a member {tensor.name!r}: {problem}")
                 if tensor.npy_descr is None:
                     raise InitError(
                         "format",
@@ -182,7 +200,7 @@ async def model_response(
     set) is taken before the response starts, so a busy server answers 503, not a cut 200, and it is held until
     the stream ends or the client leaves."""
     head = {**headers(body), "Cache-Control": IMMUTABLE if seeded else NO_STORE}
-    if responses.if_none_match(if_none_match, head["ETag"]):
+    if seeded and responses.if_none_match(if_none_match, head["ETag"]):  # a drawn seed: new, whatever is held
         return Response(status_code=304, headers=head)
     chunks, length = body.stream()
     held = await budget.hold(max(t.working_bytes(STREAM_CHUNK_ELEMENTS) for t in body.tensors))

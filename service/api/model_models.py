@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator
 
-from service.api.models import MAX_SEED, scheme_union
+from service.api.models import MAX_SEED, NOT_RESERVED, RESERVED_NAME, Fan, scheme_union
 from service.engine.dtypes import DTYPES
 from service.engine.fans import LAYOUTS
-from service.engine.layers import FRAMEWORKS
+from service.engine.layers import CONTAINER, FRAMEWORKS, LAYERS
 from service.engine.model import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
 from service.engine.philox import RNG_ID
 from service.engine.plan import MAX_RANK
@@ -26,7 +26,7 @@ TENSOR_FIELDS = ("shape", "dtype", "layout", "fan_in", "fan_out", "fill_rows", "
 RULE_FIELDS = ("layer", "param", "fans", "dtype", "scheme")
 Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="in [0, 2^64); drawn (< 2^53) and returned when omitted")]
-Name = Annotated[str, Field(min_length=1, max_length=256)]
+Name = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=NOT_RESERVED)]
 
 
 class _Strict(BaseModel):
@@ -49,8 +49,8 @@ class TensorSpecFields(_Strict):
         "float32", description="int64 only for constant buffers (zeros, ones, constant with an integral val)"
     )
     layout: Literal[LAYOUTS] | None = None  # type: ignore[valid-type]
-    fan_in: Annotated[int, Field(ge=1)] | None = None
-    fan_out: Annotated[int, Field(ge=1)] | None = None
+    fan_in: Fan | None = None
+    fan_out: Fan | None = None
     fill_rows: list[FillRows] = Field(default_factory=list, max_length=64)
 
     def to_engine(self) -> TensorSpec:
@@ -86,8 +86,20 @@ class RuleFields(_Strict):
 
 TensorSpecRequest = scheme_union(TensorSpecFields, "TensorSpec", examples=False)
 RuleRequest = scheme_union(RuleFields, "Rule", examples=False)
+# The object form as far as a schema can say it; a layer's own arguments (its signature) are the engine's to check.
+_LAYER_OBJECT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": [*LAYERS, CONTAINER]},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]*$", "description": "letters, digits and _"},
+        "args": {"type": "array", "description": "positional arguments"},
+        "layers": {"type": "array", "description": "the layers of a sequential"},
+    },
+    "additionalProperties": True,
+}
 Layer = Annotated[
-    str | dict[str, Any],
+    str | Annotated[dict[str, Any], WithJsonSchema(_LAYER_OBJECT)],
     Field(description="'conv2d(3, 64, 3, bias=false)', 'conv1: conv2d(...)', or {type, name, args, ...}"),
 ]
 
@@ -117,8 +129,8 @@ class TensorsInit(ManyFields):
     @field_validator("tensors")
     @classmethod
     def _not_reserved(cls, tensors: dict[str, Any]) -> dict[str, Any]:
-        if "__metadata__" in tensors:
-            raise ValueError("'__metadata__' is reserved by safetensors")
+        if RESERVED_NAME in tensors:
+            raise ValueError(f"{RESERVED_NAME!r} is reserved by safetensors")
         return tensors
 
     def to_engine(self, seed: int) -> ModelRequest:

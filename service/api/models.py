@@ -24,6 +24,11 @@ FORMATS = ("safetensors", "json", "npy")
 COMMON_FIELDS = ("shape", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "format", "rng", "bins", "slice")
 
 Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
+RESERVED_NAME = "__metadata__"  # safetensors' header key for metadata
+NOT_RESERVED: dict[str, Any] = {"not": {"const": RESERVED_NAME}}
+# A fan is written into the metadata (and the ETag it is hashed from) as a JSON integer of at most 64 bits.
+MAX_FAN = (1 << 64) - 1
+Fan = Annotated[int, Field(ge=1, le=MAX_FAN)]
 
 
 class TensorFields(BaseModel):
@@ -42,9 +47,9 @@ class TensorFields(BaseModel):
     layout: Literal[LAYOUTS] | None = Field(  # type: ignore[valid-type]
         None, description="torch: [out, in, *kernel]; keras: [*kernel, in, out]; default: the scheme's family"
     )
-    fan_in: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_in of the shape")
-    fan_out: Annotated[int, Field(ge=1)] | None = Field(None, description="overrides the fan_out of the shape")
-    name: Annotated[str, Field(min_length=1, max_length=256)] = Field(
+    fan_in: Fan | None = Field(None, description="overrides the fan_in of the shape")
+    fan_out: Fan | None = Field(None, description="overrides the fan_out of the shape")
+    name: Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=NOT_RESERVED)] = Field(
         "weight", description="tensor name: keys the random stream and names it in the file"
     )
     format: Literal[FORMATS] | None = Field(  # type: ignore[valid-type]
@@ -55,8 +60,8 @@ class TensorFields(BaseModel):
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, name: str) -> str:
-        if name == "__metadata__":
-            raise ValueError("'__metadata__' is reserved by safetensors")
+        if name == RESERVED_NAME:
+            raise ValueError(f"{RESERVED_NAME!r} is reserved by safetensors")
         return name
 
     def to_engine(self, seed: int) -> TensorRequest:
@@ -113,8 +118,11 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     constraints: dict[str, Any] = {"description": param.doc}
     if kind is float:
         constraints["allow_inf_nan"] = False
-    if examples and param.choices:
-        constraints["examples"] = list(param.choices)
+    if param.choices:
+        # In the schema only: the framework's own message refuses the others (and some compare case-insensitively).
+        constraints["json_schema_extra"] = {"enum": list(param.choices)}
+        if examples:
+            constraints["examples"] = list(param.choices)
     for bound in ("ge", "gt", "le"):
         if getattr(param, bound) is not None:
             constraints[bound] = getattr(param, bound)

@@ -14,6 +14,8 @@ from service.api import metrics
 from service.logging_config import ACCESS_LOGGER
 
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# Where the request id is left in the scope, for the 500 handler to name it to the client.
+REQUEST_ID_KEY = "initserve.request_id"
 log = logging.getLogger(ACCESS_LOGGER)
 
 
@@ -27,6 +29,7 @@ class ObserveMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"")
         request_id = incoming.decode() if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        scope[REQUEST_ID_KEY] = request_id
         started = time.perf_counter()
         status, sent = 500, 0
 

@@ -41,6 +41,10 @@ NO_STORE = "no-store"
 
 
 class NotAcceptableError(Exception):
+    """No format this response comes in is in the Accept header (406, listing `media_types`: format -> type)."""
+
+    media_types: dict[str, str] = MEDIA_TYPES
+
     def __init__(self, accept: str) -> None:
         super().__init__(accept)
         self.accept = accept
@@ -229,7 +233,8 @@ async def tensor_response(
     `request_key` (the request's canonical form) lets `cached_response` answer the same request next time."""
     region = as_region(source)
     head = headers(region, fmt, seeded)
-    if if_none_match(if_none_match_header, head["ETag"]):
+    # A drawn seed makes a new tensor no client can hold yet, whatever it sends (`*` included).
+    if seeded and if_none_match(if_none_match_header, head["ETag"]):
         return Response(status_code=304, headers=head)
     media_type = MEDIA_TYPES[fmt]
     # Only buffered responses are ever cached, so a hit needs no size check (nor the container header).

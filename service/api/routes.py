@@ -14,21 +14,23 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from service.api import metrics, raw_cache, responses, streaming
+from service.api.errors import ErrorResponse, error_body
+from service.api.json_body import StrictJsonRoute
 from service.api.model_body import MEDIA_TYPES as MODEL_MEDIA_TYPES
 from service.api.model_models import ModelInit, TensorsInit, init_body
 from service.api.model_routes import init_many
 from service.api.models import InitFields, InitRequest, StatsRequest, TensorFields
-from service.api.query import query_body
+from service.api.query import NUMBER_PATTERN, parameter_schema, query_body
 from service.api.seeds import seed_of
 from service.engine.errors import InitError, TooLargeError
-from service.engine.gain import calculate_gain
+from service.engine.gain import NONLINEARITIES, calculate_gain
 from service.engine.plan import Plan, make_plan
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes import SCHEMES
 from service.engine.stats import stats_working_bytes, tensor_stats
 from service.settings import Settings
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)  # duplicate keys and lone surrogates refused
 
 
 class ErrorItem(BaseModel):
@@ -127,10 +129,10 @@ def _tag(data: bytes) -> str:
     return f'"{hashlib.sha256(data).hexdigest()[:32]}"'
 
 
-def json_response(http: Request, content: Callable[[], Any], tag: str | None = None) -> Response:
+def json_response(http: Request, content: Callable[[], Any], tag: str | None = None, fresh: bool = False) -> Response:
     """`content()` as JSON with an ETag: `tag` when it is known before the work (a 304 then skips the work),
-    else the hash of the body."""
-    wanted = http.headers.get("if-none-match")
+    else the hash of the body. `fresh` content (from a drawn seed) is never answered 304."""
+    wanted = None if fresh else http.headers.get("if-none-match")
     if tag is not None and responses.if_none_match(wanted, tag):
         return Response(status_code=304, headers={"ETag": tag})
     body = orjson.dumps(content(), option=orjson.OPT_SERIALIZE_NUMPY)
@@ -202,14 +204,13 @@ POST_INIT = router.routes[-1]  # the route above, for the raw-body cache's metri
 _INIT = TypeAdapter(InitRequest)
 
 
-def _query(name: str, description: str, kind: str = "string", example: Any = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": kind}
+def _query(name: str, description: str, example: Any = None) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": name in ("shape", "scheme"),
         "description": description,
-        "schema": schema,
+        "schema": parameter_schema(name),
         **({"example": example} if example is not None else {}),
     }
 
@@ -217,11 +218,11 @@ def _query(name: str, description: str, kind: str = "string", example: Any = Non
 _QUERY_PARAMETERS = [
     _query("shape", "comma-separated dimensions; empty for a 0-D tensor", example="256,784"),
     _query("scheme", "a scheme name (GET /schemes); its parameters are further query parameters", example="he_normal"),
-    _query("seed", "in [0, 2^64); seeded responses are immutable and cacheable by any HTTP cache", "integer", 7),
+    _query("seed", "in [0, 2^64); seeded responses are immutable and cacheable by any HTTP cache", example=7),
     _query("dtype", "float32 (default), float64, float16, bfloat16"),
     _query("layout", "torch or keras; default: the scheme's family"),
-    _query("fan_in", "overrides the fan_in of the shape", "integer"),
-    _query("fan_out", "overrides the fan_out of the shape", "integer"),
+    _query("fan_in", "overrides the fan_in of the shape"),
+    _query("fan_out", "overrides the fan_out of the shape"),
     _query("name", "tensor name (default weight)"),
     _query("format", "safetensors (default), json, npy; or by Accept"),
     _query("rng", "random algorithm id (philox-v1)"),
@@ -245,7 +246,7 @@ _QUERY_PARAMETERS = [
 async def init_query(http: Request) -> Response:
     accept, if_none_match = http.headers.get("accept"), http.headers.get("if-none-match")
     try:
-        request = _INIT.validate_python(query_body(http.query_params.multi_items()))
+        request = _INIT.validate_python(query_body(http.scope["query_string"]))
     except ValidationError as error:
         raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
     try:
@@ -263,14 +264,15 @@ async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict
     """The budget is waited for on the event loop; the analysis runs in a worker thread."""
     plan = plan_request(request, http.app.state.settings.max_stats_elements, "max_stats_elements")
     tag = _tag(orjson.dumps({"stats": plan.metadata(), "bins": request.bins}, option=orjson.OPT_SORT_KEYS))
-    if responses.if_none_match(http.headers.get("if-none-match"), tag):
+    fresh = request.seed is None
+    if not fresh and responses.if_none_match(http.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
     async with http.app.state.budget.reserve(stats_working_bytes(plan)):
         result = await streaming.run_in_thread(
             lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}
         )
     metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
-    return json_response(http, lambda: result, tag)  # type: ignore[return-value]
+    return json_response(http, lambda: result, tag, fresh)  # type: ignore[return-value]
 
 
 def _param_doc(param: Any) -> dict[str, Any]:
@@ -308,8 +310,8 @@ def _catalogue() -> dict[str, Any]:
 
 
 def _slope(param: str | None) -> Any:
-    if param is None:
-        return None
+    if param is None or not param.isascii():  # float() reads any script's digits (`١` is 1): refused below
+        return param
     try:
         return float(param)
     except ValueError:
@@ -320,9 +322,19 @@ def _slope(param: str | None) -> Any:
 def gain(
     http: Request,
     nonlinearity: Annotated[
-        str, Query(description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, leaky_relu or selu")
+        str,
+        Query(
+            description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, leaky_relu or selu",
+            json_schema_extra={"enum": list(NONLINEARITIES)},
+        ),
     ],
-    param: Annotated[str | None, Query(description="negative slope for leaky_relu (default 0.01)")] = None,
+    param: Annotated[
+        str | None,
+        Query(
+            description="negative slope for leaky_relu (default 0.01); ignored by the others",
+            json_schema_extra={"pattern": NUMBER_PATTERN},
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     try:
         value = calculate_gain(nonlinearity, _slope(param))
@@ -334,16 +346,6 @@ def gain(
 
 
 async def not_acceptable(request: Any, exc: responses.NotAcceptableError) -> JSONResponse:
-    formats = ", ".join(f"{media} ({fmt})" for fmt, media in responses.MEDIA_TYPES.items())
-    return JSONResponse(
-        {
-            "detail": [
-                {
-                    "loc": ["header", "accept"],
-                    "msg": f"cannot produce {exc.accept!r}; available: {formats}",
-                    "type": "not_acceptable",
-                }
-            ]
-        },
-        status_code=406,
-    )
+    formats = ", ".join(f"{media} ({fmt})" for fmt, media in exc.media_types.items())
+    msg = f"cannot produce {exc.accept!r}; available: {formats}"
+    return ErrorResponse(error_body(["header", "accept"], msg, "not_acceptable"), status_code=406)

@@ -19,6 +19,7 @@ MEDIA_TYPE = "application/zip"
 MAX_BYTES = 0xFFFFFFFF
 MAX_MEMBERS = 0xFFFF
 MAX_COMMENT = 0xFFFF
+MAX_NAME = 0xFFFF
 
 _VERSION = 20  # 2.0: stored members with data descriptors
 _FLAGS = 0x0008 | 0x0800  # sizes and CRC in a data descriptor; names are UTF-8
@@ -27,6 +28,11 @@ _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _DESCRIPTOR = struct.Struct("<IIII")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END = struct.Struct("<IHHHHIIH")
+
+
+def member_filename(key: str) -> bytes:
+    """The file numpy.load reads as `key` (it drops a trailing `.npy`)."""
+    return (key + ".npy").encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class Member:
 
     @property
     def filename(self) -> bytes:
-        return (self.key + ".npy").encode("utf-8")
+        return member_filename(self.key)
 
     @property
     def size(self) -> int:
@@ -54,6 +60,8 @@ def _check(members: Sequence[Member], comment: bytes) -> None:
         raise ValueError(f"ZIP comments are at most {MAX_COMMENT} bytes")
     if len({m.filename for m in members}) != len(members):
         raise ValueError("member names must be unique")
+    if any(len(m.filename) > MAX_NAME for m in members):
+        raise ValueError(f"ZIP member names are at most {MAX_NAME} bytes")
     if content_length(members, comment) > MAX_BYTES:
         raise ValueError("an npz is at most 4 GiB without ZIP64")
 
