@@ -39,15 +39,21 @@ def _top53(word: np.uint64) -> float:
 def _tile_words(
     k0: np.uint64, k1: np.uint64, source: NDArray[np.uint64], i: int, stop: int, words: NDArray[np.uint64]
 ) -> tuple[int, int]:
-    """Words of the blocks covering [i, tile end) into `words`; returns (tile end, offset of element i)."""
+    """Words of the blocks covering [i, tile end) into `words`; returns (tile end, offset of element i).
+
+    No int64 overflow for 0 <= i < stop <= 2^63 - 1 (every index the engine can address): `tile_first` <= i,
+    so `stop - tile_first` is in [1, 2^63 - 1] and `end` <= stop; `first_block * 4 + TILE` is never formed, as it
+    exceeds 2^63 - 1 for i >= 2^63 - TILE. Then n_blocks <= TILE / 4 (the buffer) and first_block + j < 2^61.
+    """
     first_block = i // 4
-    end = min(stop, first_block * 4 + TILE)
-    n_blocks = (end - first_block * 4 + 3) // 4
+    tile_first = first_block * 4
+    end = stop if stop - tile_first <= TILE else tile_first + TILE
+    n_blocks = (end - tile_first + 3) // 4
     if source.size == 0:
         fill_words(k0, k1, first_block, n_blocks, words)
     else:
         words[: 4 * n_blocks] = source[4 * first_block : 4 * (first_block + n_blocks)]
-    return end, i - first_block * 4
+    return end, i - tile_first
 
 
 @inline
