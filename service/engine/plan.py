@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service import __version__
-from service.engine.distributions import Distribution, generate
+from service.engine.distributions import Distribution, generate, generate_runs, run_indices
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError
 from service.engine.fans import Fans, Layout
@@ -98,6 +98,12 @@ class Plan:
             # Rounded as each chunk is written: no float64 copy of the whole range (dtypes.round_to's route).
             return generate(self.distribution, self.stream, self.shape, start, stop, self.dtype.numpy)
         return round_to(self._whole[start:stop], self.dtype)
+
+    def generate_runs(self, starts: NDArray[np.int64], length: int) -> NDArray:
+        """Flat elements [s, s + length) for each s of `starts`, one run after another, in the output dtype."""
+        if self.distribution.random_access:
+            return generate_runs(self.distribution, self.stream, self.shape, starts, length, self.dtype.numpy)
+        return round_to(self._whole[run_indices(starts, length)], self.dtype)
 
     def chunks(
         self, start: int = 0, stop: int | None = None, chunk_elements: int = CHUNK_ELEMENTS

@@ -166,3 +166,14 @@ def test_the_last_addressable_elements_through_the_real_server():
         plan = make_plan(TensorRequest(shape=(last,), scheme="normal", seed=1))
         want = Region(plan, ((last - 1, last),)).generate()
     assert np.array(r.json()["data"], dtype=np.float32).tobytes() == want.tobytes()
+
+
+def test_a_strided_slice_is_limited_by_its_work_not_only_its_elements():
+    client = TestClient(create_app(Settings(max_elements=1 << 16)), raise_server_exceptions=False)
+    column = {"shape": [1 << 21, 1 << 21], "scheme": "normal", "seed": 1}
+    r = client.post("/init", json={**column, "slice": [[0, 1 << 11], [0, 1]]})
+    assert tensor(r).shape == (1 << 11, 1)
+    # 2^16 elements, within the limit, but as many runs: each costs its Philox block and a setup
+    r = client.post("/init", json={**column, "slice": [[0, 1 << 16], [0, 1]]})
+    msg = r.json()["detail"][0]["msg"]
+    assert r.status_code == 413 and "65536 runs of 1" in msg and "INITSERVE_MAX_ELEMENTS" in msg, msg
