@@ -163,13 +163,7 @@ def make_plan(request: TensorRequest) -> Plan:
     except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier
         raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
-    largest = built.distribution.max_abs()
-    if largest > dtype.max:
-        raise InitError(
-            "dtype",
-            f"{scheme.name} with these parameters can reach |x| = {largest:.6g}, which overflows "
-            f"{dtype.name} (max {dtype.max:.6g})",
-        )
+    check_fits(built.distribution.max_abs(), dtype, "dtype", f"{scheme.name} with these parameters")
     return Plan(
         request=request,
         scheme=scheme,
@@ -181,6 +175,14 @@ def make_plan(request: TensorRequest) -> Plan:
         fans=dict(fans.used),
         stream=Stream.for_tensor(request.seed, request.name),
     )
+
+
+def check_fits(largest: float, dtype: DType, field: str, what: str) -> None:
+    """InitError naming `field` unless values up to |x| = largest fit `dtype` (no rounding to infinity)."""
+    if largest > dtype.max:
+        raise InitError(
+            field, f"{what} can reach |x| = {largest:.6g}, which overflows {dtype.name} (max {dtype.max:.6g})"
+        )
 
 
 def _check_finite(scheme: Scheme, distribution: Distribution) -> None:
