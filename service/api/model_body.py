@@ -9,6 +9,7 @@ are known before anything is generated, so safetensors and npz carry a Content-L
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -164,8 +165,10 @@ class ModelBody:
 
 
 def _coalesced(parts: Iterator[bytes], size: int) -> Iterator[bytes]:
-    """Consecutive parts joined until they reach `size` bytes: every part streamed costs a thread hop, so a model
-    of 4096 one-element tensors must not be thousands of hops (a larger part passes through uncopied)."""
+    """The first part (the container's header: nothing generated yet), then consecutive parts joined until they
+    reach `size` bytes: every part streamed costs a thread hop, so a model of 4096 one-element tensors must not be
+    thousands of hops (a part of `size` or more passes through uncopied)."""
+    yield from itertools.islice(parts, 1)
     pending: list[bytes] = []
     held = 0
     for part in parts:

@@ -327,5 +327,5 @@ def test_many_small_tensors_stream_in_few_parts():
     for fmt in ("safetensors", "npz", "json"):
         model = plan_many(body.model_copy(update={"format": fmt}), Settings(), None)
         parts = list(model.stream()[0])
-        assert len(model.tensors) == 4000 and len(parts) <= 2, fmt
+        assert len(model.tensors) == 4000 and len(parts) <= 3, fmt  # the header, then the data
         assert b"".join(parts) == model.bytes()
