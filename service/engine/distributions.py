@@ -38,6 +38,12 @@ _SQRT_2PI = math.sqrt(2.0 * math.pi)
 # Work one more run adds beyond its elements, in elements: a run computes whole Philox blocks (up to 6 words more
 # than its length) and pays a setup in the kernel; bench/engine.py measures runs of 1 element at about this cost.
 RUN_OVERHEAD = 16
+_SPARSE_SLAB_ELEMENTS = 1 << 20
+# Bytes of temporaries per element being computed, besides the output (tests/engine/test_memory.py measures them
+# with tracemalloc): NumPy's reference path holds the stream words and float64 intermediates (normal's Box-Muller
+# peaks near 110), the numba kernels only tile buffers of a few KiB per thread.
+REFERENCE_SCRATCH_BYTES = 128
+KERNEL_SCRATCH_BYTES = 8
 
 
 def run_indices(starts: NDArray[np.int64], length: int) -> NDArray[np.int64]:
@@ -83,6 +89,10 @@ class Distribution(ABC):
     ) -> None:
         """out[:] = `sample_runs` rounded to out's dtype (float64 or float32)."""
         out[...] = self.sample_runs(stream, shape, starts, length)
+
+    def scratch_bytes(self, elements: int) -> int:
+        """Temporaries `fill` or `fill_runs` holds for `elements` elements at once (an upper bound)."""
+        return REFERENCE_SCRATCH_BYTES * elements
 
     @abstractmethod
     def moments(self) -> Moments: ...
@@ -183,6 +193,12 @@ class Elementwise(Distribution):
             self.fill_runs(stream, shape, np.array([start], dtype=np.int64), stop - start, out)
         else:
             out[...] = self.sample(stream, shape, start, stop)
+
+    def scratch_bytes(self, elements: int) -> int:
+        # Only the chunks being filled hold temporaries: at most one per engine thread.
+        engine = parallel.config()
+        in_flight = min(elements, engine.threads * engine.chunk_elements)
+        return (KERNEL_SCRATCH_BYTES if engine.jit else REFERENCE_SCRATCH_BYTES) * in_flight
 
     def fill_runs(
         self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int, out: NDArray
@@ -468,6 +484,12 @@ class Orthogonal(Distribution):
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         return self.matrix(stream).reshape(-1)[start:stop]
 
+    def scratch_bytes(self, elements: int) -> int:
+        # Measured peak RSS: 5.2 float64 matrices (the normals, NumPy's copy of them, LAPACK's work copies, which
+        # tracemalloc does not see, and Q), whatever slice is asked for; and the normals' own temporaries.
+        total = self.rows * self.cols
+        return 6 * 8 * total + Normal(0.0, 1.0).scratch_bytes(total)
+
     def moments(self) -> Moments:
         bound = abs(self.gain)
         return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols), -bound, bound)
@@ -503,9 +525,20 @@ class Sparse(Distribution):
         values = generate(Normal(0.0, self.std), stream, shape, 0, total, np.dtype(np.float64))
         values = values.reshape(self.rows, self.cols)
         keys = stream.words(0, total, purpose=SPARSE_MASK).reshape(self.rows, self.cols)
-        zero_rows = np.argsort(keys, axis=0, kind="stable")[: self.zeros_per_column]
-        np.put_along_axis(values, zero_rows, 0.0, axis=0)
+        # A slab of columns at a time: the sort indices (8 bytes an element) of one slab, not of the whole matrix.
+        # Each column's zeros depend on its own keys only, so the bits are those of one whole-matrix argsort.
+        slab = max(1, _SPARSE_SLAB_ELEMENTS // self.rows)
+        for first in range(0, self.cols, slab):
+            columns = slice(first, first + slab)
+            zero_rows = np.argsort(keys[:, columns], axis=0, kind="stable")[: self.zeros_per_column]
+            np.put_along_axis(values[:, columns], zero_rows, 0.0, axis=0)
         return values.reshape(-1)[start:stop]
+
+    def scratch_bytes(self, elements: int) -> int:
+        # The values and the mask keys (a float64 and a uint64 matrix), a slab's sort indices and their copy of
+        # its keys, and the normals' own temporaries as they are generated.
+        total = self.rows * self.cols
+        return 2 * 8 * total + 2 * 8 * _SPARSE_SLAB_ELEMENTS + Normal(0.0, self.std).scratch_bytes(total)
 
     def moments(self) -> Moments:
         kept = 1.0 - self.zeros_per_column / self.rows

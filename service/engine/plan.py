@@ -85,11 +85,12 @@ class Plan:
         return self._whole[start:stop]
 
     def working_bytes(self, chunk_elements: int) -> int:
-        """Memory generating this tensor `chunk_elements` at a time holds at once: a chunk's float64 values and
-        temporaries, or the whole float64 matrix and its factorisation for schemes that need it."""
-        if self.distribution.random_access:
-            return 8 * 8 * min(chunk_elements, self.numel)
-        return 2 * 8 * self.numel
+        """Memory generating this tensor `chunk_elements` at a time holds at once, an upper bound (tracemalloc
+        and RSS measurements in tests/engine/test_memory.py): a chunk in the output dtype and two copies of it (the
+        pieces of a region joined, the bytes of a stream), plus the engine's temporaries; for orthogonal and sparse
+        those are the whole matrix's, as it is computed and kept."""
+        piece = min(chunk_elements, self.numel)
+        return 3 * 8 * piece + self.distribution.scratch_bytes(piece)
 
     def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
         """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""

@@ -125,9 +125,11 @@ class Region:
 
     def fill(self, out: NDArray) -> NDArray:
         """Write the region into `out` (flat, `numel` elements of the output dtype), e.g. a view of a response
-        buffer just after its header, so the values are copied once."""
+        buffer just after its header, so the values are copied once. Pieces are what the engine's threads
+        compute at once, so that besides `out` this holds `Plan.working_bytes` of that many elements."""
         filled = 0
-        for chunk in self.chunks():
+        engine = parallel.config()
+        for chunk in self.chunks(engine.threads * engine.chunk_elements):
             out[filled : filled + chunk.size] = chunk
             filled += chunk.size
         return out

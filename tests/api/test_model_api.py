@@ -12,9 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
+from service.api.model_body import STREAM_CHUNK_ELEMENTS
 from service.api.model_models import ModelInit
 from service.api.model_routes import plan_many
 from service.app import create_app
+from service.engine.plan import TensorRequest, make_plan
 from service.settings import Settings
 
 TENSORS = {
@@ -201,7 +203,8 @@ def test_model_requests_hold_the_budget_and_count_in_the_metrics():
 
         budget.hold = spy
         assert client.post("/init", json=body).status_code == 200
-        assert reserved == [2 * 8 * 300 * 200]  # the orthogonal matrix dominates the working set
+        orthogonal = make_plan(TensorRequest(shape=(300, 200), scheme="orthogonal", seed=3, name="w"))
+        assert reserved == [orthogonal.working_bytes(STREAM_CHUNK_ELEMENTS)]  # it dominates the working set
         assert budget.used == 0  # released once the stream ended
         metrics_text = client.get("/metrics").text
         assert 'initserve_generated_elements_total{scheme="orthogonal"}' in metrics_text

@@ -10,7 +10,7 @@ from service.engine import parallel
 from service.engine.distributions import RUN_OVERHEAD, Normal
 from service.engine.errors import InitError
 from service.engine.philox import Stream
-from service.engine.plan import CHUNK_ELEMENTS, Plan, TensorRequest, make_plan
+from service.engine.plan import Plan, TensorRequest, make_plan
 from service.engine.region import Region, check_bounds
 
 
@@ -124,7 +124,9 @@ def test_short_runs_are_generated_many_per_call(monkeypatch):
     p = plan((4096, 256), "uniform")
     counting = Counting(monkeypatch)
     Region(p, ((0, 4096), (0, 200))).generate()
-    assert counting.calls + counting.run_calls <= 4096 * 256 // (1 << 20) + 2  # batches of a chunk, not a row each
+    engine = parallel.config()  # generate() fills a piece of what the engine's threads compute at once
+    work = 4096 * (200 + RUN_OVERHEAD)
+    assert counting.calls + counting.run_calls <= work // (engine.threads * engine.chunk_elements) + 2  # not a row each
     assert counting.elements == 4096 * 200
 
 
@@ -207,9 +209,8 @@ def test_a_column_slice_is_a_few_vectorised_calls_not_one_per_element(monkeypatc
     region = Region(p, ((0, rows), (0, 1)))
     with parallel.configured(threads=2, jit=jit):
         values = region.generate()
-    work = rows * (1 + RUN_OVERHEAD)
-    assert counting.calls == 0 and counting.run_calls <= -(-work // CHUNK_ELEMENTS) + 1
-    chunk = parallel.config().chunk_elements
+    work, chunk = rows * (1 + RUN_OVERHEAD), parallel.config().chunk_elements
+    assert counting.calls == 0 and counting.run_calls <= -(-work // (2 * chunk)) + 1  # a piece per 2 threads' chunks
     assert engine["runs"] == rows and engine["calls"] <= -(-work // chunk) + counting.run_calls
     assert engine["blocks"] == (0 if jit else rows)  # the reference: one Philox block per one-element run
     assert region.cost == work - RUN_OVERHEAD
