@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from service.engine import parallel
+from service.engine import distributions, parallel
 from service.engine.plan import Plan, TensorRequest, make_plan
 from service.engine.region import Region
 from service.engine.stats import stats_working_bytes, tensor_stats
@@ -84,3 +84,11 @@ def test_a_strided_region_stays_within_the_estimate_of_its_pieces():
         engine = parallel.config()
         out = np.empty(region.numel, dtype=np.float64)
         assert peak_bytes(lambda: region.fill(out)) <= plan.working_bytes(engine.threads * engine.chunk_elements)
+
+
+@pytest.mark.parametrize("slab", [1, 7, 64])
+def test_sparse_sorted_a_slab_of_columns_at_a_time_has_the_whole_matrix_bits(monkeypatch, slab):
+    request = TensorRequest(shape=(33, 50), scheme="sparse", seed=5, params={"sparsity": 0.4}, dtype="float64")
+    whole = make_plan(request).tensor()
+    monkeypatch.setattr(distributions, "_SPARSE_SLAB_ELEMENTS", slab * 33)
+    assert make_plan(request).tensor().tobytes() == whole.tobytes()
