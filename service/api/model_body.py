@@ -9,6 +9,7 @@ are known before anything is generated, so safetensors and npz carry a Content-L
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -169,14 +170,33 @@ class ModelBody:
         """The bytes as they are generated, and their length when known up front (not for JSON)."""
         self.check()
         if self.fmt == "safetensors":
-            return self._safetensors()
-        if self.fmt == "npz":
-            return self._npz()
-        return self._json(), None
+            chunks, length = self._safetensors()
+        elif self.fmt == "npz":
+            chunks, length = self._npz()
+        else:
+            chunks, length = self._json(), None
+        return _coalesced(chunks, 4 * STREAM_CHUNK_ELEMENTS), length
 
     def bytes(self) -> bytes:
         chunks, _ = self.stream()
         return b"".join(chunks)
+
+
+def _coalesced(parts: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The first part (the container's header: nothing generated yet), then consecutive parts joined until they
+    reach `size` bytes: every part streamed costs a thread hop, so a model of 4096 one-element tensors must not be
+    thousands of hops (a part of `size` or more passes through uncopied)."""
+    yield from itertools.islice(parts, 1)
+    pending: list[bytes] = []
+    held = 0
+    for part in parts:
+        pending.append(part)
+        held += len(part)
+        if held >= size:
+            yield b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def _filename(fmt: str) -> str:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    create_model,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from service.engine.dtypes import DTYPES
@@ -113,6 +122,13 @@ class StatsFields(TensorFields):
     bins: Annotated[int, Field(ge=1, le=1000, description="histogram bins")] = 32
 
 
+def _exact_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A number parameter keeps an integer as given (checked as a number): the engine rounds it for float tensors,
+    and an int64 constant (`val` of 2^63 - 1) needs every digit, which a float would lose above 2^53."""
+    checked = handler(value)
+    return value if type(value) is int else checked
+
+
 def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     kind: Any = param.type
     constraints: dict[str, Any] = {"description": param.doc}
@@ -127,6 +143,8 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
         if getattr(param, bound) is not None:
             constraints[bound] = getattr(param, bound)
     default = ... if param.required else param.default
+    if kind is float:  # the range checked on the number, then the integer kept (the schema stays a number's)
+        return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)], default
     return Annotated[kind, Field(**constraints)], default
 
 

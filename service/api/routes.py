@@ -22,6 +22,7 @@ from service.api.model_routes import init_many
 from service.api.models import InitFields, InitRequest, StatsRequest, TensorFields
 from service.api.query import NUMBER_PATTERN, parameter_schema, query_body
 from service.api.seeds import seed_of
+from service.engine.distributions import RUN_OVERHEAD
 from service.engine.errors import InitError, TooLargeError
 from service.engine.gain import NONLINEARITIES, calculate_gain
 from service.engine.plan import Plan, make_plan
@@ -75,7 +76,8 @@ def plan_request(request: TensorFields, limit: int, limit_name: str) -> Plan:
 
 def region_request(request: InitFields, fmt: str, settings: Settings) -> Region:
     """The plan and the region of it to deliver, within the limit of the format. A slice is limited by its own
-    size, since only the slice is generated, except for schemes that need the whole tensor to cut it."""
+    size, and the work of cutting it (`Region.cost`: a constant more per run of a strided slice, or the whole
+    tensor for schemes that need it) by max_elements, the limit of what one request may generate."""
     limit, limit_name = (
         (settings.max_json_elements, "max_json_elements") if fmt == "json" else (settings.max_elements, "max_elements")
     )
@@ -89,12 +91,16 @@ def region_request(request: InitFields, fmt: str, settings: Settings) -> Region:
         raise TooLargeError("slice", _limit_message(f"slice {request.slice}", numel, limit, limit_name))
     seed = seed_of(request.seed)
     region = Region(make_plan(request.to_engine(seed)), tuple((start, stop) for start, stop in request.slice))
-    if region.cost > limit:
-        whole = " (the whole tensor)" if region.cost >= full else ""
+    if region.cost > settings.max_elements:
+        how = (
+            " (the whole tensor)"
+            if region.cost >= full
+            else f" ({region.runs} runs of {region.run_length}, each costing {RUN_OVERHEAD} more)"
+        )
         raise TooLargeError(
             "slice",
-            f"{region.plan.scheme.name} computes {region.cost} elements to cut this slice{whole}; the limit is "
-            f"{limit} (INITSERVE_{limit_name.upper()})",
+            f"{region.plan.scheme.name} computes {region.cost} elements to cut this slice{how}; the limit is "
+            f"{settings.max_elements} (INITSERVE_MAX_ELEMENTS)",
         )
     return region
 

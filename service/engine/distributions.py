@@ -3,7 +3,9 @@
 `sample(stream, shape, start, stop)` returns the float64 values of flat (row-major) elements [start, stop): the
 NumPy reference. `fill(stream, shape, start, stop, out)` writes the same values, rounded to out's dtype, into
 `out`; the element-wise ones do it with the numba kernels of `jit_kernels` when the engine is so configured
-(`parallel.config().jit`), bit for bit the same (tests/engine/test_parallel.py). Element-wise distributions
+(`parallel.config().jit`), bit for bit the same (tests/engine/test_parallel.py). `sample_runs` / `fill_runs` do
+the same for many runs [s, s + length) at once (a strided region), at a cost of their elements plus
+`RUN_OVERHEAD` per run, not one call per run. Element-wise distributions
 draw element i from block i // 4 of the stream only, so every slice is independent of how the tensor is cut up.
 Structured ones (eye, dirac: deterministic; orthogonal, sparse: need whole columns or the whole matrix) say so
 with `random_access = False` where they need more than the slice.
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -31,6 +35,20 @@ F64 = NDArray[np.float64]
 # Largest |z| Box-Muller can return: sqrt(-2 ln 2^-53), reached when u1 = 2^-53.
 MAX_NORMAL_RADIUS = math.sqrt(-2.0 * math.log(2.0**-53))
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+# Work one more run adds beyond its elements, in elements: a run computes whole Philox blocks (up to 6 words more
+# than its length) and pays a setup in the kernel; bench/engine.py measures runs of 1 element at about this cost.
+RUN_OVERHEAD = 16
+_SPARSE_SLAB_ELEMENTS = 1 << 20
+# Bytes of temporaries per element being computed, besides the output (tests/engine/test_memory.py measures them
+# with tracemalloc): NumPy's reference path holds the stream words and float64 intermediates (normal's Box-Muller
+# peaks near 110), the numba kernels only tile buffers of a few KiB per thread.
+REFERENCE_SCRATCH_BYTES = 128
+KERNEL_SCRATCH_BYTES = 8
+
+
+def run_indices(starts: NDArray[np.int64], length: int) -> NDArray[np.int64]:
+    """The flat indices of runs [s, s + length), one run after another."""
+    return (starts[:, None] + np.arange(length, dtype=np.int64)).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,23 @@ class Distribution(ABC):
         """out[:] = elements [start, stop) rounded to out's dtype (float64 or float32, length stop - start)."""
         out[...] = self.sample(stream, shape, start, stop)
 
+    def sample_runs(self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int) -> F64:
+        """Elements [s, s + length) for each s of `starts`, one run after another: `sample` of each, joined.
+        This generic form samples the span of all the runs; the random-access kinds override it."""
+        first = int(starts.min())
+        span = self.sample(stream, shape, first, int(starts.max()) + length)
+        return span[run_indices(starts - first, length)]
+
+    def fill_runs(
+        self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int, out: NDArray
+    ) -> None:
+        """out[:] = `sample_runs` rounded to out's dtype (float64 or float32)."""
+        out[...] = self.sample_runs(stream, shape, starts, length)
+
+    def scratch_bytes(self, elements: int) -> int:
+        """Temporaries `fill` or `fill_runs` holds for `elements` elements at once (an upper bound)."""
+        return REFERENCE_SCRATCH_BYTES * elements
+
     @abstractmethod
     def moments(self) -> Moments: ...
 
@@ -83,19 +118,50 @@ def generate(
     route), a chunk at a time so that no full-size float32 copy is ever made.
     """
     out = np.empty(stop - start, dtype=dtype)
-    direct = dtype in (np.float64, np.float32)
 
     def fill_chunk(first: int, last: int) -> None:
-        target = out[first - start : last - start]
-        if direct:
-            distribution.fill(stream, shape, first, last, target)
-        else:
-            as_float32 = np.empty(last - first, dtype=np.float32)
-            distribution.fill(stream, shape, first, last, as_float32)
-            target[...] = as_float32
+        _fill_rounded(
+            out[first - start : last - start], lambda target: distribution.fill(stream, shape, first, last, target)
+        )
 
     parallel.run_chunks(start, stop, fill_chunk)
     return out
+
+
+def generate_runs(
+    distribution: Distribution,
+    stream: Stream,
+    shape: tuple[int, ...],
+    starts: NDArray[np.int64],
+    length: int,
+    dtype: np.dtype,
+) -> NDArray:
+    """Runs [s, s + length) for each s of `starts`, one after another, in `dtype`, shared out to the engine's
+    threads by their work (a run costs length + RUN_OVERHEAD): many short runs go as parallel as one long range."""
+    out = np.empty(starts.size * length, dtype=dtype)
+    run_cost = length + RUN_OVERHEAD
+
+    def fill_chunk(first: int, last: int) -> None:
+        # The runs whose work begins in [first, last): every run falls in exactly one chunk.
+        begin, end = -(-first // run_cost), -(-last // run_cost)
+        if begin < end:
+            _fill_rounded(
+                out[begin * length : end * length],
+                lambda target: distribution.fill_runs(stream, shape, starts[begin:end], length, target),
+            )
+
+    parallel.run_chunks(0, starts.size * run_cost, fill_chunk)
+    return out
+
+
+def _fill_rounded(target: NDArray, fill: Callable[[NDArray], None]) -> None:
+    """fill(target) for float64 and float32; float16 and bfloat16 through a float32 array of the chunk's size."""
+    if target.dtype in (np.float64, np.float32):
+        fill(target)
+    else:
+        as_float32 = np.empty(target.size, dtype=np.float32)
+        fill(as_float32)
+        target[...] = as_float32
 
 
 class Elementwise(Distribution):
@@ -109,20 +175,43 @@ class Elementwise(Distribution):
         values = self.transform(stream.words(first, last))
         return values[start - first : stop - first]
 
+    def sample_runs(self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int) -> F64:
+        # Each run's own whole blocks, as many for every run as the worst alignment needs (a run starting at
+        # word 3 of a block), all in one vectorised Philox call.
+        n_blocks = (length + 2 * (WORDS_PER_BLOCK - 1)) // WORDS_PER_BLOCK
+        words = stream.blocks_at(starts // WORDS_PER_BLOCK, n_blocks)
+        values = self.transform(words.reshape(-1)).reshape(starts.size, -1)
+        offsets = (starts % WORDS_PER_BLOCK)[:, None] + np.arange(length)
+        return np.take_along_axis(values, offsets, axis=1).reshape(-1)
+
     @abstractmethod
     def transform(self, words: NDArray[np.uint64]) -> F64:
         """Values of whole blocks of words (length a multiple of 4)."""
 
     def fill(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int, out: NDArray) -> None:
         if parallel.config().jit:
-            k0, k1 = stream.key
-            self.jit_fill(np.uint64(k0), np.uint64(k1), start, stop, out)
+            self.fill_runs(stream, shape, np.array([start], dtype=np.int64), stop - start, out)
         else:
             out[...] = self.sample(stream, shape, start, stop)
 
+    def scratch_bytes(self, elements: int) -> int:
+        # Only the chunks being filled hold temporaries: at most one per engine thread.
+        engine = parallel.config()
+        in_flight = min(elements, engine.threads * engine.chunk_elements)
+        return (KERNEL_SCRATCH_BYTES if engine.jit else REFERENCE_SCRATCH_BYTES) * in_flight
+
+    def fill_runs(
+        self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int, out: NDArray
+    ) -> None:
+        if parallel.config().jit:
+            k0, k1 = stream.key
+            self.jit_fill(np.uint64(k0), np.uint64(k1), starts, length, out)
+        else:
+            out[...] = self.sample_runs(stream, shape, starts, length)
+
     @abstractmethod
-    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
-        """`fill` by the numba kernel (value stream of key (k0, k1))."""
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
+        """`fill_runs` by the numba kernel (value stream of key (k0, k1))."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +225,8 @@ class Uniform(Elementwise):
     def transform(self, words: NDArray[np.uint64]) -> F64:
         return self.low + (self.high - self.low) * transforms.uniform01(words)
 
-    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
-        jit_kernels.uniform(k0, k1, start, stop, self.low, self.high - self.low, out, jit_kernels.PHILOX)
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
+        jit_kernels.uniform(k0, k1, starts, length, self.low, self.high - self.low, out, jit_kernels.PHILOX)
 
     def moments(self) -> Moments:
         width = self.high - self.low
@@ -168,8 +257,8 @@ class Normal(Elementwise):
     def transform(self, words: NDArray[np.uint64]) -> F64:
         return self.mean + self.std * transforms.standard_normal(words)
 
-    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
-        jit_kernels.normal(k0, k1, start, stop, self.mean, self.std, out, jit_kernels.PHILOX)
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
+        jit_kernels.normal(k0, k1, starts, length, self.mean, self.std, out, jit_kernels.PHILOX)
 
     def moments(self) -> Moments:
         return Moments(self.mean, self.std * self.std, None, None)
@@ -233,10 +322,10 @@ class TruncatedNormal(Elementwise):
             z = -z
         return np.clip(self.mean + self.std * z, self.a, self.b)
 
-    def jit_fill(self, k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray) -> None:
+    def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         p_lo, mass, mirrored = self._p_lo, self._mass, self._mirrored
         jit_kernels.truncated_normal(
-            k0, k1, start, stop, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, jit_kernels.PHILOX
+            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, jit_kernels.PHILOX
         )
 
     def moments(self) -> Moments:
@@ -272,6 +361,9 @@ class Constant(Distribution):
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         return np.full(stop - start, self.value, dtype=np.float64)
 
+    def sample_runs(self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int) -> F64:
+        return np.full(starts.size * length, self.value, dtype=np.float64)
+
     def moments(self) -> Moments:
         return Moments(self.value, 0.0, self.value, self.value)
 
@@ -299,7 +391,12 @@ class Eye(Distribution):
     kind: ClassVar[str] = "eye"
 
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
-        index = np.arange(start, stop, dtype=np.int64)
+        return self._at(np.arange(start, stop, dtype=np.int64))
+
+    def sample_runs(self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int) -> F64:
+        return self._at(run_indices(starts, length))
+
+    def _at(self, index: NDArray[np.int64]) -> F64:
         return np.where(index // self.cols == index % self.cols, self.gain, 0.0)
 
     def moments(self) -> Moments:
@@ -324,8 +421,10 @@ class Dirac(Distribution):
     def _out_per_group(self) -> int:
         return self.shape[0] // self.groups
 
+    @cached_property
     def ones(self) -> NDArray[np.int64]:
-        """Flat indices of the ones, ascending within each group."""
+        """Flat indices of the ones, ascending (each group's follow the previous group's): listed once per tensor,
+        not once per chunk."""
         diagonal = np.arange(min(self._out_per_group, self.shape[1]), dtype=np.int64)
         centre = tuple(np.full_like(diagonal, k // 2) for k in self.shape[2:])
         return np.concatenate(
@@ -337,9 +436,14 @@ class Dirac(Distribution):
 
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         out = np.zeros(stop - start, dtype=np.float64)
-        ones = self.ones()
-        out[ones[(ones >= start) & (ones < stop)] - start] = 1.0
+        ones = self.ones[np.searchsorted(self.ones, start) : np.searchsorted(self.ones, stop)]
+        out[ones - start] = 1.0
         return out
+
+    def sample_runs(self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int) -> F64:
+        index = run_indices(starts, length)
+        at = np.minimum(np.searchsorted(self.ones, index), self.ones.size - 1)
+        return (self.ones[at] == index).astype(np.float64)
 
     def moments(self) -> Moments:
         count = self.groups * min(self._out_per_group, self.shape[1])
@@ -380,6 +484,12 @@ class Orthogonal(Distribution):
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         return self.matrix(stream).reshape(-1)[start:stop]
 
+    def scratch_bytes(self, elements: int) -> int:
+        # Measured peak RSS: 5.2 float64 matrices (the normals, NumPy's copy of them, LAPACK's work copies, which
+        # tracemalloc does not see, and Q), whatever slice is asked for; and the normals' own temporaries.
+        total = self.rows * self.cols
+        return 6 * 8 * total + Normal(0.0, 1.0).scratch_bytes(total)
+
     def moments(self) -> Moments:
         bound = abs(self.gain)
         return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols), -bound, bound)
@@ -415,9 +525,20 @@ class Sparse(Distribution):
         values = generate(Normal(0.0, self.std), stream, shape, 0, total, np.dtype(np.float64))
         values = values.reshape(self.rows, self.cols)
         keys = stream.words(0, total, purpose=SPARSE_MASK).reshape(self.rows, self.cols)
-        zero_rows = np.argsort(keys, axis=0, kind="stable")[: self.zeros_per_column]
-        np.put_along_axis(values, zero_rows, 0.0, axis=0)
+        # A slab of columns at a time: the sort indices (8 bytes an element) of one slab, not of the whole matrix.
+        # Each column's zeros depend on its own keys only, so the bits are those of one whole-matrix argsort.
+        slab = max(1, _SPARSE_SLAB_ELEMENTS // self.rows)
+        for first in range(0, self.cols, slab):
+            columns = slice(first, first + slab)
+            zero_rows = np.argsort(keys[:, columns], axis=0, kind="stable")[: self.zeros_per_column]
+            np.put_along_axis(values[:, columns], zero_rows, 0.0, axis=0)
         return values.reshape(-1)[start:stop]
+
+    def scratch_bytes(self, elements: int) -> int:
+        # The values and the mask keys (a float64 and a uint64 matrix), a slab's sort indices and their copy of
+        # its keys, and the normals' own temporaries as they are generated.
+        total = self.rows * self.cols
+        return 2 * 8 * total + 2 * 8 * _SPARSE_SLAB_ELEMENTS + Normal(0.0, self.std).scratch_bytes(total)
 
     def moments(self) -> Moments:
         kept = 1.0 - self.zeros_per_column / self.rows

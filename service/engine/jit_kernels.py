@@ -1,10 +1,14 @@
-"""numba samplers: flat elements [start, stop) of a distribution, written straight into the output array.
+"""numba samplers: runs of flat elements of a distribution, written straight into the output array.
+
+Each sampler takes `starts` and `length`: run r is elements [starts[r], starts[r] + length), written to
+out[r * length : (r + 1) * length]. A contiguous range is one run; a strided region (a column shard) is many
+short ones in a single call, each costing its own whole Philox blocks only.
 
 Each kernel reproduces `Distribution.transform` of the NumPy reference bit for bit (see jit_base for why) and
 rounds on the store, so a float32 output never goes through a float64 array. They work through the range in
 tiles of `TILE` elements: Philox words for the tile's blocks into a small buffer (scalar code: there is no
 vector 64x64->128-bit multiply), then a branch-free loop that LLVM vectorises turns them into values. Both
-buffers stay in L1, so memory sees only the output writes. `out` is float64 or float32, length stop - start.
+buffers stay in L1, so memory sees only the output writes. `out` is float64 or float32.
 
 `source` is the Philox stream when empty (`PHILOX`, what the engine passes); otherwise its words stand for the
 stream's (word i of element i), so the tests run these very functions on chosen words such as 0 and 2^64 - 1.
@@ -20,6 +24,7 @@ from service.engine.jit_detmath import is_central, log_normal, ndtri, ndtri_cent
 from service.engine.jit_philox import fill_words
 
 TILE = 1024  # elements per tile, a multiple of 4
+MAX_STOP = (1 << 63) - 1  # one past the last element index the kernels address (int64)
 PHILOX = np.empty(0, np.uint64)
 _HIGH32 = np.uint64(32)
 _TOP52 = np.uint64(12)
@@ -39,15 +44,21 @@ def _top53(word: np.uint64) -> float:
 def _tile_words(
     k0: np.uint64, k1: np.uint64, source: NDArray[np.uint64], i: int, stop: int, words: NDArray[np.uint64]
 ) -> tuple[int, int]:
-    """Words of the blocks covering [i, tile end) into `words`; returns (tile end, offset of element i)."""
+    """Words of the blocks covering [i, tile end) into `words`; returns (tile end, offset of element i).
+
+    No int64 overflow for 0 <= i < stop <= 2^63 - 1 (every index the engine can address): `tile_first` <= i,
+    so `stop - tile_first` is in [1, 2^63 - 1] and `end` <= stop; `first_block * 4 + TILE` is never formed, as it
+    exceeds 2^63 - 1 for i >= 2^63 - TILE. Then n_blocks <= TILE / 4 (the buffer) and first_block + j < 2^61.
+    """
     first_block = i // 4
-    end = min(stop, first_block * 4 + TILE)
-    n_blocks = (end - first_block * 4 + 3) // 4
+    tile_first = first_block * 4
+    end = stop if stop - tile_first <= TILE else tile_first + TILE
+    n_blocks = (end - tile_first + 3) // 4
     if source.size == 0:
         fill_words(k0, k1, first_block, n_blocks, words)
     else:
         words[: 4 * n_blocks] = source[4 * first_block : 4 * (first_block + n_blocks)]
-    return end, i - first_block * 4
+    return end, i - tile_first
 
 
 @inline
@@ -133,53 +144,74 @@ def truncated_normal_words(
             e += 1
 
 
+@inline
+def _check_runs(starts: NDArray[np.int64], length: int, out: NDArray, source: NDArray[np.uint64]) -> None:
+    """Refuse what would index outside `out` or `source`, or overflow int64: numba checks no bounds.
+
+    After it, every run [s, s + length) has 0 <= s and s + length <= 2^63 - 1 (so `_tile_words` is exact), and
+    run r writes out[r * length, (r + 1) * length), inside `out` as len(starts) * length <= out.size.
+    """
+    if length < 0 or (length > 0 and starts.size > out.size // length):
+        raise ValueError("out is too small for the runs")
+    for r in range(starts.size):
+        if starts[r] < 0 or starts[r] > MAX_STOP - length:
+            raise ValueError("a run lies outside [0, 2^63 - 1)")
+        stop = starts[r] + length
+        if source.size and stop // 4 + (stop % 4 != 0) > source.size // 4:
+            raise ValueError("a run needs words beyond the source")
+
+
 @jit
 def uniform(
     k0: np.uint64,
     k1: np.uint64,
-    start: int,
-    stop: int,
+    starts: NDArray[np.int64],
+    length: int,
     low: float,
     width: float,
     out: NDArray,
     source: NDArray[np.uint64],
 ) -> None:
     """Uniform(low, low + width) of value-stream key (k0, k1)."""
+    _check_runs(starts, length, out, source)
     words = np.empty(TILE, np.uint64)
-    i = start
-    while i < stop:
-        end, offset = _tile_words(k0, k1, source, i, stop, words)
-        uniform_words(words, offset, end - i, low, width, out, i - start)
-        i = end
+    for r in range(starts.size):
+        i, stop = starts[r], starts[r] + length
+        while i < stop:
+            end, offset = _tile_words(k0, k1, source, i, stop, words)
+            uniform_words(words, offset, end - i, low, width, out, r * length + i - starts[r])
+            i = end
 
 
 @jit
 def normal(
     k0: np.uint64,
     k1: np.uint64,
-    start: int,
-    stop: int,
+    starts: NDArray[np.int64],
+    length: int,
     mean: float,
     std: float,
     out: NDArray,
     source: NDArray[np.uint64],
 ) -> None:
     """Normal(mean, std) of value-stream key (k0, k1)."""
+    _check_runs(starts, length, out, source)
     words = np.empty(TILE, np.uint64)
     z = np.empty(TILE, np.float64)
-    i = start
-    while i < stop:
-        end, offset = _tile_words(k0, k1, source, i, stop, words)
-        normal_words(words, offset, end - i, mean, std, z, out, i - start)
-        i = end
+    for r in range(starts.size):
+        i, stop = starts[r], starts[r] + length
+        while i < stop:
+            end, offset = _tile_words(k0, k1, source, i, stop, words)
+            normal_words(words, offset, end - i, mean, std, z, out, r * length + i - starts[r])
+            i = end
 
 
 @jit
 def truncated_normal(
     k0: np.uint64,
     k1: np.uint64,
-    start: int,
-    stop: int,
+    starts: NDArray[np.int64],
+    length: int,
     p_lo: float,
     mass: float,
     mirrored: bool,
@@ -191,18 +223,24 @@ def truncated_normal(
     source: NDArray[np.uint64],
 ) -> None:
     """TruncatedNormal(mean, std, a, b) of value-stream key (k0, k1), given its p_lo = Phi(lo), mass."""
+    _check_runs(starts, length, out, source)
     words = np.empty(TILE, np.uint64)
     p = np.empty(TILE, np.float64)
-    i = start
-    while i < stop:
-        end, offset = _tile_words(k0, k1, source, i, stop, words)
-        truncated_normal_words(words, offset, end - i, p_lo, mass, mirrored, mean, std, a, b, p, out, i - start)
-        i = end
+    for r in range(starts.size):
+        i, stop = starts[r], starts[r] + length
+        while i < stop:
+            end, offset = _tile_words(k0, k1, source, i, stop, words)
+            truncated_normal_words(
+                words, offset, end - i, p_lo, mass, mirrored, mean, std, a, b, p, out, r * length + i - starts[r]
+            )
+            i = end
 
 
 @jit
 def words(k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray[np.uint64]) -> None:
     """Value-stream words [start, stop) (what `Stream.words` returns): lets the tests check the Philox port."""
+    if not 0 <= start <= stop <= MAX_STOP or stop - start > out.size:
+        raise ValueError("words [start, stop) must lie in [0, 2^63 - 1) and fit in out")
     buffer = np.empty(TILE, np.uint64)
     i = start
     while i < stop:
@@ -215,10 +253,10 @@ def compile_all() -> None:
     """Compile (or load from numba's on-disk cache) every kernel for both output dtypes, e.g. at image build time:
     `python -c "from service.engine.jit_kernels import compile_all; compile_all()"`. Otherwise the first request
     of each kind pays its compile (seconds) in every new container."""
-    key = np.uint64(0)
+    key, starts = np.uint64(0), np.zeros(1, np.int64)
     words(key, key, 0, 4, np.empty(4, np.uint64))
     for dtype in (np.float32, np.float64):
         out = np.empty(4, dtype)
-        uniform(key, key, 0, 4, 0.0, 1.0, out, PHILOX)
-        normal(key, key, 0, 4, 0.0, 1.0, out, PHILOX)
-        truncated_normal(key, key, 0, 4, 0.1, 0.8, False, 0.0, 1.0, -2.0, 2.0, out, PHILOX)
+        uniform(key, key, starts, 4, 0.0, 1.0, out, PHILOX)
+        normal(key, key, starts, 4, 0.0, 1.0, out, PHILOX)
+        truncated_normal(key, key, starts, 4, 0.1, 0.8, False, 0.0, 1.0, -2.0, 2.0, out, PHILOX)

@@ -27,7 +27,7 @@ from service.engine.dtypes import DTYPES, round_to
 from service.engine.errors import InitError, TooLargeError
 from service.engine.fans import Layout
 from service.engine.philox import RNG_ID
-from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, make_plan
+from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
 
 MAX_TENSORS = 4096
 INTEGER_DTYPE = "int64"
@@ -236,7 +236,7 @@ def _integer_tensor(name: str, spec: TensorSpec) -> IntegerTensor:
 
 
 def _check_fills(spec: TensorSpec) -> None:
-    for fill in spec.fill_rows:
+    for index, fill in enumerate(spec.fill_rows):
         if not spec.shape:
             raise InitError("fill_rows", "fill_rows needs at least one dimension")
         if not 0 <= fill.start < fill.stop <= spec.shape[0]:
@@ -245,6 +245,7 @@ def _check_fills(spec: TensorSpec) -> None:
             )
         if not math.isfinite(fill.value):
             raise InitError("fill_rows", f"fill value must be finite, got {fill.value}")
+        check_fits(abs(fill.value), DTYPES[spec.dtype], "fill_rows", f"fill_rows[{index}].value")
 
 
 def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = RNG_ID) -> ModelTensor:

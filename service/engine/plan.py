@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service import __version__
-from service.engine.distributions import Distribution, generate
+from service.engine.distributions import Distribution, generate, generate_runs, run_indices
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError
 from service.engine.fans import Fans, Layout
@@ -85,11 +85,12 @@ class Plan:
         return self._whole[start:stop]
 
     def working_bytes(self, chunk_elements: int) -> int:
-        """Memory generating this tensor `chunk_elements` at a time holds at once: a chunk's float64 values and
-        temporaries, or the whole float64 matrix and its factorisation for schemes that need it."""
-        if self.distribution.random_access:
-            return 8 * 8 * min(chunk_elements, self.numel)
-        return 2 * 8 * self.numel
+        """Memory generating this tensor `chunk_elements` at a time holds at once, an upper bound (tracemalloc
+        and RSS measurements in tests/engine/test_memory.py): a chunk in the output dtype and two copies of it (the
+        pieces of a region joined, the bytes of a stream), plus the engine's temporaries; for orthogonal and sparse
+        those are the whole matrix's, as it is computed and kept."""
+        piece = min(chunk_elements, self.numel)
+        return 3 * 8 * piece + self.distribution.scratch_bytes(piece)
 
     def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
         """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""
@@ -98,6 +99,12 @@ class Plan:
             # Rounded as each chunk is written: no float64 copy of the whole range (dtypes.round_to's route).
             return generate(self.distribution, self.stream, self.shape, start, stop, self.dtype.numpy)
         return round_to(self._whole[start:stop], self.dtype)
+
+    def generate_runs(self, starts: NDArray[np.int64], length: int) -> NDArray:
+        """Flat elements [s, s + length) for each s of `starts`, one run after another, in the output dtype."""
+        if self.distribution.random_access:
+            return generate_runs(self.distribution, self.stream, self.shape, starts, length, self.dtype.numpy)
+        return round_to(self._whole[run_indices(starts, length)], self.dtype)
 
     def chunks(
         self, start: int = 0, stop: int | None = None, chunk_elements: int = CHUNK_ELEMENTS
@@ -157,13 +164,7 @@ def make_plan(request: TensorRequest) -> Plan:
     except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier
         raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
-    largest = built.distribution.max_abs()
-    if largest > dtype.max:
-        raise InitError(
-            "dtype",
-            f"{scheme.name} with these parameters can reach |x| = {largest:.6g}, which overflows "
-            f"{dtype.name} (max {dtype.max:.6g})",
-        )
+    check_fits(built.distribution.max_abs(), dtype, "dtype", f"{scheme.name} with these parameters")
     return Plan(
         request=request,
         scheme=scheme,
@@ -175,6 +176,14 @@ def make_plan(request: TensorRequest) -> Plan:
         fans=dict(fans.used),
         stream=Stream.for_tensor(request.seed, request.name),
     )
+
+
+def check_fits(largest: float, dtype: DType, field: str, what: str) -> None:
+    """InitError naming `field` unless values up to |x| = largest fit `dtype` (no rounding to infinity)."""
+    if largest > dtype.max:
+        raise InitError(
+            field, f"{what} can reach |x| = {largest:.6g}, which overflows {dtype.name} (max {dtype.max:.6g})"
+        )
 
 
 def _check_finite(scheme: Scheme, distribution: Distribution) -> None:

@@ -33,6 +33,7 @@ from service.engine.schemes import get_scheme
 MAX_LAYERS = 4096
 MAX_DEPTH = 32  # nesting of sequentials and composites
 MAX_RULES = 256
+MAX_NAME = 256  # characters of a module path or tensor name (as for the names of a `tensors` request)
 FanSource = Literal["layer", "framework"]
 FAN_SOURCES: tuple[FanSource, ...] = ("layer", "framework")
 RULE_FIELDS = ("layer", "param", "scheme", "fans", "dtype")
@@ -100,6 +101,7 @@ class _Layer:
 
     type: LayerType
     path: tuple[str, ...]  # module names from the root, this layer's included
+    prefixes: tuple[str, ...]  # the path's leading parts joined, path[:1] to path[:]: what a rule's layer may name
     ancestors: tuple[str, ...]  # types of the enclosing containers and composites
     where: str  # the request location, for errors
 
@@ -114,6 +116,11 @@ class _Expander:
         self.owners: dict[str, str] = {}
         self.keras_names: Counter[str] = Counter()
         self.layers = 0
+        # param pattern -> layer pattern -> the last rule with both: a parameter's rule is then found by looking
+        # up its few names, not by testing every rule against every parameter (rules x parameters x depth).
+        self.rule_index: dict[str, dict[str, Rule]] = {}
+        for rule in rules:
+            self.rule_index.setdefault(rule.param, {})[rule.layer] = rule
 
     # ---- reading the request ----
 
@@ -154,7 +161,21 @@ class _Expander:
 
     # ---- the walk ----
 
-    def walk(self, items: Sequence[Any], path: tuple[str, ...], ancestors: tuple[str, ...], where: str) -> None:
+    def _prefixes(self, prefixes: tuple[str, ...], name: str, where: str) -> tuple[str, ...]:
+        """`prefixes` and the path one module deeper, joined once per module rather than once per rule test."""
+        joined = f"{prefixes[-1]}{self.separator}{name}" if prefixes else name
+        if len(joined) > MAX_NAME:
+            raise InitError(f"{where}.name", f"{where}: module path {joined[:64]!r}... exceeds {MAX_NAME} characters")
+        return (*prefixes, joined)
+
+    def walk(
+        self,
+        items: Sequence[Any],
+        path: tuple[str, ...],
+        prefixes: tuple[str, ...],
+        ancestors: tuple[str, ...],
+        where: str,
+    ) -> None:
         if len(path) > MAX_DEPTH:
             raise InitError(where, f"{where}: layers nest at most {MAX_DEPTH} deep")
         for index, item in enumerate(items):
@@ -167,7 +188,8 @@ class _Expander:
                 if call.positional or call.keyword:
                     raise InitError(at, f"{at}: a sequential takes only name and layers")
                 name = self._module_name(call, index, CONTAINER, at)
-                self.walk(children or [], (*path, name), (*ancestors, CONTAINER), f"{at}.layers")
+                inner = self._prefixes(prefixes, name, at)
+                self.walk(children or [], (*path, name), inner, (*ancestors, CONTAINER), f"{at}.layers")
                 continue
             try:
                 layer_type = get_layer(call.type)
@@ -182,7 +204,7 @@ class _Expander:
                     layer_type.check(args)
             except InitError as error:
                 raise _relocated(at, error, f" ({layer_type.name})") from None
-            self._layer(call, index, layer_type, args, path, ancestors, at)
+            self._layer(call, index, layer_type, args, path, prefixes, ancestors, at)
 
     def _layer(
         self,
@@ -191,17 +213,20 @@ class _Expander:
         layer_type: LayerType,
         args: dict[str, Any],
         path: tuple[str, ...],
+        prefixes: tuple[str, ...],
         ancestors: tuple[str, ...],
         at: str,
     ) -> None:
         builder = self._builder(layer_type)
         if layer_type.children and builder is None:  # a composite: named sub-layers of real types
             name = self._module_name(call, index, layer_type.name, at)
+            inner = self._prefixes(prefixes, name, at)
             for child_name, child_type, child_args in layer_type.children(args):
                 child = get_layer(child_type)
                 child_builder = self._builder(child)
                 weights = child_builder(bind(child.name, child.args, [], child_args)) if child_builder else []
-                self._params(_Layer(child, (*path, name, child_name), (*ancestors, layer_type.name), at), weights)
+                child_path, child_prefixes = (*path, name, child_name), self._prefixes(inner, child_name, at)
+                self._params(_Layer(child, child_path, child_prefixes, (*ancestors, layer_type.name), at), weights)
             return
         if builder is None:
             raise InitError(f"{at}.type", f"{at}: {layer_type.name} has no {self.framework} equivalent")
@@ -218,7 +243,8 @@ class _Expander:
             else:
                 name = self._module_name(call, index, layer_type.keras_stem, at)
             unit_weights = [w for w in weights if w.unit == unit]
-            self._params(_Layer(layer_type, (*path, name), ancestors, at), unit_weights)
+            layer = _Layer(layer_type, (*path, name), self._prefixes(prefixes, name, at), ancestors, at)
+            self._params(layer, unit_weights)
 
     def _builder(self, layer_type: LayerType) -> Callable[[Mapping[str, Any]], list[Weight]] | None:
         return layer_type.torch if self.framework == "torch" else layer_type.keras
@@ -226,6 +252,8 @@ class _Expander:
     def _params(self, layer: _Layer, weights: list[Weight]) -> None:
         for weight in weights:
             name = self.separator.join(part for part in (*layer.path, weight.name) if part)
+            if len(name) > MAX_NAME:
+                raise InitError(f"{layer.where}.name", f"{layer.where}: tensor name exceeds {MAX_NAME} characters")
             if name in self.specs:
                 raise InitError(
                     f"{layer.where}.name",
@@ -238,23 +266,23 @@ class _Expander:
 
     # ---- rules and defaults ----
 
-    def _layer_matches(self, rule: Rule, layer: _Layer) -> bool:
-        if rule.layer in ("*", layer.type.name, *layer.type.groups, *layer.ancestors):
-            return True
-        prefixes = {self.separator.join(layer.path[:n]) for n in range(1, len(layer.path) + 1)}
-        return rule.layer in prefixes
-
-    @staticmethod
-    def _param_matches(rule: Rule, weight: Weight) -> bool:
-        if rule.param == "*":
-            return weight.role != "buffer"  # like iterating model.parameters(): buffers only by name
-        last = re.split(r"[./]", weight.name)[-1]
-        return rule.param in (weight.role, weight.key, weight.name, last)
+    def _rule(self, layer: _Layer, weight: Weight) -> Rule | None:
+        """The last rule whose layer pattern names this layer (*, its type, a group, an enclosing container or
+        composite type, or a module path prefix) and whose param pattern names this parameter (* for every
+        parameter but buffers, like iterating model.parameters(), or its role, key, name or the name's last part)."""
+        params = {weight.role, weight.key, weight.name, re.split(r"[./]", weight.name)[-1]}
+        if weight.role != "buffer":
+            params.add("*")
+        layers = {"*", layer.type.name, *layer.type.groups, *layer.ancestors, *layer.prefixes}
+        found: list[Rule] = []
+        for param in params:
+            by_layer = self.rule_index.get(param)
+            if by_layer:
+                found.extend(by_layer[name] for name in layers & by_layer.keys())
+        return max(found, key=lambda rule: rule.index, default=None)
 
     def _spec(self, layer: _Layer, weight: Weight) -> TensorSpec:
-        rule = next(
-            (r for r in reversed(self.rules) if self._layer_matches(r, layer) and self._param_matches(r, weight)), None
-        )
+        rule = self._rule(layer, weight)
         origin = {
             "layer": layer.type.name,
             "module": self.separator.join(p for p in layer.path if p),
@@ -301,7 +329,7 @@ def expand(
     if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
         raise InitError("model.layers", "model.layers must be a non-empty list of layers")
     expander = _Expander(framework, parse_rules(rules), dtype)  # type: ignore[arg-type]
-    expander.walk(layers, (), (), "model.layers")
+    expander.walk(layers, (), (), (), "model.layers")
     if not expander.specs:
         raise InitError("model.layers", "the layers have no parameters")
     return expander.specs

@@ -2,10 +2,10 @@
 
 This is what lets each rank of a tensor-parallel job fetch only its shard. A region is a set of row-major
 *runs*: the innermost sliced dimension and every full dimension after it form contiguous flat ranges of the
-full tensor, repeated along the outer dimensions. Element-wise schemes compute any flat range on its own
-(`Plan.values`), so the region is generated run by run and its bits equal the same region of the full tensor.
-Runs closer together than `MERGE_GAP` elements (or than their own length) are generated as one span and the
-gaps dropped: the work stays within a small factor of the region's size, plus a constant per run.
+full tensor, repeated along the outer dimensions. Element-wise schemes compute any flat range on its own, so
+the region is generated from its runs and its bits equal the same region of the full tensor. Short runs go to
+the engine many at a time (`Plan.generate_runs`: one vectorised call per chunk's worth of work), long ones a
+range at a time: the work is the region's size plus `RUN_OVERHEAD` per run, and `Region.cost` counts it so.
 
 `orthogonal` and `sparse` need the whole matrix: the plan computes it once and the region is cut from it, so
 their slices cost the full tensor (documented in docs/reproducibility.md).
@@ -13,7 +13,6 @@ their slices cost the full tensor (documented in docs/reproducibility.md).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,14 +22,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from service.engine import parallel
+from service.engine.distributions import RUN_OVERHEAD
 from service.engine.dtypes import DType
 from service.engine.errors import InitError
 from service.engine.plan import CHUNK_ELEMENTS, Plan
 
 Bounds = tuple[tuple[int, int], ...]
 
-# Generating this many unwanted elements costs about as much as one more call per run, so closer runs merge.
-MERGE_GAP = 1024
 # Flat indices are int64 in NumPy: the largest tensor whose elements can be addressed at all.
 MAX_ADDRESSABLE = (1 << 63) - 1
 
@@ -83,13 +82,24 @@ class Region:
 
     @property
     def cost(self) -> int:
-        """Elements computed to produce the region: the region itself, or the whole tensor for whole-matrix schemes.
-        dirac also lists the flat indices of its ones (at most shape[0]) for every piece it computes."""
+        """Work to produce the region, in elements: the region itself plus RUN_OVERHEAD for every run after the
+        first (a contiguous region costs what the same range of the whole tensor costs), or the whole tensor
+        for whole-matrix schemes. dirac also lists the flat indices of its ones (at most shape[0]), once."""
         if not self.plan.distribution.random_access:
             return self.plan.numel
+        cost = self.numel + RUN_OVERHEAD * (self.runs - 1)
         if self.plan.distribution.kind == "dirac":
-            return self.numel + self.plan.shape[0]
-        return self.numel
+            return cost + self.plan.shape[0]
+        return cost
+
+    @property
+    def runs(self) -> int:
+        """Contiguous runs of the full tensor that make up the region."""
+        return 1 if self.bounds is None else self._layout.count
+
+    @property
+    def run_length(self) -> int:
+        return self.numel if self.bounds is None else self._layout.length
 
     def metadata(self) -> dict[str, Any]:
         meta = self.plan.metadata()
@@ -100,8 +110,8 @@ class Region:
         return meta
 
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
-        """The region's elements in row-major order and the output dtype, as arrays of about chunk_elements
-        (at most chunk_elements, except that merged runs add at most one span's worth)."""
+        """The region's elements in row-major order and the output dtype, as arrays of at most about
+        chunk_elements (small pieces joined: at most chunk_elements plus one run's worth)."""
         if self.bounds is None:
             yield from self.plan.chunks(0, self.plan.numel, chunk_elements)
         elif not self.plan.distribution.random_access:
@@ -115,9 +125,11 @@ class Region:
 
     def fill(self, out: NDArray) -> NDArray:
         """Write the region into `out` (flat, `numel` elements of the output dtype), e.g. a view of a response
-        buffer just after its header, so the values are copied once."""
+        buffer just after its header, so the values are copied once. Pieces are what the engine's threads
+        compute at once, so that besides `out` this holds `Plan.working_bytes` of that many elements."""
         filled = 0
-        for chunk in self.chunks():
+        engine = parallel.config()
+        for chunk in self.chunks(engine.threads * engine.chunk_elements):
             out[filled : filled + chunk.size] = chunk
             filled += chunk.size
         return out
@@ -138,13 +150,12 @@ class Region:
 
 @dataclass(frozen=True)
 class _Runs:
-    """The region as runs of `length` flat elements: for every `line` start, `count` runs `stride` apart."""
+    """The region as runs of `length` contiguous flat elements, one per index of `grid` (the region's extents
+    along the dimensions before the innermost sliced one) in row-major order: base + sum(index * strides)."""
 
-    lines: tuple[range, ...]  # index ranges of the dimensions outside the run axis and its parent axis
-    line_strides: tuple[int, ...]
+    grid: tuple[int, ...]
+    strides: tuple[int, ...]
     base: int  # flat index of the region's first element
-    count: int  # runs per line (extent of the parent axis)
-    stride: int  # flat distance between consecutive runs of a line
     length: int  # elements per run
 
     @classmethod
@@ -154,42 +165,34 @@ class _Runs:
         inner = sliced[-1] if sliced else 0  # every dimension after `inner` is whole: runs are contiguous
         length = (bounds[inner][1] - bounds[inner][0]) * strides[inner] if shape else 1
         base = sum(start * stride for (start, _), stride in zip(bounds, strides, strict=True))
-        if inner == 0:
-            return cls((), (), base, 1, 0, length)
-        parent = inner - 1
-        outer = tuple(range(0, stop - start) for start, stop in bounds[:parent])
-        count = bounds[parent][1] - bounds[parent][0]
-        return cls(outer, tuple(strides[:parent]), base, count, strides[parent], length)
+        return cls(tuple(stop - start for start, stop in bounds[:inner]), tuple(strides[:inner]), base, length)
 
-    def line_starts(self) -> Iterator[int]:
-        for index in itertools.product(*self.lines):
-            yield self.base + sum(i * s for i, s in zip(index, self.line_strides, strict=True))
+    @property
+    def count(self) -> int:
+        return math.prod(self.grid)
+
+    def starts(self, first: int, last: int) -> NDArray[np.int64]:
+        """Flat starts of runs [first, last). Exact in int64: each is at most the region's last flat index."""
+        starts = np.full(last - first, self.base, dtype=np.int64)
+        if self.grid:
+            index = np.unravel_index(np.arange(first, last, dtype=np.int64), self.grid)
+            for axis_index, stride in zip(index, self.strides, strict=True):
+                starts += axis_index * stride
+        return starts
 
     def pieces(self, plan: Plan, chunk_elements: int) -> Iterator[NDArray]:
-        """The region in row-major order, as arrays of at most about chunk_elements elements each."""
-        gap = self.stride - self.length
-        strided = self.count > 1 and self.stride <= chunk_elements and gap <= max(self.length, MERGE_GAP)
-        for line in self.line_starts():
-            if strided:
-                yield from self._strided_line(plan, line, chunk_elements)
-            else:
-                for run in range(self.count):
-                    start = line + run * self.stride
-                    for first in range(start, start + self.length, chunk_elements):
-                        yield plan.generate(first, min(first + chunk_elements, start + self.length))
-
-    def _strided_line(self, plan: Plan, line: int, chunk_elements: int) -> Iterator[NDArray]:
-        # Several runs per call: generate the span covering them, then keep `length` of every `stride`.
-        per_call = max(1, chunk_elements // self.stride)
-        for first_run in range(0, self.count, per_call):
-            runs = min(per_call, self.count - first_run)
-            start = line + first_run * self.stride
-            span = plan.generate(start, start + (runs - 1) * self.stride + self.length)
-            itemsize = span.itemsize
-            kept = np.lib.stride_tricks.as_strided(
-                span, shape=(runs, self.length), strides=(self.stride * itemsize, itemsize), writeable=False
-            )
-            yield kept.reshape(-1)  # copies: contiguous, and independent of the span
+        """The region in row-major order, as arrays of at most chunk_elements elements each."""
+        if self.length >= min(chunk_elements, parallel.config().chunk_elements):
+            # Long runs: each is ranges that the engine's threads share, as a whole tensor is.
+            for run in range(self.count):
+                start = int(self.starts(run, run + 1)[0])
+                for first in range(start, start + self.length, chunk_elements):
+                    yield plan.generate(first, min(first + chunk_elements, start + self.length))
+            return
+        # Short runs: a batch of them per call, as much work as a chunk (a run costs length + RUN_OVERHEAD).
+        per_call = max(1, chunk_elements // (self.length + RUN_OVERHEAD))
+        for first in range(0, self.count, per_call):
+            yield plan.generate_runs(self.starts(first, min(first + per_call, self.count)), self.length)
 
 
 def _pieces(flat: NDArray, chunk_elements: int) -> Iterator[NDArray]:

@@ -77,12 +77,12 @@ def ks_test(values: NDArray[np.float64], cdf: Any) -> dict[str, float | int]:
 
 
 def stats_working_bytes(plan: Plan) -> int:
-    """Memory tensor_stats holds at once: a chunk as generated, as float64 and its squares, and the sorted KS
-    sample with its CDF, or the whole float64 matrix for distributions that need it (orthogonal, sparse).
-    (Measured: 54.6 MiB for [4096, 4096] float32, against the 56 MiB this gives.)"""
-    if not plan.distribution.random_access:
-        return 2 * 8 * plan.numel
-    return 3 * 8 * min(plan.numel, CHUNK_ELEMENTS) + 4 * 8 * min(plan.numel, KS_MAX_SAMPLE)
+    """Memory tensor_stats holds at once, an upper bound (tests/engine/test_memory.py measures it): the chunks as
+    generated (`Plan.working_bytes`: for orthogonal and sparse, the whole matrix), each as float64 with its
+    deviations, squares and histogram temporaries; then the KS sample, sorted, its CDF (up to ~12 float64 values
+    an element for the normal's) and ranks."""
+    chunk, sample = min(plan.numel, CHUNK_ELEMENTS), min(plan.numel, KS_MAX_SAMPLE)
+    return plan.working_bytes(CHUNK_ELEMENTS) + 4 * 8 * chunk + 16 * 8 * sample
 
 
 def _chunks(plan: Plan) -> Any:

@@ -12,7 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
+from service.api.model_body import STREAM_CHUNK_ELEMENTS
+from service.api.model_models import ModelInit
+from service.api.model_routes import plan_many
 from service.app import create_app
+from service.engine.plan import TensorRequest, make_plan
 from service.settings import Settings
 
 TENSORS = {
@@ -199,7 +203,8 @@ def test_model_requests_hold_the_budget_and_count_in_the_metrics():
 
         budget.hold = spy
         assert client.post("/init", json=body).status_code == 200
-        assert reserved == [2 * 8 * 300 * 200]  # the orthogonal matrix dominates the working set
+        orthogonal = make_plan(TensorRequest(shape=(300, 200), scheme="orthogonal", seed=3, name="w"))
+        assert reserved == [orthogonal.working_bytes(STREAM_CHUNK_ELEMENTS)]  # it dominates the working set
         assert budget.used == 0  # released once the stream ended
         metrics_text = client.get("/metrics").text
         assert 'initserve_generated_elements_total{scheme="orthogonal"}' in metrics_text
@@ -279,3 +284,51 @@ def test_torch_loads_the_returned_file_strictly(client):
     model = {"layers": [{"type": "transformer_encoder_layer", "name": "", "args": [32, 4, 64]}]}
     response = client.post("/init", json={"seed": 5, "model": model})
     torch.nn.TransformerEncoderLayer(32, 4, 64).load_state_dict(safetensors_torch.load(response.content), strict=True)
+
+
+@pytest.mark.parametrize("value", [9007199254740993, 123456789012345678, 2**63 - 1, -(2**63), -(2**53) - 1])
+def test_int64_constants_are_exact_in_every_format(client, value):
+    """Once parsed as float64: 2^53 + 1 came back as 2^53, 2^63 - 1 was refused as 2^63."""
+    body = {"seed": 1, "tensors": {"n": {"shape": [3], "scheme": "constant", "val": value, "dtype": "int64"}}}
+    r = client.post("/init", json=body)
+    assert r.status_code == 200, r.text
+    assert load_safetensors(r.content)["n"].tolist() == [value] * 3
+    r = client.post("/init", json={**body, "format": "npz"})
+    with np.load(io.BytesIO(r.content)) as npz:
+        assert npz["n"].dtype == np.int64 and npz["n"].tolist() == [value] * 3
+    r = client.post("/init", json={**body, "format": "json"})
+    tensor = r.json()["tensors"]["n"]
+    assert tensor["data"] == [value] * 3 and tensor["value"] == value and tensor["params"] == {"val": value}
+
+
+def test_an_integer_val_of_a_float_tensor_is_still_the_rounded_number(client):
+    single = client.post(
+        "/init",
+        json={"shape": [2], "scheme": "constant", "val": 2**53 + 1, "seed": 1, "dtype": "float64", "format": "json"},
+    )
+    assert single.json()["params"] == {"val": float(2**53)} and single.json()["data"] == [float(2**53)] * 2
+
+
+@pytest.mark.parametrize(("dtype", "value"), [("float32", 1e39), ("float16", -70000.0), ("bfloat16", 3.5e38)])
+def test_fill_rows_values_beyond_the_dtype_are_refused(client, dtype, value):
+    """Once rounded to inf (null in JSON) with a 200, where the same constant in a single tensor is a 422."""
+    fill = {"shape": [2, 2], "scheme": "normal", "dtype": dtype, "fill_rows": [{"start": 0, "stop": 1, "value": 0.5}]}
+    fill["fill_rows"].append({"start": 1, "stop": 2, "value": value})
+    r = client.post(
+        "/init", json={"seed": 1, "tensors": {"emb": fill}, "format": "npz" if dtype != "bfloat16" else None}
+    )
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == ["body", "tensors['emb'].fill_rows"]
+    assert "fill_rows[1].value" in detail["msg"] and f"overflows {dtype}" in detail["msg"]
+
+
+def test_many_small_tensors_stream_in_few_parts():
+    """Every streamed part costs a thread hop: 4,000 one-element tensors were 4,000 parts (4.5 s of hops)."""
+    layers = ["linear(1, 1)"] * 2000
+    body = ModelInit.model_validate({"seed": 1, "model": {"layers": layers}})
+    for fmt in ("safetensors", "npz", "json"):
+        model = plan_many(body.model_copy(update={"format": fmt}), Settings(), None)
+        parts = list(model.stream()[0])
+        assert len(model.tensors) == 4000 and len(parts) <= 3, fmt  # the header, then the data
+        assert b"".join(parts) == model.bytes()

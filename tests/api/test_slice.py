@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +13,11 @@ from safetensors import safe_open
 from safetensors.numpy import load as st_load
 
 from service.app import create_app
+from service.engine import parallel
+from service.engine.plan import TensorRequest, make_plan
+from service.engine.region import Region
 from service.settings import Settings
+from tests.server import CONSOLE_SCRIPT, serve
 
 BODY = {"shape": [256, 784], "scheme": "kaiming_normal", "seed": 7}
 
@@ -141,3 +146,34 @@ def test_json_refusal_names_the_limit_and_the_ways_out(client):
     msg = r.json()["detail"][0]["msg"]
     assert r.status_code == 413 and "INITSERVE_MAX_JSON_ELEMENTS" in msg and "4194304" in msg
     assert "safetensors" in msg and "npy" in msg and "slice" in msg
+
+
+@pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="initserve console script not installed")
+def test_the_last_addressable_elements_through_the_real_server():
+    """Once a segfault of the worker (int64 overflow in the numba tile arithmetic): now the reference's values."""
+    last = (1 << 63) - 1
+    query = f"shape={last}&scheme=normal&seed=1&slice={last - 1}:{last}&format=json"
+    with serve({"INITSERVE_LOG_LEVEL": "warning"}) as (url, process):
+        r = httpx.get(f"{url}/init?{query}", timeout=60)
+        assert r.status_code == 200, r.text
+        body = {"shape": [7, 7, 73, 127, 337, 92737, 649657], "scheme": "trunc_normal", "seed": 1, "format": "json"}
+        body["slice"] = [[d - 1, d] for d in body["shape"]]
+        r2 = httpx.post(f"{url}/init", json=body, timeout=60)
+        assert r2.status_code == 200, r2.text
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        assert process.poll() is None
+    with parallel.configured(jit=False):
+        plan = make_plan(TensorRequest(shape=(last,), scheme="normal", seed=1))
+        want = Region(plan, ((last - 1, last),)).generate()
+    assert np.array(r.json()["data"], dtype=np.float32).tobytes() == want.tobytes()
+
+
+def test_a_strided_slice_is_limited_by_its_work_not_only_its_elements():
+    client = TestClient(create_app(Settings(max_elements=1 << 16)), raise_server_exceptions=False)
+    column = {"shape": [1 << 21, 1 << 21], "scheme": "normal", "seed": 1}
+    r = client.post("/init", json={**column, "slice": [[0, 1 << 11], [0, 1]]})
+    assert tensor(r).shape == (1 << 11, 1)
+    # 2^16 elements, within the limit, but as many runs: each costs its Philox block and a setup
+    r = client.post("/init", json={**column, "slice": [[0, 1 << 16], [0, 1]]})
+    msg = r.json()["detail"][0]["msg"]
+    assert r.status_code == 413 and "65536 runs of 1" in msg and "INITSERVE_MAX_ELEMENTS" in msg, msg

@@ -100,15 +100,16 @@ WORDS = 1 << 20  # > 10^6
 
 def run_kernel(distribution, words: np.ndarray, start: int, stop: int, dtype) -> np.ndarray:
     out = np.empty(stop - start, dtype=dtype)
+    starts, length = np.array([start], dtype=np.int64), stop - start
     if isinstance(distribution, Uniform):
         width = distribution.high - distribution.low
-        jit_kernels.uniform(NO_KEY, NO_KEY, start, stop, distribution.low, width, out, words)
+        jit_kernels.uniform(NO_KEY, NO_KEY, starts, length, distribution.low, width, out, words)
     elif isinstance(distribution, Normal):
-        jit_kernels.normal(NO_KEY, NO_KEY, start, stop, distribution.mean, distribution.std, out, words)
+        jit_kernels.normal(NO_KEY, NO_KEY, starts, length, distribution.mean, distribution.std, out, words)
     else:
         d = distribution
         jit_kernels.truncated_normal(
-            NO_KEY, NO_KEY, start, stop, d._p_lo, d._mass, d._mirrored, d.mean, d.std, d.a, d.b, out, words
+            NO_KEY, NO_KEY, starts, length, d._p_lo, d._mass, d._mirrored, d.mean, d.std, d.a, d.b, out, words
         )
     return out
 

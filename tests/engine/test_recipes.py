@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -395,6 +396,58 @@ def test_size_limits_hold_during_expansion():
         expand(["relu"] * 5000)
     with pytest.raises(InitError, match="at most 64 layers"):
         expand(["lstm(2, 2, 1000000000)"])
+
+
+def _nested(depth: int, leaves: int, name: str = "s") -> list:
+    layers: list = ["linear(1, 1)"] * leaves
+    for level in range(depth):
+        layers = [{"type": "sequential", "name": f"{name}{level}", "layers": layers}]
+    return layers
+
+
+def _calls(function) -> int:
+    """Python and builtin function calls made by function(): a count of work that no machine load changes."""
+    calls = 0
+
+    def profile(frame, event, arg) -> None:
+        nonlocal calls
+        calls += event in ("call", "c_call")
+
+    sys.setprofile(profile)
+    try:
+        function()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_expansion_work_is_linear_in_layers_and_rules():
+    """The issue's recipe shape (31 nested sequentials, linear(1, 1) leaves, 256 rules that match nothing) took
+    rules x parameters x depth string joins (14 s at 2,000 leaves); now a parameter looks its rule up."""
+    layers, leaves = _nested(31, 200), 200
+    rules = [{"layer": f"nomatch{i}", "param": "weight", "scheme": "zeros"} for i in range(256)]
+    specs = expand(layers, rules=rules)
+    assert len(specs) == 2 * leaves and all(spec.origin["init"] == "default" for spec in specs.values())
+    assert _calls(lambda: expand(layers, rules=rules)) <= 400 * (31 + leaves + len(rules))
+
+
+def test_rule_lookup_keeps_last_match_wins_across_patterns():
+    rules = [
+        {"layer": "s1", "param": "weight", "scheme": "ones"},  # a module path prefix
+        {"layer": "linear", "param": "*", "scheme": "zeros"},  # a type, every parameter
+        {"layer": "s1.s0", "param": "bias", "scheme": "normal"},  # a longer prefix, one role
+        {"layer": "sequential", "param": "0.weight", "scheme": "constant", "val": 2.0},  # an ancestor, no such name
+    ]
+    inits = _inits(_nested(2, 1), rules=rules)
+    assert inits == {"s1.s0.0.weight": ("zeros", {}), "s1.s0.0.bias": ("normal", {})}
+
+
+def test_names_are_bounded():
+    deep = _nested(3, 1, name="x" * 100)  # module paths of 100, 201 and 302 characters
+    with pytest.raises(InitError, match="exceeds 256 characters") as caught:
+        expand(deep)
+    assert caught.value.field == "model.layers[0].layers[0].layers[0].name"
+    assert len(expand(_nested(2, 1, name="x" * 100))) == 2
 
 
 # ---- the compact syntax ----
