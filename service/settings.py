@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     max_request_elements: int = Field(1 << 29, ge=1, description="largest request (elements over all its tensors)")
     max_json_request_elements: int = Field(1 << 23, ge=1, description="largest JSON request (elements, all tensors)")
     memory_budget_bytes: int = Field(
-        1 << 30, ge=1 << 20, description="bytes of tensor data being generated at once, across requests"
+        2 << 30, ge=1 << 20, description="bytes of tensor data being generated at once, across requests"
     )
     budget_wait_seconds: float = Field(2.0, ge=0, description="how long a request waits for budget before 503")
     budget_small_bytes: int = Field(

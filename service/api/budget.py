@@ -152,7 +152,7 @@ class MemoryBudget:
 
     def _refuse_if_never(self, nbytes: int) -> None:
         if nbytes > self.capacity or (not self.is_small(nbytes) and nbytes > self.max_large):
-            limit = self.capacity if nbytes > self.capacity else self.max_large
+            limit = self.capacity if self.is_small(nbytes) else self.max_large
             raise TooLargeError(
                 "shape",
                 f"the request needs {nbytes} bytes of memory at once; one request may hold at most {limit} of the "
