@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     budget_wait_seconds: float = Field(2.0, ge=0, description="how long a request waits for budget before 503")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
     timeout_seconds: float = Field(60.0, gt=0, description="time to the first response byte before 504")
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="an idle connection (no request under way) is closed after this long without a byte"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request's headers must arrive within this long of the connection or last response"
+    )
+    send_timeout_seconds: float = Field(
+        30.0, gt=0, description="a client that takes none of a pending response for this long is cut off"
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated bearer tokens; empty: no authentication"
     )
