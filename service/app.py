@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -23,6 +25,8 @@ from service.api.responses import NotAcceptableError
 from service.engine import parallel
 from service.settings import Settings, get_settings
 
+logger = logging.getLogger(__name__)
+
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
 
 The same request (with a seed) returns bit-identical tensors on every machine and in every release of the same
@@ -35,7 +39,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async def warm_up() -> None:
         # In the background, so that /healthz answers at once; /readyz turns 200 only when the engine's kernels
         # are compiled, so that no routed request pays for the compile (seconds on a cold cache).
-        await anyio.to_thread.run_sync(parallel.warm_up)
+        try:
+            await anyio.to_thread.run_sync(parallel.warm_up)
+        except Exception:
+            logger.exception("the engine's kernels failed to load (a corrupt numba cache?): compiling them afresh")
+            try:
+                await anyio.to_thread.run_sync(partial(parallel.warm_up, fresh=True))
+            except Exception:
+                logger.exception("the engine's kernels cannot be compiled: serving from the NumPy reference path")
+                parallel.configure(jit=False)  # the same bits, slower
         app.state.ready = True
 
     app.state.ready = False
