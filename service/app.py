@@ -20,6 +20,7 @@ from service.api.cache import ResponseCache
 from service.api.content_type import JsonBodyMiddleware
 from service.api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
 from service.api.observe import ObserveMiddleware
+from service.api.quotas import QuotaMiddleware
 from service.api.raw_cache import RawBodyCacheMiddleware
 from service.api.responses import NotAcceptableError
 from service.engine import parallel
@@ -83,11 +84,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(NotAcceptableError, routes.not_acceptable)  # type: ignore[arg-type]
 
     # add_middleware wraps: the last added runs first. Order, outermost first: request id, access log and metrics,
-    # CORS (so even 401s carry CORS headers), auth, body limit, timeout, JSON relabelling, raw-body cache hits.
+    # CORS (so even 401s carry CORS headers), auth, quotas (of authorised keys), body limit, timeout, JSON
+    # relabelling, raw-body cache hits.
     app.add_middleware(RawBodyCacheMiddleware, delivery=routes.delivery_of(app), route=routes.POST_INIT)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(TimeoutMiddleware, seconds=settings.timeout_seconds)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.quota_rate or settings.quota_concurrency:
+        app.add_middleware(
+            QuotaMiddleware,
+            rate=settings.quota_rate,
+            burst=settings.quota_burst,
+            concurrency=settings.quota_concurrency,
+            keyed=bool(settings.api_keys),
+        )
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     if settings.cors_origins:
         app.add_middleware(

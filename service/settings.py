@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated allowed origins; empty: CORS off"
     )
+    quota_rate: float = Field(
+        0.0, ge=0, description="requests/s per API key (per client address without keys), per worker; 0: off"
+    )
+    quota_burst: int = Field(10, ge=1, description="requests a client may make at once above quota_rate")
+    quota_concurrency: int = Field(
+        0, ge=0, description="requests in flight per API key (per client address without keys), per worker; 0: off"
+    )
     cache_bytes: int = Field(256 << 20, ge=0, description="in-process cache of recent responses (bytes); 0: off")
     stream_threshold_bytes: int = Field(
         8 << 20, ge=0, description="safetensors/npy responses larger than this are streamed chunk by chunk"
