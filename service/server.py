@@ -160,9 +160,11 @@ class Connection(HttpToolsProtocol):
         if unsent < self._unsent:  # the client took some: a slow reader, not a stalled one
             self._watch_send(unsent)
             return
+        host, port = self.client or ("?", 0)
         logger.info(
-            "%s read nothing for %g s (INITSERVE_SEND_TIMEOUT_SECONDS): connection aborted",
-            self.client or "a client",
+            "client %s:%d read nothing for %g s (INITSERVE_SEND_TIMEOUT_SECONDS): connection aborted",
+            host,
+            port,
             self.config.send_timeout,
         )
         self.transport.abort()
