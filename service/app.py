@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -18,10 +20,13 @@ from service.api.cache import ResponseCache
 from service.api.content_type import JsonBodyMiddleware
 from service.api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
 from service.api.observe import ObserveMiddleware
+from service.api.quotas import QuotaMiddleware
 from service.api.raw_cache import RawBodyCacheMiddleware
 from service.api.responses import NotAcceptableError
 from service.engine import parallel
 from service.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
 
@@ -35,7 +40,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async def warm_up() -> None:
         # In the background, so that /healthz answers at once; /readyz turns 200 only when the engine's kernels
         # are compiled, so that no routed request pays for the compile (seconds on a cold cache).
-        await anyio.to_thread.run_sync(parallel.warm_up)
+        try:
+            await anyio.to_thread.run_sync(parallel.warm_up)
+        except Exception:
+            logger.exception("the engine's kernels failed to load (a corrupt numba cache?): compiling them afresh")
+            try:
+                await anyio.to_thread.run_sync(partial(parallel.warm_up, fresh=True))
+            except Exception:
+                logger.exception("the engine's kernels cannot be compiled: serving from the NumPy reference path")
+                parallel.configure(jit=False)  # the same bits, slower
         app.state.ready = True
 
     app.state.ready = False
@@ -78,11 +91,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(NotAcceptableError, routes.not_acceptable)  # type: ignore[arg-type]
 
     # add_middleware wraps: the last added runs first. Order, outermost first: request id, access log and metrics,
-    # CORS (so even 401s carry CORS headers), auth, body limit, timeout, JSON relabelling, raw-body cache hits.
+    # CORS (so even 401s carry CORS headers), auth, quotas (of authorised keys), body limit, timeout, JSON
+    # relabelling, raw-body cache hits.
     app.add_middleware(RawBodyCacheMiddleware, delivery=routes.delivery_of(app), route=routes.POST_INIT)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(TimeoutMiddleware, seconds=settings.timeout_seconds)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.quota_rate or settings.quota_concurrency:
+        app.add_middleware(
+            QuotaMiddleware,
+            rate=settings.quota_rate,
+            burst=settings.quota_burst,
+            concurrency=settings.quota_concurrency,
+            keyed=bool(settings.api_keys),
+        )
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
     if settings.cors_origins:
         app.add_middleware(

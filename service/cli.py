@@ -67,8 +67,7 @@ def _serve(args: argparse.Namespace) -> None:
     import os
     import tempfile
 
-    import uvicorn
-
+    from service import server
     from service.logging_config import log_config
     from service.settings import get_settings
 
@@ -82,15 +81,12 @@ def _serve(args: argparse.Namespace) -> None:
     # "by signal" (status 143 under a supervisor, not in a container where it is PID 1). Draining is the normal way
     # to stop: the re-raised SIGTERM exits 0 instead.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-    uvicorn.run(
-        "service.app:app",
+    server.run(
+        settings,
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=workers,
-        log_level=settings.log_level,
         log_config=log_config(settings.log_level, settings.log_format),
-        access_log=False,  # our access log (request id, JSON) replaces uvicorn's
-        proxy_headers=True,
     )
 
 

@@ -43,11 +43,27 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body")
     timeout_seconds: float = Field(60.0, gt=0, description="time to the first response byte before 504")
+    keep_alive_seconds: float = Field(
+        5.0, gt=0, description="an idle connection (no request under way) is closed after this long without a byte"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="a request's headers must arrive within this long of the connection or last response"
+    )
+    send_timeout_seconds: float = Field(
+        30.0, gt=0, description="a client that takes none of a pending response for this long is cut off"
+    )
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated bearer tokens; empty: no authentication"
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated allowed origins; empty: CORS off"
+    )
+    quota_rate: float = Field(
+        0.0, ge=0, description="requests/s per API key (per client address without keys), per worker; 0: off"
+    )
+    quota_burst: int = Field(10, ge=1, description="requests a client may make at once above quota_rate")
+    quota_concurrency: int = Field(
+        0, ge=0, description="requests in flight per API key (per client address without keys), per worker; 0: off"
     )
     cache_bytes: int = Field(256 << 20, ge=0, description="in-process cache of recent responses (bytes); 0: off")
     stream_threshold_bytes: int = Field(

@@ -43,6 +43,8 @@ def serve(
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:  # never ready: stop it, or reading its output would wait forever
+                    process.kill()
                 raise RuntimeError(f"server did not start: {process.stdout.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.1)
         yield url, process

@@ -1,17 +1,22 @@
-"""Graceful shutdown of the production command: on SIGTERM a response already on the wire is finished, then the
-process exits 0 (what `docker stop` and a Kubernetes pod termination send, and what a rolling update relies on)."""
+"""The production command's life cycle: on SIGTERM a response already on the wire is finished, then the process
+exits 0 (what `docker stop` and a Kubernetes pod termination send, and what a rolling update relies on); a corrupt
+numba cache at start-up is logged and rebuilt instead of leaving the server unready."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import struct
 import subprocess
+import sys
 import time
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from service.app import create_app
 from tests.server import CONSOLE_SCRIPT, serve
 
 pytestmark = pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="initserve console script not installed")
@@ -51,3 +56,24 @@ def test_sigterm_lets_the_inflight_response_finish_then_exits_zero():
             pytest.fail(f"initserve serve did not exit within {EXIT_BOUND_SECONDS} s of SIGTERM")
         output = process.stdout.read().decode(errors="replace") if process.stdout else ""
         assert returncode == 0, f"exit status {returncode}; output:\n{output[-2000:]}"
+
+
+def test_a_corrupt_numba_cache_is_logged_and_rebuilt_and_the_server_becomes_ready(tmp_path):
+    cache = tmp_path / "numba-cache"
+    env = {"NUMBA_CACHE_DIR": str(cache)}
+    compile_all = "from service.engine.jit_kernels import compile_all; compile_all()"
+    subprocess.run([sys.executable, "-c", compile_all], env={**os.environ, **env}, check=True, timeout=300)
+    files = [path for path in cache.rglob("*") if path.suffix in (".nbi", ".nbc")]
+    assert files, "numba wrote no cache"
+    for path in files:  # garbled the way a crash mid-write or a bad disk leaves them
+        path.write_bytes(b"\x80\x05garbage" + path.read_bytes()[:16])
+
+    request = {"shape": [3, 5], "scheme": "trunc_normal", "seed": 5, "format": "json", "dtype": "float64"}
+    with serve({**env, "INITSERVE_LOG_LEVEL": "info"}, ready_timeout=300) as (url, process):
+        r = httpx.post(f"{url}/init", json=request)
+    assert r.status_code == 200
+    with TestClient(create_app()) as client:  # this process's engine: its own, intact cache
+        assert r.json() == client.post("/init", json=request).json()
+    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    assert "failed to load (a corrupt numba cache?)" in output and "caching.py" in output  # the error, traceback
+    assert not [path for path in files if path.suffix == ".nbi" and path.read_bytes().startswith(b"\x80\x05garbage")]

@@ -10,19 +10,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+def bearer_token(header: bytes | None) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` header, if that is what it holds."""
+    scheme, _, token = (header or b"").partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
 
     def _authorised(self, header: bytes | None) -> bool:
-        scheme, _, token = (header or b"").partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
+        token = bearer_token(header)
+        if token is None:
             return False
         # Compare with every key, without stopping early, so timing tells nothing about which keys exist.
         matched = False
         for key in self.keys:
-            matched |= hmac.compare_digest(token.strip(), key)
+            matched |= hmac.compare_digest(token, key)
         return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

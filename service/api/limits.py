@@ -25,7 +25,10 @@ def _error(
 
 
 class BodySizeLimitMiddleware:
-    """413 for bodies over `max_bytes`, by Content-Length up front or by counting a chunked body (uvicorn has none)."""
+    """413 for bodies over `max_bytes`, by Content-Length up front or by counting a chunked body (uvicorn has none).
+
+    The 413 closes the connection (`Connection: close`): the rest of the body is never read.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -36,9 +39,10 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         message = f"the request body exceeds {self.max_bytes} bytes (INITSERVE_MAX_BODY_BYTES)"
+        close = [(b"connection", b"close")]
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            for part in _error(413, ["body"], message, "too_large"):
+            for part in _error(413, ["body"], message, "too_large", close):
                 await send(part)
             return
         received = 0
@@ -54,7 +58,7 @@ class BodySizeLimitMiddleware:
                 if received > self.max_bytes and not refused:
                     refused = True
                     if not started:
-                        for message_part in _error(413, ["body"], message, "too_large"):
+                        for message_part in _error(413, ["body"], message, "too_large", close):
                             await send(message_part)
                     return {"type": "http.disconnect"}
             return part

@@ -23,14 +23,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 _I64 = ir.IntType(64)
 _I128 = ir.IntType(128)
 
+_cached: list[Any] = []  # the dispatchers whose compiled code numba keeps on disk
+
 
 def jit(function: F) -> F:
     """Compile with the options above; cached on disk where a cache directory is writable."""
     options: dict[str, Any] = {"nogil": True, "fastmath": False, "error_model": "numpy"}
     try:
-        return njit(cache=True, **options)(function)  # type: ignore[no-any-return]
+        dispatcher = njit(cache=True, **options)(function)
     except RuntimeError:  # no writable cache location (read-only install): compile per process instead
         return njit(**options)(function)  # type: ignore[no-any-return]
+    _cached.append(dispatcher)
+    return dispatcher  # type: ignore[no-any-return]
+
+
+def forget_disk_cache() -> None:
+    """Empty every kernel's on-disk cache index, so that its next compile starts afresh and rewrites the cache.
+
+    numba unpickles its cache files and lets any error (a truncated or garbled file) out of every call of the
+    kernel, forever: this is the way out.
+    """
+    for dispatcher in _cached:
+        dispatcher._cache.flush()  # numba's own reset: an empty index; stale data files are overwritten later
 
 
 def inline(function: F) -> F:

@@ -61,12 +61,16 @@ def config() -> EngineConfig:
     return _config
 
 
-def warm_up() -> None:
+def warm_up(fresh: bool = False) -> None:
     """Compile (or load from numba's disk cache) the kernels the configuration uses, so that no request pays for
-    it: seconds on a cold cache, under one on a warm one. The application's readiness waits for it."""
-    if _config.jit:
-        from service.engine import jit_kernels
+    it: seconds on a cold cache, under one on a warm one. The application's readiness waits for it.
 
+    `fresh`: ignore the disk cache and rewrite it (after a failed load: a corrupt cache fails every call)."""
+    if _config.jit:
+        from service.engine import jit_base, jit_kernels
+
+        if fresh:
+            jit_base.forget_disk_cache()
         jit_kernels.compile_all()
 
 
