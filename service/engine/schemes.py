@@ -16,6 +16,7 @@ PyTorch's schemes enter with scale = gain^2 and an untruncated normal; Keras's n
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -59,9 +60,10 @@ class Param:
         if isinstance(value, bool) or not isinstance(value, kinds) or (numeric and not math.isfinite(value)):
             kind = {float: "a finite number", int: "an integer", str: "a string"}[self.type]
             raise InitError(self.name, f"{self.name} must be {kind}, got {value!r}")
-        for bound, holds, words in (("ge", value.__ge__, ">="), ("gt", value.__gt__, ">"), ("le", value.__le__, "<=")):
+        # operator.ge, not value.__ge__: an int's own method returns NotImplemented (truthy) for a float bound
+        for bound, holds, words in (("ge", operator.ge, ">="), ("gt", operator.gt, ">"), ("le", operator.le, "<=")):
             limit = getattr(self, bound)
-            if limit is not None and not holds(limit):
+            if limit is not None and not holds(value, limit):
                 raise InitError(self.name, f"{self.name} must be {words} {limit}, got {value}")
         return float(value) if self.type is float else value
 

@@ -407,3 +407,14 @@ def test_engine_checks_registry_types_and_ranges(scheme, params, field, text):
     shape = (4, 4, 3) if scheme == "dirac" else (4, 4)
     error = init_error(shape, scheme, params)
     assert (error.field, error.message) == (field, text)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "params", "field"), [("normal", {"std": -1}, "std"), ("sparse", {"sparsity": 2}, "sparsity")]
+)
+def test_integer_parameters_are_range_checked_like_floats(scheme, params, field):
+    # Integers reach the engine as given (exact int64 constants); int.__ge__(float) is NotImplemented, which once
+    # let every bound pass.
+    with pytest.raises(InitError) as error:
+        make_plan(TensorRequest((4, 4), scheme, 0, params))
+    assert error.value.field == field
