@@ -15,7 +15,7 @@ from service.api.models import MAX_SEED, NOT_RESERVED, RESERVED_NAME, Fan, schem
 from service.engine.bundle import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
 from service.engine.dtypes import DTYPES
 from service.engine.plan import MAX_RANK
-from service.engine.random.philox import RNG_ID
+from service.engine.random.registry import DEFAULT_RNG, RNGS
 from service.engine.recipes.expand import FAN_SOURCES, MAX_LAYERS, MAX_RULES
 from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
 from service.engine.schemes.fans import LAYOUTS
@@ -118,7 +118,7 @@ class ManyFields(_Strict):
     format: Literal[MODEL_FORMATS] | None = Field(  # type: ignore[valid-type]
         None, description="safetensors (default), json or npz; or by Accept"
     )
-    rng: Literal[RNG_ID] = RNG_ID
+    rng: Literal[RNGS] = DEFAULT_RNG  # type: ignore[valid-type]
 
 
 class TensorsInit(ManyFields):

@@ -26,7 +26,7 @@ from service import __version__
 from service.engine.dtypes import DTYPES, round_to
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
-from service.engine.random.philox import RNG_ID
+from service.engine.random.registry import DEFAULT_RNG, get_rng
 from service.engine.schemes.distributions import Constant
 from service.engine.schemes.fans import Fans, Layout
 from service.engine.schemes.registry import REGISTRY, Context
@@ -59,7 +59,7 @@ class TensorSpec:
     fill_rows: tuple[RowFill, ...] = ()
     origin: Mapping[str, Any] = field(default_factory=dict)  # where a recipe took it from: metadata only, no bits
 
-    def request(self, seed: int, name: str, rng: str = RNG_ID) -> TensorRequest:
+    def request(self, seed: int, name: str, rng: str = DEFAULT_RNG) -> TensorRequest:
         """The single-tensor request whose bits this tensor has (fill_rows aside)."""
         return TensorRequest(
             shape=self.shape,
@@ -78,8 +78,8 @@ class TensorSpec:
 @dataclass(frozen=True)
 class ModelRequest:
     seed: int
-    tensors: Mapping[str, TensorSpec]
-    rng: str = RNG_ID
+    tensors: Mapping[str, TensorSpec]  # in the order the rng draws them when it is keyed by request
+    rng: str = DEFAULT_RNG
 
     @property
     def numel(self) -> int:
@@ -267,8 +267,8 @@ def _check_fills(spec: TensorSpec) -> None:
         check_fits(abs(fill.value), DTYPES[spec.dtype], "fill_rows", f"fill_rows[{index}].value")
 
 
-def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = RNG_ID) -> ModelTensor:
-    """One tensor of a model request; InitError locations name the tensor."""
+def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = DEFAULT_RNG) -> ModelTensor:
+    """One tensor of a model request, with its own stream; InitError locations name the tensor."""
     try:
         if spec.dtype == INTEGER_DTYPE:
             return _integer_tensor(name, spec)
@@ -310,4 +310,12 @@ def plan_model(request: ModelRequest) -> list[ModelTensor]:
     """Every tensor of `request`, in its order; nothing is generated yet."""
     if not 0 <= request.seed < 1 << 64:
         raise InitError("seed", f"seed must be in [0, 2^64), got {request.seed}")
-    return [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]
+    rng = get_rng(request.rng)
+    tensors = [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]
+    if rng.keyed_by == "request":
+        # One stream for the request, consumed tensor after tensor in this order: the streams of all draws at once.
+        drawn = [t for t in tensors if isinstance(t, RandomTensor)]
+        streams = rng.streams(request.seed, [t.plan.draw for t in drawn])
+        for tensor, stream in zip(drawn, streams, strict=True):
+            tensor.plan = dataclasses.replace(tensor.plan, stream=stream)
+    return tensors
