@@ -281,28 +281,27 @@ def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = DEFAULT_RNG) 
         raise _at(name, error) from None
 
 
-def check_size(request: ModelRequest, tensor_limit: int, request_limit: int, limit_names: tuple[str, str]) -> None:
+def check_size(request: ModelRequest, max_tensor_elements: int, max_request_elements: int) -> None:
     """Limits apply to each tensor and to the whole request (the number of tensors, the sum of their elements);
-    `limit_names` name the two settings in the messages."""
+    a TooLargeError's `limit` names the argument exceeded."""
     if not request.tensors:
         raise InitError("tensors", "at least one tensor is required")
     if len(request.tensors) > MAX_TENSORS:
         raise TooLargeError("tensors", f"{len(request.tensors)} tensors; the limit is {MAX_TENSORS} per request")
-    tensor_name, request_name = (name.upper() for name in limit_names)
     for name, spec in request.tensors.items():
         numel = math.prod(spec.shape)
-        if numel > tensor_limit:
+        if numel > max_tensor_elements:
             raise TooLargeError(
                 f"tensors[{name!r}].shape",
-                f"tensor {name!r} has {numel} elements; the limit is {tensor_limit} per tensor "
-                f"(INITSERVE_{tensor_name})",
+                f"tensor {name!r} has {numel} elements; the limit is {max_tensor_elements} per tensor",
+                limit="max_tensor_elements",
             )
     numel = request.numel
-    if numel > request_limit:
+    if numel > max_request_elements:
         raise TooLargeError(
             "tensors",
-            f"the tensors have {numel} elements in total; the limit is {request_limit} for the whole request "
-            f"(INITSERVE_{request_name})",
+            f"the tensors have {numel} elements in total; the limit is {max_request_elements} for the whole request",
+            limit="max_request_elements",
         )
 
 
