@@ -186,7 +186,7 @@ def make_plan(request: TensorRequest) -> Plan:
         distribution=built.distribution,
         dtype=dtype,
         gain=built.gain,
-        fans=dict(fans.used),
+        fans=dict(built.fans),
         rng=rng,
         stream=rng.streams(request.seed, [draw])[0],
     )

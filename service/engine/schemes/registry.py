@@ -83,6 +83,7 @@ class Context:
 class Built:
     distribution: d.Distribution
     gain: float | None = None
+    fans: Mapping[str, int] = field(default_factory=dict)  # the fans the distribution was computed from
 
 
 @dataclass(frozen=True)
@@ -132,24 +133,29 @@ class Scheme:
 # ---- the shared mechanism -------------------------------------------------------------------------------
 
 
-def variance_scaling(scale: float, mode: str, distribution: str, fans: Fans) -> d.Distribution:
-    """The one mechanism behind glorot/xavier, he/kaiming and lecun (formulas in the module docstring)."""
+def variance_scaling(scale: float, mode: str, distribution: str, fans: Fans, gain: float | None = None) -> Built:
+    """The one mechanism behind glorot/xavier, he/kaiming and lecun (formulas in the module docstring), with the
+    fans its mode reads."""
     if mode == "fan_in":
-        n = float(fans.fan_in)
+        used = {"fan_in": fans.fan_in}
+        n = float(used["fan_in"])
     elif mode == "fan_out":
-        n = float(fans.fan_out)
-    elif mode == "fan_avg":
-        n = (fans.fan_in + fans.fan_out) / 2.0
+        used = {"fan_out": fans.fan_out}
+        n = float(used["fan_out"])
     else:
-        n = math.sqrt(float(fans.fan_in) * float(fans.fan_out))
+        used = {"fan_in": fans.fan_in, "fan_out": fans.fan_out}
+        if mode == "fan_avg":
+            n = (used["fan_in"] + used["fan_out"]) / 2.0
+        else:
+            n = math.sqrt(float(used["fan_in"]) * float(used["fan_out"]))
     variance = scale / max(1.0, n)
     if distribution == "uniform":
         bound = math.sqrt(3.0 * variance)
-        return d.Uniform(-bound, bound)
+        return Built(d.Uniform(-bound, bound), gain, used)
     if distribution == "untruncated_normal":
-        return d.Normal(0.0, math.sqrt(variance))
+        return Built(d.Normal(0.0, math.sqrt(variance)), gain, used)
     std = math.sqrt(variance) / TRUNCATED_NORMAL_STD_2
-    return d.TruncatedNormal(0.0, std, -2.0 * std, 2.0 * std)
+    return Built(d.TruncatedNormal(0.0, std, -2.0 * std, 2.0 * std), gain, used)
 
 
 def _torch_mode(mode: str) -> str:
@@ -163,21 +169,21 @@ def _kaiming(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
         mode = _torch_mode(c["mode"])
         gain = calculate_gain(c["nonlinearity"], c["a"], param_field="a")
-        return Built(variance_scaling(gain * gain, mode, distribution, c.fans), gain)
+        return variance_scaling(gain * gain, mode, distribution, c.fans, gain)
 
     return build
 
 
 def _xavier(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
-        return Built(variance_scaling(c["gain"] * c["gain"], "fan_avg", distribution, c.fans), c["gain"])
+        return variance_scaling(c["gain"] * c["gain"], "fan_avg", distribution, c.fans, c["gain"])
 
     return build
 
 
 def _keras_fixed(scale: float, mode: str, distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
-        return Built(variance_scaling(scale, mode, distribution, c.fans))
+        return variance_scaling(scale, mode, distribution, c.fans)
 
     return build
 
@@ -200,7 +206,7 @@ def _variance_scaling_rule(c: Context) -> Built:
             f"Invalid `distribution` argument: {c['distribution']}. "
             f"Please use one of {list(VARIANCE_SCALING_DISTRIBUTIONS)}",
         )
-    return Built(variance_scaling(c["scale"], mode, distribution, c.fans))
+    return variance_scaling(c["scale"], mode, distribution, c.fans)
 
 
 # ---- plain and structured schemes --------------------------------------------------------------------------
@@ -280,9 +286,10 @@ def _sparse(c: Context) -> Built:
 
 
 def _uniform_unit_scaling(c: Context) -> Built:
-    input_size = float(c.fans.fan_in) if len(c.shape) >= 2 or c.fans.explicit_fan_in else 1.0
+    used = {"fan_in": c.fans.fan_in} if len(c.shape) >= 2 or c.fans.explicit_fan_in else {}
+    input_size = float(used.get("fan_in", 1.0))
     bound = math.sqrt(3.0 / max(input_size, 1.0)) * c["factor"]
-    return Built(d.Uniform(-abs(bound), abs(bound)))
+    return Built(d.Uniform(-abs(bound), abs(bound)), fans=used)
 
 
 def _constant(value: float | None) -> Callable[[Context], Built]:
