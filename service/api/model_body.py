@@ -22,8 +22,8 @@ from fastapi import Response
 from service.api import metrics, responses, streaming
 from service.api.budget import MemoryBudget
 from service.api.responses import IMMUTABLE, NO_STORE, NotAcceptableError
+from service.engine.bundle import ModelTensor
 from service.engine.errors import InitError
-from service.engine.model import ModelTensor
 from service.formats import jsonfmt, npy, npz, safetensors
 
 MODEL_FORMATS = ("safetensors", "json", "npz")
@@ -97,7 +97,7 @@ class ModelBody:
         orthogonal (LAPACK: equal across machines only to rounding error)."""
         text = orjson.dumps({"meta": self.metadata(), "format": self.fmt}, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(text).hexdigest()[:32]
-        return f'W/"{digest}"' if any(t.weak for t in self.tensors) else f'"{digest}"'
+        return f'W/"{digest}"' if any(not t.machine_exact for t in self.tensors) else f'"{digest}"'
 
     def check(self) -> None:
         if self.fmt == "npz":

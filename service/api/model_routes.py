@@ -18,8 +18,9 @@ from service.api.budget import MemoryBudget
 from service.api.model_body import ModelBody, model_response, negotiate
 from service.api.model_models import ModelInit, TensorsInit
 from service.api.seeds import seed_of
-from service.engine.model import ModelRequest, check_size, plan_model
-from service.engine.recipes import expand
+from service.engine.bundle import ModelRequest, check_size, plan_model
+from service.engine.errors import TooLargeError
+from service.engine.recipes.expand import expand
 from service.settings import Settings
 
 MANY_KEYS = ("tensors", "model")
@@ -60,10 +61,15 @@ def plan_many(body: TensorsInit | ModelInit, settings: Settings, accept: str | N
     fmt = negotiate(body.format, accept)
     seed = seed_of(body.seed)
     request, meta = model_request(body, seed)
+    # The engine's limit names -> the settings that set them for this format.
     if fmt == "json":
-        limits = settings.max_json_elements, settings.max_json_request_elements
-        names = "max_json_elements", "max_json_request_elements"
+        settings_of = {"max_tensor_elements": "max_json_elements", "max_request_elements": "max_json_request_elements"}
     else:
-        limits, names = (settings.max_elements, settings.max_request_elements), ("max_elements", "max_request_elements")
-    check_size(request, *limits, names)
+        settings_of = {"max_tensor_elements": "max_elements", "max_request_elements": "max_request_elements"}
+    try:
+        check_size(request, **{limit: getattr(settings, setting) for limit, setting in settings_of.items()})
+    except TooLargeError as error:
+        if error.limit is None:
+            raise
+        raise error.configured_by(f"INITSERVE_{settings_of[error.limit].upper()}") from None
     return ModelBody(plan_model(request), meta, fmt)

@@ -7,8 +7,8 @@ the region is generated from its runs and its bits equal the same region of the 
 the engine many at a time (`Plan.generate_runs`: one vectorised call per chunk's worth of work), long ones a
 range at a time: the work is the region's size plus `RUN_OVERHEAD` per run, and `Region.cost` counts it so.
 
-`orthogonal` and `sparse` need the whole matrix: the plan computes it once and the region is cut from it, so
-their slices cost the full tensor (documented in docs/reproducibility.md).
+`orthogonal` and `sparse` need the whole matrix, and an rng without random access the whole tensor: the plan
+computes it once and the region is cut from it, so their slices cost the full tensor (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine import parallel
-from service.engine.distributions import RUN_OVERHEAD
 from service.engine.dtypes import DType
 from service.engine.errors import InitError
 from service.engine.plan import CHUNK_ELEMENTS, Plan
+from service.engine.schemes.distributions import RUN_OVERHEAD
 
 Bounds = tuple[tuple[int, int], ...]
 
@@ -81,16 +81,18 @@ class Region:
         return self.numel * self.dtype.itemsize
 
     @property
+    def machine_exact(self) -> bool:
+        """The same bits on every machine (else equal to rounding error only: a weak ETag)."""
+        return self.plan.distribution.machine_exact
+
+    @property
     def cost(self) -> int:
         """Work to produce the region, in elements: the region itself plus RUN_OVERHEAD for every run after the
-        first (a contiguous region costs what the same range of the whole tensor costs), or the whole tensor
-        for whole-matrix schemes. dirac also lists the flat indices of its ones (at most shape[0]), once."""
-        if not self.plan.distribution.random_access:
+        first (a contiguous region costs what the same range of the whole tensor costs) and the distribution's
+        once-per-tensor setup, or the whole tensor for whole-matrix schemes."""
+        if not self.plan.random_access:
             return self.plan.numel
-        cost = self.numel + RUN_OVERHEAD * (self.runs - 1)
-        if self.plan.distribution.kind == "dirac":
-            return cost + self.plan.shape[0]
-        return cost
+        return self.numel + RUN_OVERHEAD * (self.runs - 1) + self.plan.distribution.setup_cost()
 
     @property
     def runs(self) -> int:
@@ -114,7 +116,7 @@ class Region:
         chunk_elements (small pieces joined: at most chunk_elements plus one run's worth)."""
         if self.bounds is None:
             yield from self.plan.chunks(0, self.plan.numel, chunk_elements)
-        elif not self.plan.distribution.random_access:
+        elif not self.plan.random_access:
             yield from _pieces(self._cut_from_whole(), chunk_elements)
         else:
             yield from _batched(self._layout.pieces(self.plan, chunk_elements), chunk_elements)

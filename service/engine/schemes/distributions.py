@@ -2,7 +2,7 @@
 
 `sample(stream, shape, start, stop)` returns the float64 values of flat (row-major) elements [start, stop): the
 NumPy reference. `fill(stream, shape, start, stop, out)` writes the same values, rounded to out's dtype, into
-`out`; the element-wise ones do it with the numba kernels of `jit_kernels` when the engine is so configured
+`out`; the element-wise ones do it with the numba kernels of `random.compiled.samplers` when the engine is so configured
 (`parallel.config().jit`), bit for bit the same (tests/engine/test_parallel.py). `sample_runs` / `fill_runs` do
 the same for many runs [s, s + length) at once (a strided region), at a cost of their elements plus
 `RUN_OVERHEAD` per run, not one call per run. Element-wise distributions
@@ -23,12 +23,13 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine import detmath, parallel, transforms
+from service.engine import parallel
 from service.engine.errors import InitError
-from service.engine.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
+from service.engine.random import detmath, variates
+from service.engine.random.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
 
 if parallel.JIT_AVAILABLE:
-    from service.engine import jit_kernels
+    from service.engine.random.compiled import samplers
 
 F64 = NDArray[np.float64]
 
@@ -69,6 +70,9 @@ class Distribution(ABC):
     kind: ClassVar[str]
     continuous: ClassVar[bool] = False  # has a continuous CDF (KS applies)
     random_access: ClassVar[bool] = True  # a slice costs only the slice
+    # The same bits on every machine: only correctly rounded operations (detmath). False where a platform library
+    # computes (LAPACK's QR): equal elsewhere to rounding error only, so an ETag of it is weak.
+    machine_exact: ClassVar[bool] = True
 
     @abstractmethod
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64: ...
@@ -93,6 +97,10 @@ class Distribution(ABC):
     def scratch_bytes(self, elements: int) -> int:
         """Temporaries `fill` or `fill_runs` holds for `elements` elements at once (an upper bound)."""
         return REFERENCE_SCRATCH_BYTES * elements
+
+    def setup_cost(self) -> int:
+        """Work done once per tensor whatever slice of it is asked for, in elements (besides the slice's own)."""
+        return 0
 
     @abstractmethod
     def moments(self) -> Moments: ...
@@ -223,10 +231,10 @@ class Uniform(Elementwise):
     kind: ClassVar[str] = "uniform"
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
-        return self.low + (self.high - self.low) * transforms.uniform01(words)
+        return self.low + (self.high - self.low) * variates.uniform01(words)
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
-        jit_kernels.uniform(k0, k1, starts, length, self.low, self.high - self.low, out, jit_kernels.PHILOX)
+        samplers.uniform(k0, k1, starts, length, self.low, self.high - self.low, out, samplers.PHILOX)
 
     def moments(self) -> Moments:
         width = self.high - self.low
@@ -255,10 +263,10 @@ class Normal(Elementwise):
     kind: ClassVar[str] = "normal"
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
-        return self.mean + self.std * transforms.standard_normal(words)
+        return self.mean + self.std * variates.standard_normal(words)
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
-        jit_kernels.normal(k0, k1, starts, length, self.mean, self.std, out, jit_kernels.PHILOX)
+        samplers.normal(k0, k1, starts, length, self.mean, self.std, out, samplers.PHILOX)
 
     def moments(self) -> Moments:
         return Moments(self.mean, self.std * self.std, None, None)
@@ -316,7 +324,7 @@ class TruncatedNormal(Elementwise):
             object.__setattr__(self, name, value)
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
-        p = self._p_lo + transforms.uniform_open(words) * self._mass
+        p = self._p_lo + variates.uniform_open(words) * self._mass
         z = detmath.ndtri(p)
         if self._mirrored:
             z = -z
@@ -324,8 +332,8 @@ class TruncatedNormal(Elementwise):
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         p_lo, mass, mirrored = self._p_lo, self._mass, self._mirrored
-        jit_kernels.truncated_normal(
-            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, jit_kernels.PHILOX
+        samplers.truncated_normal(
+            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, samplers.PHILOX
         )
 
     def moments(self) -> Moments:
@@ -445,6 +453,10 @@ class Dirac(Distribution):
         at = np.minimum(np.searchsorted(self.ones, index), self.ones.size - 1)
         return (self.ones[at] == index).astype(np.float64)
 
+    def setup_cost(self) -> int:
+        # Listing the flat indices of the ones (at most shape[0] of them), once.
+        return self.shape[0]
+
     def moments(self) -> Moments:
         count = self.groups * min(self._out_per_group, self.shape[1])
         return _fixed_values_moments(count, 1.0, math.prod(self.shape))
@@ -470,6 +482,7 @@ class Orthogonal(Distribution):
     cols: int
     kind: ClassVar[str] = "orthogonal"
     random_access: ClassVar[bool] = False
+    machine_exact: ClassVar[bool] = False
 
     def matrix(self, stream: Stream) -> F64:
         tall, short = max(self.rows, self.cols), min(self.rows, self.cols)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import service.engine
+from service.engine.bundle import ModelRequest, RowFill, TensorSpec, check_size, plan_model, plan_tensor
 from service.engine.errors import InitError, TooLargeError
-from service.engine.model import ModelRequest, RowFill, TensorSpec, check_size, plan_model, plan_tensor
 from service.engine.plan import make_plan
+from service.engine.schemes import distributions as d
+from service.engine.schemes.registry import REGISTRY, Built, Scheme
 
 SPECS = {
     "fc1.weight": TensorSpec((64, 32), "kaiming_normal", {"mode": "fan_out", "nonlinearity": "relu"}),
@@ -91,6 +96,32 @@ def test_int64_buffers_are_constants():
     assert tensors[0].safetensors_dtype == "I64" and tensors[0].npy_descr == "<i8"
 
 
+def test_int64_constants_keep_their_exact_value_and_params():
+    big = (1 << 62) + 1  # not a float64: an int64 val is never rounded through float
+    tensor = plan_tensor(0, "n", TensorSpec((2,), "constant", {"val": big}, dtype="int64"))
+    assert tensor.tensor().tolist() == [big, big]
+    assert tensor.metadata()["params"] == {"val": big} and tensor.metadata()["value"] == big
+    ones = plan_tensor(0, "o", TensorSpec((2,), "ones", dtype="int64"))
+    assert ones.tensor().tolist() == [1, 1] and ones.metadata()["params"] == {}
+    as_float = plan_tensor(0, "f", TensorSpec((1,), "constant", {"val": 7.0}, dtype="int64"))
+    assert as_float.metadata()["params"] == {"val": 7} and as_float.tensor().tolist() == [7]
+
+
+def test_integer_support_is_the_schemes_attribute(monkeypatch):
+    assert {s.name for s in REGISTRY.values() if s.integer} == {"zeros", "ones", "constant"}
+    twos = Scheme("twos", "torch", "2 everywhere", lambda c: Built(d.Constant(2.0)), integer=True)
+    monkeypatch.setitem(REGISTRY, "twos", twos)
+    assert plan_tensor(0, "t", TensorSpec((3,), "twos", dtype="int64")).tensor().tolist() == [2, 2, 2]
+    with pytest.raises(InitError) as caught:
+        plan_tensor(0, "t", TensorSpec((3,), "normal", dtype="int64"))
+    assert "constant, zeros, ones, twos" in caught.value.message
+
+
+def test_entries_say_whether_their_bits_are_machine_exact():
+    tensors = plan_model(ModelRequest(0, {**SPECS, "steps": TensorSpec((), "zeros", dtype="int64")}))
+    assert [t.name for t in tensors if not t.machine_exact] == ["rec"]  # orthogonal: LAPACK
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
@@ -109,16 +140,21 @@ def test_errors_name_the_tensor_and_the_field(spec, field):
     assert "tensor 'x'" in caught.value.message
 
 
-NAMES = ("max_elements", "max_request_elements")
-
-
 def test_limits_apply_to_each_tensor_and_to_the_whole_request():
     request = ModelRequest(0, {"a": TensorSpec((600,), "normal"), "b": TensorSpec((500,), "normal")})
-    check_size(request, 600, 1100, NAMES)
-    with pytest.raises(TooLargeError, match=r"1100 elements in total; the limit is 1000 .*MAX_REQUEST_ELEMENTS"):
-        check_size(request, 600, 1000, NAMES)
-    with pytest.raises(TooLargeError, match=r"tensor 'a' has 600 elements; the limit is 599 per tensor") as caught:
-        check_size(request, 599, 1100, NAMES)
-    assert caught.value.field == "tensors['a'].shape" and "INITSERVE_MAX_ELEMENTS" in caught.value.message
+    check_size(request, 600, 1100)
+    with pytest.raises(TooLargeError, match=r"in total; the limit is 1000 for the whole request$") as caught:
+        check_size(request, 600, 1000)
+    assert caught.value.limit == "max_request_elements"
+    with pytest.raises(TooLargeError, match=r"tensor 'a' has 600 elements; the limit is 599 per tensor$") as caught:
+        check_size(request, 599, 1100)
+    assert caught.value.field == "tensors['a'].shape" and caught.value.limit == "max_tensor_elements"
+    worded = caught.value.configured_by("INITSERVE_MAX_ELEMENTS")
+    assert worded.message.endswith("per tensor (INITSERVE_MAX_ELEMENTS)") and worded.field == caught.value.field
     with pytest.raises(InitError, match="at least one tensor"):
-        check_size(ModelRequest(0, {}), 10, 10, NAMES)
+        check_size(ModelRequest(0, {}), 10, 10)
+
+
+def test_the_engine_knows_no_setting_names():
+    engine = Path(service.engine.__file__).parent
+    assert [str(path) for path in engine.rglob("*.py") if "INITSERVE_" in path.read_text()] == []
