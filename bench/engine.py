@@ -28,8 +28,8 @@ import numpy as np
 
 from bench._common import interleaved_best, machine
 from service.engine import parallel
-from service.engine.distributions import Normal, generate
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.schemes.distributions import Normal, generate
 
 RESULTS = Path(__file__).parent / "results"
 SMALL, LARGE = (4096, 4096), (16384, 4096)

@@ -61,7 +61,7 @@ def test_sigterm_lets_the_inflight_response_finish_then_exits_zero():
 def test_a_corrupt_numba_cache_is_logged_and_rebuilt_and_the_server_becomes_ready(tmp_path):
     cache = tmp_path / "numba-cache"
     env = {"NUMBA_CACHE_DIR": str(cache)}
-    compile_all = "from service.engine.jit_kernels import compile_all; compile_all()"
+    compile_all = "from service.engine.random.compiled.samplers import compile_all; compile_all()"
     subprocess.run([sys.executable, "-c", compile_all], env={**os.environ, **env}, check=True, timeout=300)
     files = [path for path in cache.rglob("*") if path.suffix in (".nbi", ".nbc")]
     assert files, "numba wrote no cache"

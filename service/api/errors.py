@@ -20,7 +20,7 @@ from service.api.budget import BudgetBusyError
 from service.api.model_models import strip_union_tags
 from service.api.observe import REQUEST_ID_KEY
 from service.engine.errors import InitError, TooLargeError
-from service.engine.schemes import REGISTRY
+from service.engine.schemes.registry import REGISTRY
 
 
 def error_body(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:

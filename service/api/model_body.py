@@ -22,8 +22,8 @@ from fastapi import Response
 from service.api import metrics, responses, streaming
 from service.api.budget import MemoryBudget
 from service.api.responses import IMMUTABLE, NO_STORE, NotAcceptableError
+from service.engine.bundle import ModelTensor
 from service.engine.errors import InitError
-from service.engine.model import ModelTensor
 from service.formats import jsonfmt, npy, npz, safetensors
 
 MODEL_FORMATS = ("safetensors", "json", "npz")

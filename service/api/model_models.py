@@ -2,7 +2,7 @@
 
 A tensor spec is a single-tensor request without seed, name, format and rng (one model per scheme, from the
 registry, as for single tensors), plus `fill_rows` and the `int64` dtype for constant buffers. Layers are checked
-by the engine (service/engine/layers.py declares their arguments), which names the layer and argument at fault.
+by the engine (service/engine/recipes/layers.py declares their arguments), which names the layer and argument at fault.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, field_validator
 
 from service.api.models import MAX_SEED, NOT_RESERVED, RESERVED_NAME, Fan, scheme_union
+from service.engine.bundle import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
 from service.engine.dtypes import DTYPES
-from service.engine.fans import LAYOUTS
-from service.engine.layers import CONTAINER, FRAMEWORKS, LAYERS
-from service.engine.model import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
-from service.engine.philox import RNG_ID
 from service.engine.plan import MAX_RANK
-from service.engine.recipes import FAN_SOURCES, MAX_LAYERS, MAX_RULES
-from service.engine.schemes import SCHEMES
+from service.engine.random.philox import RNG_ID
+from service.engine.recipes.expand import FAN_SOURCES, MAX_LAYERS, MAX_RULES
+from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
+from service.engine.schemes.fans import LAYOUTS
+from service.engine.schemes.registry import SCHEMES
 
 MODEL_FORMATS = ("safetensors", "json", "npz")
 TENSOR_FIELDS = ("shape", "dtype", "layout", "fan_in", "fan_out", "fill_rows", "scheme")

@@ -18,8 +18,8 @@ from service.api.budget import MemoryBudget
 from service.api.model_body import ModelBody, model_response, negotiate
 from service.api.model_models import ModelInit, TensorsInit
 from service.api.seeds import seed_of
-from service.engine.model import ModelRequest, check_size, plan_model
-from service.engine.recipes import expand
+from service.engine.bundle import ModelRequest, check_size, plan_model
+from service.engine.recipes.expand import expand
 from service.settings import Settings
 
 MANY_KEYS = ("tensors", "model")

@@ -22,11 +22,11 @@ from pydantic_core import PydanticCustomError
 
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
-from service.engine.fans import LAYOUTS
-from service.engine.philox import RNG_ID
 from service.engine.plan import MAX_RANK, TensorRequest
+from service.engine.random.philox import RNG_ID
 from service.engine.region import check_bounds
-from service.engine.schemes import SCHEMES, Param, Scheme
+from service.engine.schemes.fans import LAYOUTS
+from service.engine.schemes.registry import SCHEMES, Param, Scheme
 
 MAX_SEED = (1 << 64) - 1
 FORMATS = ("safetensors", "json", "npy")

@@ -19,7 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from service.api.models import InitFields
 from service.engine.plan import MAX_RANK
-from service.engine.schemes import REGISTRY
+from service.engine.schemes.registry import REGISTRY
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"

@@ -22,12 +22,12 @@ from service.api.model_routes import init_many
 from service.api.models import InitFields, InitRequest, StatsRequest, TensorFields
 from service.api.query import NUMBER_PATTERN, parameter_schema, query_body
 from service.api.seeds import seed_of
-from service.engine.distributions import RUN_OVERHEAD
 from service.engine.errors import InitError, TooLargeError
-from service.engine.gain import NONLINEARITIES, calculate_gain
 from service.engine.plan import Plan, make_plan
 from service.engine.region import MAX_ADDRESSABLE, Region
-from service.engine.schemes import SCHEMES
+from service.engine.schemes.distributions import RUN_OVERHEAD
+from service.engine.schemes.gain import NONLINEARITIES, calculate_gain
+from service.engine.schemes.registry import SCHEMES
 from service.engine.stats import stats_working_bytes, tensor_stats
 from service.settings import Settings
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from service.engine import cancel
 
 try:
-    from service.engine import jit_kernels  # noqa: F401  (compiles nothing yet: numba compiles on first call)
+    from service.engine.random.compiled import samplers  # noqa: F401  (compiles nothing yet: numba compiles on first call)
 
     JIT_AVAILABLE = True
 except ImportError:  # numba absent: the NumPy reference path does everything
@@ -67,11 +67,11 @@ def warm_up(fresh: bool = False) -> None:
 
     `fresh`: ignore the disk cache and rewrite it (after a failed load: a corrupt cache fails every call)."""
     if _config.jit:
-        from service.engine import jit_base, jit_kernels
+        from service.engine.random.compiled import base, samplers
 
         if fresh:
-            jit_base.forget_disk_cache()
-        jit_kernels.compile_all()
+            base.forget_disk_cache()
+        samplers.compile_all()
 
 
 def configure(threads: int | None = None, chunk_elements: int | None = None, jit: bool | None = None) -> EngineConfig:

@@ -12,12 +12,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service import __version__
-from service.engine.distributions import Distribution, generate, generate_runs, run_indices
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError
-from service.engine.fans import Fans, Layout
-from service.engine.philox import RNG_ID, Stream
-from service.engine.schemes import Context, Scheme, get_scheme
+from service.engine.random.philox import RNG_ID, Stream
+from service.engine.schemes.distributions import Distribution, generate, generate_runs, run_indices
+from service.engine.schemes.fans import Fans, Layout
+from service.engine.schemes.registry import Context, Scheme, get_scheme
 
 RNGS = (RNG_ID,)
 CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32: cache-friendly, and the unit of streaming

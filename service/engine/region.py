@@ -23,10 +23,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine import parallel
-from service.engine.distributions import RUN_OVERHEAD
 from service.engine.dtypes import DType
 from service.engine.errors import InitError
 from service.engine.plan import CHUNK_ELEMENTS, Plan
+from service.engine.schemes.distributions import RUN_OVERHEAD
 
 Bounds = tuple[tuple[int, int], ...]
 

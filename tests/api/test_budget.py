@@ -23,8 +23,8 @@ from service.api.budget import BudgetBusyError, MemoryBudget
 from service.api.responses import SEND_PIECE_BYTES, HeldResponse
 from service.app import create_app
 from service.engine import parallel
-from service.engine.distributions import Uniform
 from service.engine.errors import TooLargeError
+from service.engine.schemes.distributions import Uniform
 from service.settings import Settings
 
 MiB = 1 << 20

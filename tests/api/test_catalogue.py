@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import openapi_text
-from service.engine.schemes import REGISTRY
+from service.engine.schemes.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 

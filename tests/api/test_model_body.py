@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load as load_safetensors
 
 from service.api.model_body import STREAM_CHUNK_ELEMENTS, ModelBody
-from service.engine.model import ModelRequest, RandomTensor, TensorSpec, plan_model
+from service.engine.bundle import ModelRequest, RandomTensor, TensorSpec, plan_model
 from service.formats import npz
 
 META = {"seed": 4, "rng": "philox-v1", "service": "initserve test"}

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from service.engine import parallel
-from service.engine.philox import Stream
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.random.philox import Stream
 from service.engine.region import MAX_ADDRESSABLE, Region
 
 from .test_parallel import needs_jit, same_bits
 
 if parallel.JIT_AVAILABLE:
-    from service.engine import jit_kernels
+    from service.engine.random.compiled import samplers
 
 LAST = MAX_ADDRESSABLE  # one past the last element index
 # a single element, partial and whole Philox blocks, one tile exactly, and ranges crossing tile boundaries
@@ -32,7 +32,7 @@ SCHEMES = {
 def test_words_kernel_at_the_end_of_the_addressable_range(start, stop):
     key = (0xFC18DDA89479A019, 0x84E126847CAE1495)
     got = np.empty(stop - start, dtype=np.uint64)
-    jit_kernels.words(np.uint64(key[0]), np.uint64(key[1]), start, stop, got)
+    samplers.words(np.uint64(key[0]), np.uint64(key[1]), start, stop, got)
     same_bits(got, Stream(key).words(start, stop))
 
 

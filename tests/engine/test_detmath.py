@@ -1,4 +1,4 @@
-"""Tests for service.engine.detmath: accuracy, golden bits, and no platform libm in the source.
+"""Tests for service.engine.random.detmath: accuracy, golden bits, and no platform libm in the source.
 
 References: NumPy / math (platform libm, faithful to < 1 ulp), SciPy, and exact-reduction high-precision
 references (mpmath if installed, else x87 long double or Python's decimal) where float64 references are not
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import scipy.special as sc
 
-from service.engine import detmath
+from service.engine.random import detmath
 
 try:  # optional: a more precise reference when available
     import mpmath

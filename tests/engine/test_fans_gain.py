@@ -7,9 +7,9 @@ import math
 import pytest
 
 from service.engine.errors import InitError
-from service.engine.fans import compute_fans
-from service.engine.gain import calculate_gain
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.schemes.fans import compute_fans
+from service.engine.schemes.gain import calculate_gain
 
 TORCH_FAN_ERROR = "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions"
 

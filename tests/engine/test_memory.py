@@ -15,9 +15,10 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from service.engine import distributions, parallel
+from service.engine import parallel
 from service.engine.plan import Plan, TensorRequest, make_plan
 from service.engine.region import Region
+from service.engine.schemes import distributions
 from service.engine.stats import stats_working_bytes, tensor_stats
 
 STREAM_CHUNK = 1 << 18  # what the API streams by

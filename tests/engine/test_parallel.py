@@ -12,15 +12,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.engine import detmath, parallel
-from service.engine.distributions import Normal, TruncatedNormal, Uniform
-from service.engine.philox import Stream
+from service.engine import parallel
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.random import detmath
+from service.engine.random.philox import Stream
+from service.engine.schemes.distributions import Normal, TruncatedNormal, Uniform
 
 needs_jit = pytest.mark.skipif(not parallel.JIT_AVAILABLE, reason="numba not installed: only the reference path")
 
 if parallel.JIT_AVAILABLE:
-    from service.engine import jit_detmath, jit_kernels
+    from service.engine.random.compiled import detmath as jit_detmath
+    from service.engine.random.compiled import samplers
 
 MAX_WORD = 2**64 - 1
 NO_KEY = np.uint64(0)
@@ -43,7 +45,7 @@ def same_bits(got: np.ndarray, want: np.ndarray) -> None:
 @pytest.mark.parametrize(("start", "stop"), [(0, 4), (1, 2), (3, 4101), (4 * 2**40 + 1, 4 * 2**40 + 10_003)])
 def test_philox_port_gives_numpys_words(key, start, stop):
     got = np.empty(stop - start, dtype=np.uint64)
-    jit_kernels.words(np.uint64(key[0]), np.uint64(key[1]), start, stop, got)
+    samplers.words(np.uint64(key[0]), np.uint64(key[1]), start, stop, got)
     same_bits(got, Stream(key).words(start, stop))
 
 
@@ -103,12 +105,12 @@ def run_kernel(distribution, words: np.ndarray, start: int, stop: int, dtype) ->
     starts, length = np.array([start], dtype=np.int64), stop - start
     if isinstance(distribution, Uniform):
         width = distribution.high - distribution.low
-        jit_kernels.uniform(NO_KEY, NO_KEY, starts, length, distribution.low, width, out, words)
+        samplers.uniform(NO_KEY, NO_KEY, starts, length, distribution.low, width, out, words)
     elif isinstance(distribution, Normal):
-        jit_kernels.normal(NO_KEY, NO_KEY, starts, length, distribution.mean, distribution.std, out, words)
+        samplers.normal(NO_KEY, NO_KEY, starts, length, distribution.mean, distribution.std, out, words)
     else:
         d = distribution
-        jit_kernels.truncated_normal(
+        samplers.truncated_normal(
             NO_KEY, NO_KEY, starts, length, d._p_lo, d._mass, d._mirrored, d.mean, d.std, d.a, d.b, out, words
         )
     return out

@@ -1,7 +1,7 @@
 """Philox4x64-10 streams: a pure-Python reference, the Random123 known answer and the documented counter map.
 
 The reference below is written from the Random123 specification (Salmon et al., SC'11) with Python integers,
-independently of NumPy's bit generator that service.engine.philox drives.
+independently of NumPy's bit generator that service.engine.random.philox drives.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from service.engine.philox import SPARSE_MASK, VALUES, WORDS_PER_BLOCK, Stream, stream_key
+from service.engine.random.philox import SPARSE_MASK, VALUES, WORDS_PER_BLOCK, Stream, stream_key
 
 MASK64 = (1 << 64) - 1
 PHILOX_M0 = 0xD2E7470EE14C6C93

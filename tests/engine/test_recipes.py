@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
+from service.engine.bundle import ModelRequest, RowFill, plan_model
 from service.engine.errors import InitError, TooLargeError
-from service.engine.model import ModelRequest, RowFill, plan_model
-from service.engine.recipe_syntax import parse_layer
-from service.engine.recipes import expand
+from service.engine.recipes.expand import expand
+from service.engine.recipes.syntax import parse_layer
 
 
 def _shapes(layers, framework="torch", **kw):
@@ -473,7 +473,7 @@ def test_syntax_refuses_what_it_cannot_read(text):
 def test_docs_describe_every_layer_type():
     from pathlib import Path
 
-    from service.engine.layers import LAYER_TYPES
+    from service.engine.recipes.layers import LAYER_TYPES
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
     for layer in LAYER_TYPES:

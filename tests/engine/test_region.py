@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from service.engine import parallel
-from service.engine.distributions import RUN_OVERHEAD, Normal
 from service.engine.errors import InitError
-from service.engine.philox import Stream
 from service.engine.plan import Plan, TensorRequest, make_plan
+from service.engine.random.philox import Stream
 from service.engine.region import Region, check_bounds
+from service.engine.schemes.distributions import RUN_OVERHEAD, Normal
 
 
 def plan(shape: tuple[int, ...], scheme: str = "kaiming_normal", **fields) -> Plan:

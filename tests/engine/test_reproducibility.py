@@ -9,9 +9,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from service.engine.philox import SPARSE_MASK, Stream, stream_key
 from service.engine.plan import TensorRequest, make_plan
-from service.engine.schemes import REGISTRY
+from service.engine.random.philox import SPARSE_MASK, Stream, stream_key
+from service.engine.schemes.registry import REGISTRY
 
 
 def request(shape, scheme, params=None, *, seed=0, dtype="float32", layout=None, name="weight"):

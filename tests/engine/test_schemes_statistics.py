@@ -22,7 +22,7 @@ import pytest
 from scipy import stats
 
 from service.engine.plan import TensorRequest, make_plan
-from service.engine.schemes import REGISTRY
+from service.engine.schemes.registry import REGISTRY
 
 TRUNC_STD_2 = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
 SHAPES = [(400, 150), (96, 32, 5, 3)]

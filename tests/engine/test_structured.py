@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy import signal, stats
 
-from service.engine import transforms
 from service.engine.errors import InitError
-from service.engine.philox import SPARSE_MASK, Stream
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.random import variates
+from service.engine.random.philox import SPARSE_MASK, Stream
 
 
 def plan_of(shape, scheme, params=None, *, seed=0, dtype="float64", layout=None, name="weight"):
@@ -233,7 +233,7 @@ def test_orthogonal_follows_documented_algorithm():
     # Q *= sign(diag R); transposed when rows < cols.
     rows, cols = 20, 50
     plan = plan_of((rows, cols), "orthogonal", seed=4, name="q")
-    normals = transforms.standard_normal(Stream.for_tensor(4, "q").words(0, rows * cols)).reshape(cols, rows)
+    normals = variates.standard_normal(Stream.for_tensor(4, "q").words(0, rows * cols)).reshape(cols, rows)
     q, r = np.linalg.qr(normals)
     q = (q * np.sign(np.diag(r))).T
     np.testing.assert_allclose(plan.tensor(), q, rtol=0, atol=1e-13)

@@ -22,8 +22,8 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 stats = pytest.importorskip("scipy.stats")
 
 from service.api.model_body import ModelBody  # noqa: E402
-from service.engine.model import ModelRequest, TensorSpec, plan_model, plan_tensor  # noqa: E402
-from service.engine.recipes import expand  # noqa: E402
+from service.engine.bundle import ModelRequest, TensorSpec, plan_model, plan_tensor  # noqa: E402
+from service.engine.recipes.expand import expand  # noqa: E402
 
 MIN_SAMPLES = 4000
 P_FLOOR = 1e-4

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.engine.bundle import ModelRequest, RowFill, TensorSpec, check_size, plan_model, plan_tensor
 from service.engine.errors import InitError, TooLargeError
-from service.engine.model import ModelRequest, RowFill, TensorSpec, check_size, plan_model, plan_tensor
 from service.engine.plan import make_plan
 
 SPECS = {

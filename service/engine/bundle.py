@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 from service import __version__
 from service.engine.dtypes import DTYPES, round_to
 from service.engine.errors import InitError, TooLargeError
-from service.engine.fans import Layout
-from service.engine.philox import RNG_ID
 from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
+from service.engine.random.philox import RNG_ID
+from service.engine.schemes.fans import Layout
 
 MAX_TENSORS = 4096
 INTEGER_DTYPE = "int64"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine.jit_base import inline, jit, mul_wide
+from service.engine.random.compiled.base import inline, jit, mul_wide
 
 _M0 = np.uint64(0xD2E7470EE14C6C93)
 _M1 = np.uint64(0xCA5A826395121157)

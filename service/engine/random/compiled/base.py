@@ -6,7 +6,7 @@ Bit-identity with the NumPy reference rests on three things, all checked by test
 * ``fastmath`` is off, so LLVM never contracts ``a * b + c`` into a fused multiply-add nor reassociates;
 * ``error_model="numpy"``: float division follows IEEE 754 (no Python ZeroDivisionError branch), which also
   keeps loops branch-free so LLVM can vectorise them;
-* every step is the same correctly rounded operation, in the same order, as in ``detmath`` / ``transforms``.
+* every step is the same correctly rounded operation, in the same order, as in ``detmath`` / ``variates``.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from service.engine.bundle import INTEGER_DTYPE, RowFill
 from service.engine.errors import InitError
-from service.engine.layer_args import Arg
-from service.engine.model import INTEGER_DTYPE, RowFill
+from service.engine.recipes.layer_args import Arg
 
 Framework = Literal["torch", "keras"]
 FRAMEWORKS: tuple[Framework, ...] = ("torch", "keras")

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from service.engine import detmath as d
-from service.engine.jit_base import bits_f64, f64_bits, inline, jit
+from service.engine.random import detmath as d
+from service.engine.random.compiled.base import bits_f64, f64_bits, inline, jit
 
 _INF = math.inf
 _MANTISSA = np.uint64((1 << 52) - 1)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine import detmath
+from service.engine.random import detmath
 
 _TWO_POW_M53 = 2.0**-53
 _TWO_POW_M52 = 2.0**-52

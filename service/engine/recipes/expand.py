@@ -2,7 +2,7 @@
 
     expand(layers, framework, rules, dtype) -> {"0.weight": TensorSpec(...), "0.bias": ..., ...}
 
-A layer is the compact text `conv2d(3, 64, 3, bias=false)` (recipe_syntax), optionally named (`conv1: ...`), or
+A layer is the compact text `conv2d(3, 64, 3, bias=false)` (recipes.syntax), optionally named (`conv1: ...`), or
 an object `{"type": "conv2d", "name": "conv1", "args": [3, 64, 3], "bias": false}`; `{"type": "sequential",
 "name": "downsample", "layers": [...]}` nests. Names follow the framework: PyTorch joins module names with "."
 and numbers unnamed layers by their index in their list (as nn.Sequential does, parameterless layers included);
@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from service.engine.bundle import MAX_TENSORS, TensorSpec
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError, TooLargeError
-from service.engine.layer_args import bind
-from service.engine.layers import CONTAINER, FRAMEWORKS, Framework, LayerType, Weight, get_layer
-from service.engine.model import MAX_TENSORS, TensorSpec
-from service.engine.recipe_syntax import LayerCall, parse_layer
-from service.engine.schemes import get_scheme
+from service.engine.recipes.layer_args import bind
+from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, Framework, LayerType, Weight, get_layer
+from service.engine.recipes.syntax import LayerCall, parse_layer
+from service.engine.schemes.registry import get_scheme
 
 MAX_LAYERS = 4096
 MAX_DEPTH = 32  # nesting of sequentials and composites

@@ -2,7 +2,7 @@
 
 `sample(stream, shape, start, stop)` returns the float64 values of flat (row-major) elements [start, stop): the
 NumPy reference. `fill(stream, shape, start, stop, out)` writes the same values, rounded to out's dtype, into
-`out`; the element-wise ones do it with the numba kernels of `jit_kernels` when the engine is so configured
+`out`; the element-wise ones do it with the numba kernels of `random.compiled.samplers` when the engine is so configured
 (`parallel.config().jit`), bit for bit the same (tests/engine/test_parallel.py). `sample_runs` / `fill_runs` do
 the same for many runs [s, s + length) at once (a strided region), at a cost of their elements plus
 `RUN_OVERHEAD` per run, not one call per run. Element-wise distributions
@@ -23,12 +23,13 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine import detmath, parallel, transforms
+from service.engine import parallel
 from service.engine.errors import InitError
-from service.engine.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
+from service.engine.random import detmath, variates
+from service.engine.random.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
 
 if parallel.JIT_AVAILABLE:
-    from service.engine import jit_kernels
+    from service.engine.random.compiled import samplers
 
 F64 = NDArray[np.float64]
 
@@ -223,10 +224,10 @@ class Uniform(Elementwise):
     kind: ClassVar[str] = "uniform"
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
-        return self.low + (self.high - self.low) * transforms.uniform01(words)
+        return self.low + (self.high - self.low) * variates.uniform01(words)
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
-        jit_kernels.uniform(k0, k1, starts, length, self.low, self.high - self.low, out, jit_kernels.PHILOX)
+        samplers.uniform(k0, k1, starts, length, self.low, self.high - self.low, out, samplers.PHILOX)
 
     def moments(self) -> Moments:
         width = self.high - self.low
@@ -255,10 +256,10 @@ class Normal(Elementwise):
     kind: ClassVar[str] = "normal"
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
-        return self.mean + self.std * transforms.standard_normal(words)
+        return self.mean + self.std * variates.standard_normal(words)
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
-        jit_kernels.normal(k0, k1, starts, length, self.mean, self.std, out, jit_kernels.PHILOX)
+        samplers.normal(k0, k1, starts, length, self.mean, self.std, out, samplers.PHILOX)
 
     def moments(self) -> Moments:
         return Moments(self.mean, self.std * self.std, None, None)
@@ -316,7 +317,7 @@ class TruncatedNormal(Elementwise):
             object.__setattr__(self, name, value)
 
     def transform(self, words: NDArray[np.uint64]) -> F64:
-        p = self._p_lo + transforms.uniform_open(words) * self._mass
+        p = self._p_lo + variates.uniform_open(words) * self._mass
         z = detmath.ndtri(p)
         if self._mirrored:
             z = -z
@@ -324,8 +325,8 @@ class TruncatedNormal(Elementwise):
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         p_lo, mass, mirrored = self._p_lo, self._mass, self._mirrored
-        jit_kernels.truncated_normal(
-            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, jit_kernels.PHILOX
+        samplers.truncated_normal(
+            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, samplers.PHILOX
         )
 
     def moments(self) -> Moments:

@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from service.engine import distributions as d
 from service.engine.errors import InitError
-from service.engine.fans import Fans, Layout
-from service.engine.gain import NONLINEARITIES, calculate_gain
+from service.engine.schemes import distributions as d
+from service.engine.schemes.fans import Fans, Layout
+from service.engine.schemes.gain import NONLINEARITIES, calculate_gain
 
 Family = Literal["torch", "keras", "tf1"]
 REQUIRED: Any = object()

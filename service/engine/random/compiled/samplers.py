@@ -4,7 +4,7 @@ Each sampler takes `starts` and `length`: run r is elements [starts[r], starts[r
 out[r * length : (r + 1) * length]. A contiguous range is one run; a strided region (a column shard) is many
 short ones in a single call, each costing its own whole Philox blocks only.
 
-Each kernel reproduces `Distribution.transform` of the NumPy reference bit for bit (see jit_base for why) and
+Each kernel reproduces `Distribution.transform` of the NumPy reference bit for bit (see compiled.base for why) and
 rounds on the store, so a float32 output never goes through a float64 array. They work through the range in
 tiles of `TILE` elements: Philox words for the tile's blocks into a small buffer (scalar code: there is no
 vector 64x64->128-bit multiply), then a branch-free loop that LLVM vectorises turns them into values. Both
@@ -19,9 +19,16 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from service.engine.jit_base import inline, jit
-from service.engine.jit_detmath import is_central, log_normal, ndtri, ndtri_central, sincos_turns, small_int_f64
-from service.engine.jit_philox import fill_words
+from service.engine.random.compiled.base import inline, jit
+from service.engine.random.compiled.detmath import (
+    is_central,
+    log_normal,
+    ndtri,
+    ndtri_central,
+    sincos_turns,
+    small_int_f64,
+)
+from service.engine.random.compiled.philox import fill_words
 
 TILE = 1024  # elements per tile, a multiple of 4
 MAX_STOP = (1 << 63) - 1  # one past the last element index the kernels address (int64)
@@ -83,7 +90,7 @@ def normal_words(
 ) -> None:
     """out[base:base + count] = Normal(mean, std) of words[offset:offset + count] (whole pairs in `words`).
 
-    Box-Muller as transforms.standard_normal: pair k = words (2k, 2k+1) -> z[2k] = r cos, z[2k+1] = r sin.
+    Box-Muller as variates.standard_normal: pair k = words (2k, 2k+1) -> z[2k] = r cos, z[2k+1] = r sin.
     `z` is scratch space for at least offset + count (rounded up to even) float64.
     """
     for k in range((offset + count + 1) // 2):
@@ -251,8 +258,8 @@ def words(k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray[np.u
 
 def compile_all() -> None:
     """Compile (or load from numba's on-disk cache) every kernel for both output dtypes, e.g. at image build time:
-    `python -c "from service.engine.jit_kernels import compile_all; compile_all()"`. Otherwise the first request
-    of each kind pays its compile (seconds) in every new container."""
+    `python -c "from service.engine.random.compiled.samplers import compile_all; compile_all()"`. Otherwise the
+    first request of each kind pays its compile (seconds) in every new container."""
     key, starts = np.uint64(0), np.zeros(1, np.int64)
     words(key, key, 0, 4, np.empty(4, np.uint64))
     for dtype in (np.float32, np.float64):
