@@ -97,7 +97,7 @@ class ModelBody:
         orthogonal (LAPACK: equal across machines only to rounding error)."""
         text = orjson.dumps({"meta": self.metadata(), "format": self.fmt}, option=orjson.OPT_SORT_KEYS)
         digest = hashlib.sha256(text).hexdigest()[:32]
-        return f'W/"{digest}"' if any(t.weak for t in self.tensors) else f'"{digest}"'
+        return f'W/"{digest}"' if any(not t.machine_exact for t in self.tensors) else f'"{digest}"'
 
     def check(self) -> None:
         if self.fmt == "npz":

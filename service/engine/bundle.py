@@ -6,8 +6,8 @@ order. Two additions the single-tensor request does not have, both deterministic
 
 * `fill_rows`: rows along axis 0 overwritten with a constant after generation (PyTorch's `padding_idx` row of an
   embedding, Keras's unit forget bias of an LSTM); every other element keeps the bits of the plain request.
-* integer buffers (`dtype: "int64"`, schemes zeros / ones / constant with an integral `val`): PyTorch's
-  `BatchNorm*.num_batches_tracked`, a 0-d int64 that `load_state_dict(strict=True)` requires.
+* integer buffers (`dtype: "int64"`, the schemes marked `integer`: zeros / ones / constant with an integral
+  `val`): PyTorch's `BatchNorm*.num_batches_tracked`, a 0-d int64 that `load_state_dict(strict=True)` requires.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from service.engine.dtypes import DTYPES, round_to
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
 from service.engine.random.philox import RNG_ID
-from service.engine.schemes.fans import Layout
+from service.engine.schemes.distributions import Constant
+from service.engine.schemes.fans import Fans, Layout
+from service.engine.schemes.registry import REGISTRY, Context
 
 MAX_TENSORS = 4096
 INTEGER_DTYPE = "int64"
-INTEGER_SCHEMES = ("zeros", "ones", "constant")
 _INT64 = np.dtype("<i8")
 
 
@@ -94,7 +95,7 @@ class ModelTensor(ABC):
     numpy_dtype: np.dtype
     safetensors_dtype: str
     npy_descr: str | None
-    weak: bool  # bits equal elsewhere only to rounding error (orthogonal: LAPACK)
+    machine_exact: bool  # else bits equal elsewhere only to rounding error (orthogonal: LAPACK)
 
     @property
     def numel(self) -> int:
@@ -140,7 +141,7 @@ class RandomTensor(ModelTensor):
         self.numpy_dtype = plan.dtype.numpy
         self.safetensors_dtype = plan.dtype.safetensors
         self.npy_descr = plan.dtype.npy_descr
-        self.weak = plan.distribution.kind == "orthogonal"
+        self.machine_exact = plan.distribution.machine_exact
 
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
         # A fresh copy of the plan: a structured distribution's whole-matrix cache then dies with this generator
@@ -177,17 +178,26 @@ class RandomTensor(ModelTensor):
 class IntegerTensor(ModelTensor):
     """A constant int64 buffer: no random stream, the same for every seed."""
 
-    def __init__(self, name: str, shape: tuple[int, ...], scheme: str, value: int, origin: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        scheme: str,
+        params: Mapping[str, Any],
+        value: int,
+        origin: Mapping[str, Any],
+    ) -> None:
         self.name = name
         self.shape = shape
         self.scheme = scheme
+        self.params = dict(params)
         self.value = value
         self.origin = dict(origin)
         self.dtype_name = INTEGER_DTYPE
         self.numpy_dtype = _INT64
         self.safetensors_dtype = "I64"
         self.npy_descr = "<i8"
-        self.weak = False
+        self.machine_exact = True
 
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
         for first in range(0, self.numel, chunk_elements):
@@ -200,7 +210,7 @@ class IntegerTensor(ModelTensor):
         meta: dict[str, Any] = {
             "name": self.name,
             "scheme": self.scheme,
-            "params": {"val": self.value} if self.scheme == "constant" else {},
+            "params": self.params,
             "shape": list(self.shape),
             "dtype": INTEGER_DTYPE,
             "distribution": "constant",
@@ -217,22 +227,31 @@ def _at(name: str, error: InitError) -> InitError:
 
 
 def _integer_tensor(name: str, spec: TensorSpec) -> IntegerTensor:
-    if spec.scheme not in INTEGER_SCHEMES:
-        raise InitError("dtype", f"int64 tensors take schemes {', '.join(INTEGER_SCHEMES)}; got {spec.scheme!r}")
+    scheme = REGISTRY.get(spec.scheme)
+    if scheme is None or not scheme.integer:
+        integer_schemes = ", ".join(s.name for s in REGISTRY.values() if s.integer)
+        raise InitError("dtype", f"int64 tensors take schemes {integer_schemes}; got {spec.scheme!r}")
     if len(spec.shape) > MAX_RANK or any(dim < 1 for dim in spec.shape):
         raise InitError("shape", f"at most {MAX_RANK} dimensions, each >= 1, got {list(spec.shape)}")
     if spec.fill_rows:
         raise InitError("fill_rows", "int64 tensors are constant: fill_rows does not apply")
-    allowed = {"val"} if spec.scheme == "constant" else set()
-    unknown = set(spec.params) - allowed
+    unknown = sorted(set(spec.params) - {p.name for p in scheme.params})
     if unknown:
-        raise InitError(sorted(unknown)[0], f"{sorted(unknown)[0]!r} is not a parameter of scheme {spec.scheme!r}")
-    value = {"zeros": 0, "ones": 1}.get(spec.scheme, spec.params.get("val"))
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
+        raise InitError(unknown[0], f"{unknown[0]!r} is not a parameter of scheme {spec.scheme!r}")
+    # The parameters as given (a missing one as None, refused below), not through Param.check's float: an int64
+    # val beyond 2^53 must keep its exact value.
+    params = {p.name: _integral(spec.params.get(p.name, None if p.required else p.default)) for p in scheme.params}
+    distribution = scheme.build(Context(params, spec.shape, "torch", Fans(spec.shape, "torch"))).distribution
+    assert isinstance(distribution, Constant), f"integer scheme {scheme.name} must build a Constant"
+    value = _integral(distribution.value)
     if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) <= value < 1 << 63:
         raise InitError("val", f"an int64 constant needs an integer val in [-2^63, 2^63), got {value!r}")
-    return IntegerTensor(name, spec.shape, spec.scheme, value, spec.origin)
+    return IntegerTensor(name, spec.shape, scheme.name, params, value, spec.origin)
+
+
+def _integral(value: Any) -> Any:
+    """An integral float as the int it equals (7.0 -> 7); anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _check_fills(spec: TensorSpec) -> None:

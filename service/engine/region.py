@@ -81,16 +81,18 @@ class Region:
         return self.numel * self.dtype.itemsize
 
     @property
+    def machine_exact(self) -> bool:
+        """The same bits on every machine (else equal to rounding error only: a weak ETag)."""
+        return self.plan.distribution.machine_exact
+
+    @property
     def cost(self) -> int:
         """Work to produce the region, in elements: the region itself plus RUN_OVERHEAD for every run after the
-        first (a contiguous region costs what the same range of the whole tensor costs), or the whole tensor
-        for whole-matrix schemes. dirac also lists the flat indices of its ones (at most shape[0]), once."""
+        first (a contiguous region costs what the same range of the whole tensor costs) and the distribution's
+        once-per-tensor setup, or the whole tensor for whole-matrix schemes."""
         if not self.plan.distribution.random_access:
             return self.plan.numel
-        cost = self.numel + RUN_OVERHEAD * (self.runs - 1)
-        if self.plan.distribution.kind == "dirac":
-            return cost + self.plan.shape[0]
-        return cost
+        return self.numel + RUN_OVERHEAD * (self.runs - 1) + self.plan.distribution.setup_cost()
 
     @property
     def runs(self) -> int:

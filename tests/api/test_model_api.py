@@ -166,6 +166,9 @@ def test_etag_and_drawn_seed(client):
     drawn = client.post("/init", json={"tensors": TENSORS})
     assert _safetensors_metadata(drawn.content)["seed"] == drawn.headers["x-initserve-seed"]
     assert drawn.headers["cache-control"] == "no-store"
+    assert not first.headers["etag"].startswith("W/")
+    lapack = client.post("/init", json={"seed": 9, "tensors": {"q": {"shape": [4, 4], "scheme": "orthogonal"}}})
+    assert lapack.headers["etag"].startswith('W/"')  # equal elsewhere only to rounding error
 
 
 def test_limits_apply_to_each_tensor_and_to_the_sum_of_elements(small):

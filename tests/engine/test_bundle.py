@@ -8,6 +8,8 @@ import pytest
 from service.engine.bundle import ModelRequest, RowFill, TensorSpec, check_size, plan_model, plan_tensor
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import make_plan
+from service.engine.schemes import distributions as d
+from service.engine.schemes.registry import REGISTRY, Built, Scheme
 
 SPECS = {
     "fc1.weight": TensorSpec((64, 32), "kaiming_normal", {"mode": "fan_out", "nonlinearity": "relu"}),
@@ -89,6 +91,32 @@ def test_int64_buffers_are_constants():
     assert counts.dtype == np.int64 and counts.shape == () and counts == 0
     assert steps.tolist() == [7, 7, 7]
     assert tensors[0].safetensors_dtype == "I64" and tensors[0].npy_descr == "<i8"
+
+
+def test_int64_constants_keep_their_exact_value_and_params():
+    big = (1 << 62) + 1  # not a float64: an int64 val is never rounded through float
+    tensor = plan_tensor(0, "n", TensorSpec((2,), "constant", {"val": big}, dtype="int64"))
+    assert tensor.tensor().tolist() == [big, big]
+    assert tensor.metadata()["params"] == {"val": big} and tensor.metadata()["value"] == big
+    ones = plan_tensor(0, "o", TensorSpec((2,), "ones", dtype="int64"))
+    assert ones.tensor().tolist() == [1, 1] and ones.metadata()["params"] == {}
+    as_float = plan_tensor(0, "f", TensorSpec((1,), "constant", {"val": 7.0}, dtype="int64"))
+    assert as_float.metadata()["params"] == {"val": 7} and as_float.tensor().tolist() == [7]
+
+
+def test_integer_support_is_the_schemes_attribute(monkeypatch):
+    assert {s.name for s in REGISTRY.values() if s.integer} == {"zeros", "ones", "constant"}
+    twos = Scheme("twos", "torch", "2 everywhere", lambda c: Built(d.Constant(2.0)), integer=True)
+    monkeypatch.setitem(REGISTRY, "twos", twos)
+    assert plan_tensor(0, "t", TensorSpec((3,), "twos", dtype="int64")).tensor().tolist() == [2, 2, 2]
+    with pytest.raises(InitError) as caught:
+        plan_tensor(0, "t", TensorSpec((3,), "normal", dtype="int64"))
+    assert "constant, zeros, ones, twos" in caught.value.message
+
+
+def test_entries_say_whether_their_bits_are_machine_exact():
+    tensors = plan_model(ModelRequest(0, {**SPECS, "steps": TensorSpec((), "zeros", dtype="int64")}))
+    assert [t.name for t in tensors if not t.machine_exact] == ["rec"]  # orthogonal: LAPACK
 
 
 @pytest.mark.parametrize(

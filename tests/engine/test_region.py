@@ -135,6 +135,21 @@ def test_whole_matrix_schemes_cost_the_whole_tensor():
     assert Region(p, ((0, 8), (0, 32))).cost == 64 * 32
 
 
+def test_dirac_costs_the_listing_of_its_ones_once():
+    # The distribution's setup_cost, not a check of its kind in Region: shape[0] more whatever the cut.
+    p = plan((8, 4, 3, 3), "dirac", params={"groups": 2})
+    whole, rows = Region(p), Region(p, ((0, 2), (0, 4), (0, 3), (0, 3)))
+    assert p.distribution.setup_cost() == 8 and plan((8, 4), "normal").distribution.setup_cost() == 0
+    assert whole.cost == 8 * 4 * 3 * 3 + 8 and rows.cost == 2 * 4 * 3 * 3 + 8
+    assert Region(p, ((0, 8), (0, 4), (0, 3), (1, 2))).cost == 8 * 4 * 3 + RUN_OVERHEAD * (8 * 4 * 3 - 1) + 8
+
+
+def test_machine_exact_is_false_only_where_lapack_computes():
+    assert not Region(plan((6, 4), "orthogonal")).machine_exact
+    for scheme, params in (("kaiming_normal", {}), ("sparse", {"sparsity": 0.5}), ("eye", {}), ("zeros", {})):
+        assert Region(plan((6, 4), scheme, params=params), ((0, 3), (0, 4))).machine_exact
+
+
 @pytest.mark.parametrize(
     ("bounds", "fragment"),
     [

@@ -70,6 +70,9 @@ class Distribution(ABC):
     kind: ClassVar[str]
     continuous: ClassVar[bool] = False  # has a continuous CDF (KS applies)
     random_access: ClassVar[bool] = True  # a slice costs only the slice
+    # The same bits on every machine: only correctly rounded operations (detmath). False where a platform library
+    # computes (LAPACK's QR): equal elsewhere to rounding error only, so an ETag of it is weak.
+    machine_exact: ClassVar[bool] = True
 
     @abstractmethod
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64: ...
@@ -94,6 +97,10 @@ class Distribution(ABC):
     def scratch_bytes(self, elements: int) -> int:
         """Temporaries `fill` or `fill_runs` holds for `elements` elements at once (an upper bound)."""
         return REFERENCE_SCRATCH_BYTES * elements
+
+    def setup_cost(self) -> int:
+        """Work done once per tensor whatever slice of it is asked for, in elements (besides the slice's own)."""
+        return 0
 
     @abstractmethod
     def moments(self) -> Moments: ...
@@ -446,6 +453,10 @@ class Dirac(Distribution):
         at = np.minimum(np.searchsorted(self.ones, index), self.ones.size - 1)
         return (self.ones[at] == index).astype(np.float64)
 
+    def setup_cost(self) -> int:
+        # Listing the flat indices of the ones (at most shape[0] of them), once.
+        return self.shape[0]
+
     def moments(self) -> Moments:
         count = self.groups * min(self._out_per_group, self.shape[1])
         return _fixed_values_moments(count, 1.0, math.prod(self.shape))
@@ -471,6 +482,7 @@ class Orthogonal(Distribution):
     cols: int
     kind: ClassVar[str] = "orthogonal"
     random_access: ClassVar[bool] = False
+    machine_exact: ClassVar[bool] = False
 
     def matrix(self, stream: Stream) -> F64:
         tall, short = max(self.rows, self.cols), min(self.rows, self.cols)

@@ -94,6 +94,9 @@ class Scheme:
     params: tuple[Param, ...] = ()
     alias_of: str | None = None
     doc: str = ""
+    # Also fills integer dtypes (int64 buffers): its build gives a Constant whose value is its parameters' exactly
+    # (an integer val is not rounded through float64).
+    integer: bool = False
 
     @property
     def default_layout(self) -> Layout:
@@ -342,9 +345,10 @@ SCHEMES: tuple[Scheme, ...] = (
         _constant(None),
         (Param("val", float, REQUIRED, "fill value"),),
         doc=f"{_TORCH}.constant_",
+        integer=True,
     ),
-    Scheme("zeros", "torch", "0 everywhere", _constant(0.0), doc=f"{_TORCH}.zeros_"),
-    Scheme("ones", "torch", "1 everywhere", _constant(1.0), doc=f"{_TORCH}.ones_"),
+    Scheme("zeros", "torch", "0 everywhere", _constant(0.0), doc=f"{_TORCH}.zeros_", integer=True),
+    Scheme("ones", "torch", "1 everywhere", _constant(1.0), doc=f"{_TORCH}.ones_", integer=True),
     Scheme("eye", "torch", "identity of a 2-D matrix (rectangular allowed)", _eye, doc=f"{_TORCH}.eye_"),
     Scheme(
         "dirac",
