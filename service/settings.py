@@ -69,7 +69,6 @@ class Settings(BaseSettings):
     stream_threshold_bytes: int = Field(
         8 << 20, ge=0, description="safetensors/npy responses larger than this are streamed chunk by chunk"
     )
-    bench_ceiling: bool = Field(False, description="expose POST /_bench/ceiling, the HTTP benchmark's baseline")
     log_level: str = Field("info", description="log level (debug, info, warning, error)")
     log_format: Literal["json", "text"] = Field("json", description="access and error log format")
 

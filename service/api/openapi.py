@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from service.api.auth import OPEN_PATHS
+from service.api.middleware.auth import OPEN_PATHS
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _CROSS_CUTTING = {

@@ -232,32 +232,21 @@ def test_method_not_allowed_lists_both_methods_of_init(client):
     assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
 
 
-# --- the benchmark's ceiling ---
-
-
-def test_ceiling_endpoint_only_when_enabled():
-    assert make_client().post("/_bench/ceiling?size=10").status_code == 404
-    client = make_client(bench_ceiling=True)
-    r = client.post("/_bench/ceiling?size=1000", json=BODY)
-    assert r.status_code == 200 and len(r.content) == 1000
-    assert "/_bench/ceiling" not in client.get("/openapi.json").json()["paths"]
-
-
 # --- the raw-body fast path: the same bytes answered before routing ---
 
 
 def _spy_on_validation(monkeypatch) -> list[int]:
     """Counts the requests that reach the /init route's own work (resolving a plan)."""
-    from service.api import routes
+    from service.api import admission
 
     calls: list[int] = []
-    original = routes.region_request
+    original = admission.admit_single
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(routes, "region_request", counted)
+    monkeypatch.setattr(admission, "admit_single", counted)
     return calls
 
 
