@@ -305,3 +305,30 @@ def test_keys_are_still_required_for_a_cached_body():
     raw = b'{"shape":[4,4],"scheme":"uniform","seed":1}'
     assert client.post("/init", content=raw, headers={"authorization": "Bearer k1"}).status_code == 200
     assert client.post("/init", content=raw).status_code == 401
+
+
+# --- many tensors: the same cache ---
+
+
+def test_many_tensor_responses_are_cached_and_answered_before_routing(monkeypatch):
+    client = make_client(cache_bytes=1 << 24)
+    from service.api import admission
+
+    calls: list[int] = []
+    original = admission.admit_many
+    monkeypatch.setattr(admission, "admit_many", lambda *a: calls.append(1) or original(*a))
+    raw = b'{"seed":3,"tensors":{"w":{"shape":[8,4],"scheme":"uniform"},"b":{"shape":[8],"scheme":"zeros"}}}'
+    first = client.post("/init", content=raw)
+    again = client.post(
+        "/init",
+        json={
+            "seed": 3,
+            "tensors": {"w": {"shape": [8, 4], "scheme": "uniform"}, "b": {"shape": [8], "scheme": "zeros"}},
+        },
+    )
+    third = client.post("/init", content=raw)
+    assert [r.headers["x-initserve-cache"] for r in (first, again, third)] == ["miss", "hit", "hit"]
+    assert first.content == again.content == third.content
+    assert len(calls) == 1  # resolved once: the second by its canonical form, the third by its raw bytes
+    tag = first.headers["etag"]
+    assert client.post("/init", content=raw, headers={"if-none-match": tag}).status_code == 304 and len(calls) == 1
