@@ -1,14 +1,13 @@
-"""The endpoints, one module each: thin wrappers that validate, admit (admission.py) and deliver (delivery.py).
-
-Adding an endpoint is a module here with its `router`, listed below.
-"""
+"""The endpoints, one module each with its `router`: thin wrappers that validate, admit (admission.py) and deliver
+(delivery.py). Every module of this package is included: adding an endpoint is adding a module here."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from fastapi import APIRouter
 
-from service.api.routes import catalogue, health, init, stats
-
 router = APIRouter()
-for module in (init, stats, catalogue, health):
-    router.include_router(module.router)
+for _module in pkgutil.iter_modules(__path__):
+    router.include_router(importlib.import_module(f"{__name__}.{_module.name}").router)
