@@ -100,8 +100,14 @@ def admit_many(
         specs = expand(recipe.layers, recipe.framework, [rule.to_engine() for rule in recipe.rules], recipe.dtype)
         meta["framework"] = recipe.framework
         request = ModelRequest(seed, specs, body.rng)
-    tensor_limit, request_limit = _limits(fmt)
-    check_size(request, getattr(settings, tensor_limit), getattr(settings, request_limit), _limits(fmt))
+    # The engine's names of the limits -> the settings that set them for this format.
+    settings_of = dict(zip(("max_tensor_elements", "max_request_elements"), _limits(fmt), strict=True))
+    try:
+        check_size(request, **{limit: getattr(settings, name) for limit, name in settings_of.items()})
+    except TooLargeError as error:
+        if error.limit is None:
+            raise
+        raise error.configured_by(setting(settings_of[error.limit])) from None
     return plan_model(request), meta
 
 

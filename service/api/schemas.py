@@ -34,8 +34,8 @@ from pydantic_core import PydanticCustomError
 from service.engine.bundle import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
-from service.engine.plan import MAX_RANK, RNGS, TensorRequest
-from service.engine.random.philox import RNG_ID
+from service.engine.plan import MAX_RANK, TensorRequest
+from service.engine.random.registry import DEFAULT_RNG, RNGS
 from service.engine.recipes.expand import FAN_SOURCES, MAX_LAYERS, MAX_RULES
 from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
 from service.engine.region import check_bounds
@@ -97,7 +97,9 @@ class RequestFields(_Strict):
     single: ClassVar[bool]  # one tensor (else many): which formats hold the response
 
     seed: Seed | None = None
-    rng: Literal[RNGS] = Field(RNG_ID, description="random algorithm id; results never change within one id")  # type: ignore[valid-type]
+    rng: Literal[RNGS] = Field(  # type: ignore[valid-type]
+        DEFAULT_RNG, description="random algorithm id; results never change within one id"
+    )
 
 
 class SingleFields(TensorFields, RequestFields):

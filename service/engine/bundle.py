@@ -26,7 +26,7 @@ from service import __version__
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
-from service.engine.random.philox import RNG_ID
+from service.engine.random.registry import DEFAULT_RNG, get_rng
 from service.engine.schemes.distributions import Constant
 from service.engine.schemes.fans import Fans, Layout
 from service.engine.schemes.registry import REGISTRY, Context
@@ -61,7 +61,7 @@ class TensorSpec:
     fill_rows: tuple[RowFill, ...] = ()
     origin: Mapping[str, Any] = field(default_factory=dict)  # where a recipe took it from: metadata only, no bits
 
-    def request(self, seed: int, name: str, rng: str = RNG_ID) -> TensorRequest:
+    def request(self, seed: int, name: str, rng: str = DEFAULT_RNG) -> TensorRequest:
         """The single-tensor request whose bits this tensor has (fill_rows aside)."""
         return TensorRequest(
             shape=self.shape,
@@ -80,8 +80,8 @@ class TensorSpec:
 @dataclass(frozen=True)
 class ModelRequest:
     seed: int
-    tensors: Mapping[str, TensorSpec]
-    rng: str = RNG_ID
+    tensors: Mapping[str, TensorSpec]  # in the order the rng draws them when it is keyed by request
+    rng: str = DEFAULT_RNG
 
     @property
     def numel(self) -> int:
@@ -260,8 +260,8 @@ def _check_fills(spec: TensorSpec) -> None:
         check_fits(abs(fill.value), DTYPES[spec.dtype], "fill_rows", f"fill_rows[{index}].value")
 
 
-def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = RNG_ID) -> ModelTensor:
-    """One tensor of a model request; InitError locations name the tensor."""
+def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = DEFAULT_RNG) -> ModelTensor:
+    """One tensor of a model request, with its own stream; InitError locations name the tensor."""
     try:
         if spec.dtype == INTEGER_DTYPE:
             return _integer_tensor(name, spec)
@@ -274,28 +274,27 @@ def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = RNG_ID) -> Mo
         raise _at(name, error) from None
 
 
-def check_size(request: ModelRequest, tensor_limit: int, request_limit: int, limit_names: tuple[str, str]) -> None:
+def check_size(request: ModelRequest, max_tensor_elements: int, max_request_elements: int) -> None:
     """Limits apply to each tensor and to the whole request (the number of tensors, the sum of their elements);
-    `limit_names` name the two settings in the messages."""
+    a TooLargeError's `limit` names the argument exceeded."""
     if not request.tensors:
         raise InitError("tensors", "at least one tensor is required")
     if len(request.tensors) > MAX_TENSORS:
         raise TooLargeError("tensors", f"{len(request.tensors)} tensors; the limit is {MAX_TENSORS} per request")
-    tensor_name, request_name = (name.upper() for name in limit_names)
     for name, spec in request.tensors.items():
         numel = math.prod(spec.shape)
-        if numel > tensor_limit:
+        if numel > max_tensor_elements:
             raise TooLargeError(
                 f"tensors[{name!r}].shape",
-                f"tensor {name!r} has {numel} elements; the limit is {tensor_limit} per tensor "
-                f"(INITSERVE_{tensor_name})",
+                f"tensor {name!r} has {numel} elements; the limit is {max_tensor_elements} per tensor",
+                limit="max_tensor_elements",
             )
     numel = request.numel
-    if numel > request_limit:
+    if numel > max_request_elements:
         raise TooLargeError(
             "tensors",
-            f"the tensors have {numel} elements in total; the limit is {request_limit} for the whole request "
-            f"(INITSERVE_{request_name})",
+            f"the tensors have {numel} elements in total; the limit is {max_request_elements} for the whole request",
+            limit="max_request_elements",
         )
 
 
@@ -303,4 +302,12 @@ def plan_model(request: ModelRequest) -> list[ModelTensor]:
     """Every tensor of `request`, in its order; nothing is generated yet."""
     if not 0 <= request.seed < 1 << 64:
         raise InitError("seed", f"seed must be in [0, 2^64), got {request.seed}")
-    return [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]
+    rng = get_rng(request.rng)
+    tensors = [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]
+    if rng.keyed_by == "request":
+        # One stream for the request, consumed tensor after tensor in this order: the streams of all draws at once.
+        drawn = [t for t in tensors if isinstance(t, RandomTensor)]
+        streams = rng.streams(request.seed, [t.plan.draw for t in drawn])
+        for tensor, stream in zip(drawn, streams, strict=True):
+            tensor.plan = dataclasses.replace(tensor.plan, stream=stream)
+    return tensors

@@ -14,4 +14,14 @@ class InitError(ValueError):
 
 
 class TooLargeError(InitError):
-    """The request asks for more than a configured limit allows (HTTP 413)."""
+    """The request asks for more than a limit allows (HTTP 413). `limit` names a configurable limit by the engine's
+    own name for it (the argument that passed it in, e.g. "max_tensor_elements"), None for a fixed one: the caller
+    knows what configures it and says so with `configured_by`."""
+
+    def __init__(self, field: str, message: str, where: str = "body", limit: str | None = None) -> None:
+        super().__init__(field, message, where)
+        self.limit = limit
+
+    def configured_by(self, setting: str) -> TooLargeError:
+        """The same error, its message naming `setting` as what sets the limit."""
+        return TooLargeError(self.field, f"{self.message} ({setting})", self.where, self.limit)

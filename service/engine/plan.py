@@ -14,12 +14,12 @@ from numpy.typing import NDArray
 from service import __version__
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError
-from service.engine.random.philox import RNG_ID, Stream
-from service.engine.schemes.distributions import Distribution, generate, generate_runs, run_indices
+from service.engine.random.registry import DEFAULT_RNG, get_rng
+from service.engine.random.rng import Draw, Rng, TensorStream
+from service.engine.schemes.distributions import Distribution, run_indices
 from service.engine.schemes.fans import Fans, Layout
 from service.engine.schemes.registry import Context, Scheme, get_scheme
 
-RNGS = (RNG_ID,)
 CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32: cache-friendly, and the unit of streaming
 MAX_RANK = 8
 
@@ -37,7 +37,7 @@ class TensorRequest:
     fan_in: int | None = None
     fan_out: int | None = None
     name: str = "weight"
-    rng: str = RNG_ID
+    rng: str = DEFAULT_RNG
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class Plan:
     dtype: DType
     gain: float | None
     fans: dict[str, int]
-    stream: Stream
+    rng: Rng
+    stream: TensorStream  # the rng's, for this tensor
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -66,10 +67,19 @@ class Plan:
     def nbytes(self) -> int:
         return self.numel * self.dtype.itemsize
 
+    @property
+    def draw(self) -> Draw:
+        return Draw(self.request.name, self.distribution, self.shape)
+
+    @property
+    def random_access(self) -> bool:
+        """Any range costs only itself: both the distribution (not a whole-matrix one) and the rng allow it."""
+        return self.distribution.random_access and self.rng.random_access
+
     @cached_property
     def _whole(self) -> NDArray[np.float64]:
-        # Structured distributions (orthogonal, sparse) need the whole matrix: compute it once per plan.
-        return self.distribution.sample(self.stream, self.shape, 0, self.numel)
+        # Structured distributions (orthogonal, sparse) and sequential rngs need the whole tensor: once per plan.
+        return self.rng.sample(self.distribution, self.stream, self.shape)
 
     def _slice(self, start: int, stop: int | None) -> tuple[int, int]:
         stop = self.numel if stop is None else stop
@@ -80,30 +90,33 @@ class Plan:
     def values(self, start: int = 0, stop: int | None = None) -> NDArray[np.float64]:
         """float64 values of flat elements [start, stop), before rounding to the output dtype."""
         start, stop = self._slice(start, stop)
-        if self.distribution.random_access:
-            return generate(self.distribution, self.stream, self.shape, start, stop, np.dtype(np.float64))
+        if self.random_access:
+            return self.rng.generate(self.distribution, self.stream, self.shape, start, stop, np.dtype(np.float64))
         return self._whole[start:stop]
 
     def working_bytes(self, chunk_elements: int) -> int:
         """Memory generating this tensor `chunk_elements` at a time holds at once, an upper bound (tracemalloc
         and RSS measurements in tests/engine/test_memory.py): a chunk in the output dtype and two copies of it (the
         pieces of a region joined, the bytes of a stream), plus the engine's temporaries; for orthogonal and sparse
-        those are the whole matrix's, as it is computed and kept."""
+        those are the whole matrix's, as it is computed and kept, and an rng without random access keeps the whole
+        tensor in float64 besides."""
         piece = min(chunk_elements, self.numel)
+        if not self.rng.random_access:
+            return 3 * 8 * piece + 8 * self.numel + self.distribution.scratch_bytes(self.numel)
         return 3 * 8 * piece + self.distribution.scratch_bytes(piece)
 
     def generate(self, start: int = 0, stop: int | None = None) -> NDArray:
         """Flat elements [start, stop) in the output dtype (contiguous, little-endian)."""
         start, stop = self._slice(start, stop)
-        if self.distribution.random_access:
+        if self.random_access:
             # Rounded as each chunk is written: no float64 copy of the whole range (dtypes.round_to's route).
-            return generate(self.distribution, self.stream, self.shape, start, stop, self.dtype.numpy)
+            return self.rng.generate(self.distribution, self.stream, self.shape, start, stop, self.dtype.numpy)
         return round_to(self._whole[start:stop], self.dtype)
 
     def generate_runs(self, starts: NDArray[np.int64], length: int) -> NDArray:
         """Flat elements [s, s + length) for each s of `starts`, one run after another, in the output dtype."""
-        if self.distribution.random_access:
-            return generate_runs(self.distribution, self.stream, self.shape, starts, length, self.dtype.numpy)
+        if self.random_access:
+            return self.rng.generate_runs(self.distribution, self.stream, self.shape, starts, length, self.dtype.numpy)
         return round_to(self._whole[run_indices(starts, length)], self.dtype)
 
     def chunks(
@@ -143,8 +156,7 @@ class Plan:
 
 def make_plan(request: TensorRequest) -> Plan:
     """Resolve `request`; raises InitError (naming the field and the rule) for anything it cannot honour."""
-    if request.rng not in RNGS:
-        raise InitError("rng", f"unknown rng {request.rng!r}; known: {', '.join(RNGS)}")
+    rng = get_rng(request.rng)
     if len(request.shape) > MAX_RANK:
         raise InitError("shape", f"at most {MAX_RANK} dimensions are supported, got {len(request.shape)}")
     if any(dim < 1 for dim in request.shape):
@@ -165,6 +177,7 @@ def make_plan(request: TensorRequest) -> Plan:
         raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
     check_fits(built.distribution.max_abs(), dtype, "dtype", f"{scheme.name} with these parameters")
+    draw = Draw(request.name, built.distribution, request.shape)
     return Plan(
         request=request,
         scheme=scheme,
@@ -173,8 +186,9 @@ def make_plan(request: TensorRequest) -> Plan:
         distribution=built.distribution,
         dtype=dtype,
         gain=built.gain,
-        fans=dict(fans.used),
-        stream=Stream.for_tensor(request.seed, request.name),
+        fans=dict(built.fans),
+        rng=rng,
+        stream=rng.streams(request.seed, [draw])[0],
     )
 
 

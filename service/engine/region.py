@@ -7,8 +7,8 @@ the region is generated from its runs and its bits equal the same region of the 
 the engine many at a time (`Plan.generate_runs`: one vectorised call per chunk's worth of work), long ones a
 range at a time: the work is the region's size plus `RUN_OVERHEAD` per run, and `Region.cost` counts it so.
 
-`orthogonal` and `sparse` need the whole matrix: the plan computes it once and the region is cut from it, so
-their slices cost the full tensor (documented in docs/reproducibility.md).
+`orthogonal` and `sparse` need the whole matrix, and an rng without random access the whole tensor: the plan
+computes it once and the region is cut from it, so their slices cost the full tensor (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Region:
         """Work to produce the region, in elements: the region itself plus RUN_OVERHEAD for every run after the
         first (a contiguous region costs what the same range of the whole tensor costs) and the distribution's
         once-per-tensor setup, or the whole tensor for whole-matrix schemes."""
-        if not self.plan.distribution.random_access:
+        if not self.plan.random_access:
             return self.plan.numel
         return self.numel + RUN_OVERHEAD * (self.runs - 1) + self.plan.distribution.setup_cost()
 
@@ -124,7 +124,7 @@ class Region:
         chunk_elements (small pieces joined: at most chunk_elements plus one run's worth)."""
         if self.bounds is None:
             yield from self.plan.chunks(0, self.plan.numel, chunk_elements)
-        elif not self.plan.distribution.random_access:
+        elif not self.plan.random_access:
             yield from _pieces(self._cut_from_whole(), chunk_elements)
         else:
             yield from _batched(self._layout.pieces(self.plan, chunk_elements), chunk_elements)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import service.engine
 from service.engine.bundle import ModelRequest, RowFill, TensorSpec, check_size, plan_model, plan_tensor
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import make_plan
@@ -137,16 +140,21 @@ def test_errors_name_the_tensor_and_the_field(spec, field):
     assert "tensor 'x'" in caught.value.message
 
 
-NAMES = ("max_elements", "max_request_elements")
-
-
 def test_limits_apply_to_each_tensor_and_to_the_whole_request():
     request = ModelRequest(0, {"a": TensorSpec((600,), "normal"), "b": TensorSpec((500,), "normal")})
-    check_size(request, 600, 1100, NAMES)
-    with pytest.raises(TooLargeError, match=r"1100 elements in total; the limit is 1000 .*MAX_REQUEST_ELEMENTS"):
-        check_size(request, 600, 1000, NAMES)
-    with pytest.raises(TooLargeError, match=r"tensor 'a' has 600 elements; the limit is 599 per tensor") as caught:
-        check_size(request, 599, 1100, NAMES)
-    assert caught.value.field == "tensors['a'].shape" and "INITSERVE_MAX_ELEMENTS" in caught.value.message
+    check_size(request, 600, 1100)
+    with pytest.raises(TooLargeError, match=r"in total; the limit is 1000 for the whole request$") as caught:
+        check_size(request, 600, 1000)
+    assert caught.value.limit == "max_request_elements"
+    with pytest.raises(TooLargeError, match=r"tensor 'a' has 600 elements; the limit is 599 per tensor$") as caught:
+        check_size(request, 599, 1100)
+    assert caught.value.field == "tensors['a'].shape" and caught.value.limit == "max_tensor_elements"
+    worded = caught.value.configured_by("INITSERVE_MAX_ELEMENTS")
+    assert worded.message.endswith("per tensor (INITSERVE_MAX_ELEMENTS)") and worded.field == caught.value.field
     with pytest.raises(InitError, match="at least one tensor"):
-        check_size(ModelRequest(0, {}), 10, 10, NAMES)
+        check_size(ModelRequest(0, {}), 10, 10)
+
+
+def test_the_engine_knows_no_setting_names():
+    engine = Path(service.engine.__file__).parent
+    assert [str(path) for path in engine.rglob("*.py") if "INITSERVE_" in path.read_text()] == []

@@ -8,8 +8,10 @@ import pytest
 
 from service.engine.errors import InitError
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.schemes.distributions import Constant
 from service.engine.schemes.fans import compute_fans
 from service.engine.schemes.gain import calculate_gain
+from service.engine.schemes.registry import REGISTRY, Built, Context, Scheme
 
 TORCH_FAN_ERROR = "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions"
 
@@ -407,3 +409,30 @@ def test_engine_checks_registry_types_and_ranges(scheme, params, field, text):
     shape = (4, 4, 3) if scheme == "dirac" else (4, 4)
     error = init_error(shape, scheme, params)
     assert (error.field, error.message) == (field, text)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "params", "used"),
+    [
+        ("kaiming_normal", {}, {"fan_in"}),
+        ("kaiming_uniform", {"mode": "fan_out"}, {"fan_out"}),
+        ("variance_scaling", {"mode": "fan_geo_avg"}, {"fan_in", "fan_out"}),
+        ("torch_default", {}, {"fan_in"}),
+        ("uniform_unit_scaling", {}, {"fan_in"}),
+        ("orthogonal", {}, set()),
+        ("normal", {}, set()),
+    ],
+)
+def test_the_fans_reported_are_those_the_build_rule_says_it_used(scheme, params, used):
+    assert set(plan_of((6, 4), scheme, params).fans) == used
+
+
+def test_reading_a_fan_changes_nothing(monkeypatch):
+    # A rule may read a fan (here to check it) without it becoming response metadata: only its Built says.
+    def build(c: Context) -> Built:
+        assert c.fans.fan_out == 6 and c.fans.fan_in == 4
+        return Built(Constant(0.5))
+
+    monkeypatch.setitem(REGISTRY, "checked", Scheme("checked", "torch", "0.5", build))
+    plan = plan_of((6, 4), "checked")
+    assert plan.fans == {} and plan.metadata()["fan_in"] is None and plan.metadata()["fan_out"] is None

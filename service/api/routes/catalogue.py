@@ -42,7 +42,7 @@ def _catalogue() -> dict[str, Any]:
                 "alias_of": s.alias_of,
                 "default_layout": s.default_layout,
                 "formula": s.formula,
-                "source": s.doc,
+                "source": s.source,
                 "params": [_param_doc(p) for p in s.params],
             }
             for s in SCHEMES

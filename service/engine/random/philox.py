@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-RNG_ID = "philox-v1"
 VALUES = 0
 SPARSE_MASK = 1
 WORDS_PER_BLOCK = 4

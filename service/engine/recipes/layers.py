@@ -645,7 +645,6 @@ LAYER_TYPES: tuple[LayerType, ...] = (
 
 LAYERS: dict[str, LayerType] = {layer.name: layer for layer in LAYER_TYPES}
 CONTAINER = "sequential"
-GROUPS: tuple[str, ...] = tuple(sorted({group for layer in LAYER_TYPES for group in layer.groups}))
 
 
 def get_layer(name: str) -> LayerType:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from service.engine.errors import InitError
@@ -34,27 +34,20 @@ def compute_fans(shape: Sequence[int], layout: Layout) -> tuple[int, int]:
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-@dataclass
+@dataclass(frozen=True)
 class Fans:
-    """Fans for one request: explicit values win over the shape's; records which ones a scheme used."""
+    """Fans for one request: explicit values win over the shape's, which are computed only when read (torch's
+    layout refuses fewer than 2 dimensions, which matters only to schemes that read a fan)."""
 
     shape: tuple[int, ...]
     layout: Layout
     explicit_fan_in: int | None = None
     explicit_fan_out: int | None = None
-    used: dict[str, int] = field(default_factory=dict)
-
-    def _computed(self) -> tuple[int, int]:
-        return compute_fans(self.shape, self.layout)
 
     @property
     def fan_in(self) -> int:
-        value = self.explicit_fan_in if self.explicit_fan_in is not None else self._computed()[0]
-        self.used["fan_in"] = value
-        return value
+        return self.explicit_fan_in if self.explicit_fan_in is not None else compute_fans(self.shape, self.layout)[0]
 
     @property
     def fan_out(self) -> int:
-        value = self.explicit_fan_out if self.explicit_fan_out is not None else self._computed()[1]
-        self.used["fan_out"] = value
-        return value
+        return self.explicit_fan_out if self.explicit_fan_out is not None else compute_fans(self.shape, self.layout)[1]

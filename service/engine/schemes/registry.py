@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from service.engine.errors import InitError
@@ -83,17 +83,25 @@ class Context:
 class Built:
     distribution: d.Distribution
     gain: float | None = None
+    fans: Mapping[str, int] = field(default_factory=dict)  # the fans the distribution was computed from
 
 
 @dataclass(frozen=True)
 class Scheme:
+    """One entry of the catalogue, documented as torch/nn/init.py documents its functions: the formula, where it
+    comes from (the framework function it reproduces, and the paper where there is one) and a short example (the
+    request fields besides scheme and seed; a test plans every one). The README's scheme table is generated from
+    these (`python -m service.engine.schemes.table`)."""
+
     name: str
     family: Family
     formula: str
     build: Callable[[Context], Built]
     params: tuple[Param, ...] = ()
     alias_of: str | None = None
-    doc: str = ""
+    source: str = ""  # the framework function (or file) whose meaning, argument names and defaults it keeps
+    paper: str = ""
+    example: Mapping[str, Any] = field(default_factory=dict)
     # Also fills integer dtypes (int64 buffers): its build gives a Constant whose value is its parameters' exactly
     # (an integer val is not rounded through float64).
     integer: bool = False
@@ -125,24 +133,29 @@ class Scheme:
 # ---- the shared mechanism -------------------------------------------------------------------------------
 
 
-def variance_scaling(scale: float, mode: str, distribution: str, fans: Fans) -> d.Distribution:
-    """The one mechanism behind glorot/xavier, he/kaiming and lecun (formulas in the module docstring)."""
+def variance_scaling(scale: float, mode: str, distribution: str, fans: Fans, gain: float | None = None) -> Built:
+    """The one mechanism behind glorot/xavier, he/kaiming and lecun (formulas in the module docstring), with the
+    fans its mode reads."""
     if mode == "fan_in":
-        n = float(fans.fan_in)
+        used = {"fan_in": fans.fan_in}
+        n = float(used["fan_in"])
     elif mode == "fan_out":
-        n = float(fans.fan_out)
-    elif mode == "fan_avg":
-        n = (fans.fan_in + fans.fan_out) / 2.0
+        used = {"fan_out": fans.fan_out}
+        n = float(used["fan_out"])
     else:
-        n = math.sqrt(float(fans.fan_in) * float(fans.fan_out))
+        used = {"fan_in": fans.fan_in, "fan_out": fans.fan_out}
+        if mode == "fan_avg":
+            n = (used["fan_in"] + used["fan_out"]) / 2.0
+        else:
+            n = math.sqrt(float(used["fan_in"]) * float(used["fan_out"]))
     variance = scale / max(1.0, n)
     if distribution == "uniform":
         bound = math.sqrt(3.0 * variance)
-        return d.Uniform(-bound, bound)
+        return Built(d.Uniform(-bound, bound), gain, used)
     if distribution == "untruncated_normal":
-        return d.Normal(0.0, math.sqrt(variance))
+        return Built(d.Normal(0.0, math.sqrt(variance)), gain, used)
     std = math.sqrt(variance) / TRUNCATED_NORMAL_STD_2
-    return d.TruncatedNormal(0.0, std, -2.0 * std, 2.0 * std)
+    return Built(d.TruncatedNormal(0.0, std, -2.0 * std, 2.0 * std), gain, used)
 
 
 def _torch_mode(mode: str) -> str:
@@ -156,21 +169,21 @@ def _kaiming(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
         mode = _torch_mode(c["mode"])
         gain = calculate_gain(c["nonlinearity"], c["a"], param_field="a")
-        return Built(variance_scaling(gain * gain, mode, distribution, c.fans), gain)
+        return variance_scaling(gain * gain, mode, distribution, c.fans, gain)
 
     return build
 
 
 def _xavier(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
-        return Built(variance_scaling(c["gain"] * c["gain"], "fan_avg", distribution, c.fans), c["gain"])
+        return variance_scaling(c["gain"] * c["gain"], "fan_avg", distribution, c.fans, c["gain"])
 
     return build
 
 
 def _keras_fixed(scale: float, mode: str, distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
-        return Built(variance_scaling(scale, mode, distribution, c.fans))
+        return variance_scaling(scale, mode, distribution, c.fans)
 
     return build
 
@@ -193,7 +206,7 @@ def _variance_scaling_rule(c: Context) -> Built:
             f"Invalid `distribution` argument: {c['distribution']}. "
             f"Please use one of {list(VARIANCE_SCALING_DISTRIBUTIONS)}",
         )
-    return Built(variance_scaling(c["scale"], mode, distribution, c.fans))
+    return variance_scaling(c["scale"], mode, distribution, c.fans)
 
 
 # ---- plain and structured schemes --------------------------------------------------------------------------
@@ -273,9 +286,10 @@ def _sparse(c: Context) -> Built:
 
 
 def _uniform_unit_scaling(c: Context) -> Built:
-    input_size = float(c.fans.fan_in) if len(c.shape) >= 2 or c.fans.explicit_fan_in else 1.0
+    used = {"fan_in": c.fans.fan_in} if len(c.shape) >= 2 or c.fans.explicit_fan_in else {}
+    input_size = float(used.get("fan_in", 1.0))
     bound = math.sqrt(3.0 / max(input_size, 1.0)) * c["factor"]
-    return Built(d.Uniform(-abs(bound), abs(bound)))
+    return Built(d.Uniform(-abs(bound), abs(bound)), fans=used)
 
 
 def _constant(value: float | None) -> Callable[[Context], Built]:
@@ -306,6 +320,9 @@ _MSRA_PARAMS = tuple(
 
 _TORCH = "torch.nn.init"
 _KERAS = "keras.initializers"
+_GLOROT = "Glorot & Bengio 2010, Understanding the difficulty of training deep feedforward neural networks"
+_HE = "He et al. 2015, Delving Deep into Rectifiers"
+_LECUN = "LeCun et al. 1998, Efficient BackProp"
 
 SCHEMES: tuple[Scheme, ...] = (
     # PyTorch family
@@ -315,7 +332,8 @@ SCHEMES: tuple[Scheme, ...] = (
         "U[a, b)",
         _uniform,
         (Param("a", float, 0.0, "lower bound"), Param("b", float, 1.0, "upper bound")),
-        doc=f"{_TORCH}.uniform_",
+        source=f"{_TORCH}.uniform_",
+        example={"shape": [3, 5], "a": -0.1, "b": 0.1},
     ),
     Scheme(
         "normal",
@@ -323,7 +341,8 @@ SCHEMES: tuple[Scheme, ...] = (
         "N(mean, std^2); std = 0 fills with mean",
         _normal,
         (Param("mean", float, 0.0, _FINITE), Param("std", float, 1.0, "standard deviation", ge=0.0)),
-        doc=f"{_TORCH}.normal_",
+        source=f"{_TORCH}.normal_",
+        example={"shape": [3, 5], "std": 0.02},
     ),
     Scheme(
         "trunc_normal",
@@ -336,7 +355,8 @@ SCHEMES: tuple[Scheme, ...] = (
             Param("a", float, -2.0, "lower cut (absolute)"),
             Param("b", float, 2.0, "upper cut (absolute)"),
         ),
-        doc=f"{_TORCH}.trunc_normal_",
+        source=f"{_TORCH}.trunc_normal_",
+        example={"shape": [768, 768], "std": 0.02, "a": -0.04, "b": 0.04},
     ),
     Scheme(
         "constant",
@@ -344,19 +364,39 @@ SCHEMES: tuple[Scheme, ...] = (
         "val everywhere",
         _constant(None),
         (Param("val", float, REQUIRED, "fill value"),),
-        doc=f"{_TORCH}.constant_",
+        source=f"{_TORCH}.constant_",
+        example={"shape": [64], "val": 0.1},
         integer=True,
     ),
-    Scheme("zeros", "torch", "0 everywhere", _constant(0.0), doc=f"{_TORCH}.zeros_", integer=True),
-    Scheme("ones", "torch", "1 everywhere", _constant(1.0), doc=f"{_TORCH}.ones_", integer=True),
-    Scheme("eye", "torch", "identity of a 2-D matrix (rectangular allowed)", _eye, doc=f"{_TORCH}.eye_"),
+    Scheme(
+        "zeros",
+        "torch",
+        "0 everywhere",
+        _constant(0.0),
+        source=f"{_TORCH}.zeros_",
+        example={"shape": [64]},
+        integer=True,
+    ),
+    Scheme(
+        "ones", "torch", "1 everywhere", _constant(1.0), source=f"{_TORCH}.ones_", example={"shape": [64]}, integer=True
+    ),
+    Scheme(
+        "eye",
+        "torch",
+        "identity of a 2-D matrix (rectangular allowed)",
+        _eye,
+        source=f"{_TORCH}.eye_",
+        example={"shape": [3, 5]},
+    ),
     Scheme(
         "dirac",
         "torch",
         "identity convolution: 1 at [g*out/groups + d, d, k//2, ...]",
         _dirac,
         (Param("groups", int, 1, "number of groups; dim 0 must be divisible by it", ge=1),),
-        doc=f"{_TORCH}.dirac_",
+        source=f"{_TORCH}.dirac_",
+        paper="Zagoruyko & Komodakis 2017, DiracNets",
+        example={"shape": [16, 16, 3, 3]},
     ),
     Scheme(
         "xavier_uniform",
@@ -364,7 +404,9 @@ SCHEMES: tuple[Scheme, ...] = (
         "U(-b, b), b = sqrt(3 * gain^2 / ((fan_in + fan_out) / 2))",
         _xavier("uniform"),
         (_GAIN,),
-        doc=f"{_TORCH}.xavier_uniform_",
+        source=f"{_TORCH}.xavier_uniform_",
+        paper=_GLOROT,
+        example={"shape": [256, 784]},
     ),
     Scheme(
         "xavier_normal",
@@ -372,7 +414,9 @@ SCHEMES: tuple[Scheme, ...] = (
         "N(0, std^2), std = sqrt(gain^2 / ((fan_in + fan_out) / 2)), untruncated",
         _xavier("untruncated_normal"),
         (_GAIN,),
-        doc=f"{_TORCH}.xavier_normal_",
+        source=f"{_TORCH}.xavier_normal_",
+        paper=_GLOROT,
+        example={"shape": [256, 784], "gain": 1.0},
     ),
     Scheme(
         "kaiming_uniform",
@@ -380,7 +424,9 @@ SCHEMES: tuple[Scheme, ...] = (
         "U(-b, b), b = sqrt(3 * gain^2 / fan_mode), gain = calculate_gain(nonlinearity, a)",
         _kaiming("uniform"),
         _KAIMING_PARAMS,
-        doc=f"{_TORCH}.kaiming_uniform_",
+        source=f"{_TORCH}.kaiming_uniform_",
+        paper=_HE,
+        example={"shape": [64, 3, 3, 3], "mode": "fan_out", "nonlinearity": "relu"},
     ),
     Scheme(
         "kaiming_normal",
@@ -388,7 +434,9 @@ SCHEMES: tuple[Scheme, ...] = (
         "N(0, std^2), std = sqrt(gain^2 / fan_mode), gain = calculate_gain(nonlinearity, a), untruncated",
         _kaiming("untruncated_normal"),
         _KAIMING_PARAMS,
-        doc=f"{_TORCH}.kaiming_normal_",
+        source=f"{_TORCH}.kaiming_normal_",
+        paper=_HE,
+        example={"shape": [256, 784], "nonlinearity": "relu"},
     ),
     Scheme(
         "msra",
@@ -397,7 +445,9 @@ SCHEMES: tuple[Scheme, ...] = (
         _kaiming("untruncated_normal"),
         _MSRA_PARAMS,
         alias_of="kaiming_normal",
-        doc="the MSRA (He et al. 2015) name of kaiming_normal",
+        source="the MSRA (He et al. 2015) name of kaiming_normal",
+        paper=_HE,
+        example={"shape": [64, 3, 7, 7], "mode": "fan_out"},
     ),
     Scheme(
         "orthogonal",
@@ -406,7 +456,9 @@ SCHEMES: tuple[Scheme, ...] = (
         "flattens to [shape[0], prod(rest)], keras to [prod(shape[:-1]), shape[-1]]",
         _orthogonal,
         (_GAIN,),
-        doc=f"{_TORCH}.orthogonal_ / {_KERAS}.Orthogonal",
+        source=f"{_TORCH}.orthogonal_ / {_KERAS}.Orthogonal",
+        paper="Saxe et al. 2013, Exact solutions to the nonlinear dynamics of learning in deep linear neural networks",
+        example={"shape": [512, 128]},
     ),
     Scheme(
         "sparse",
@@ -417,7 +469,9 @@ SCHEMES: tuple[Scheme, ...] = (
             Param("sparsity", float, REQUIRED, "fraction of each column set to zero", ge=0.0, le=1.0),
             Param("std", float, 0.01, "std of the non-zero values", ge=0.0),
         ),
-        doc=f"{_TORCH}.sparse_",
+        source=f"{_TORCH}.sparse_",
+        paper="Martens 2010, Deep learning via Hessian-free optimization",
+        example={"shape": [100, 50], "sparsity": 0.1},
     ),
     Scheme(
         "torch_default",
@@ -426,7 +480,8 @@ SCHEMES: tuple[Scheme, ...] = (
         lambda c: _kaiming("uniform")(
             Context({"a": math.sqrt(5.0), "mode": "fan_in", "nonlinearity": "leaky_relu"}, c.shape, c.layout, c.fans)
         ),
-        doc="nn.Linear.reset_parameters / nn.Conv*d.reset_parameters",
+        source="nn.Linear.reset_parameters / nn.Conv*d.reset_parameters",
+        example={"shape": [256, 784]},
     ),
     # Keras / JAX family
     Scheme(
@@ -446,7 +501,8 @@ SCHEMES: tuple[Scheme, ...] = (
                 choices=VARIANCE_SCALING_DISTRIBUTIONS,
             ),
         ),
-        doc=f"{_KERAS}.VarianceScaling / jax.nn.initializers.variance_scaling",
+        source=f"{_KERAS}.VarianceScaling / jax.nn.initializers.variance_scaling",
+        example={"shape": [784, 256], "scale": 2.0, "distribution": "untruncated_normal"},
     ),
     *(
         Scheme(
@@ -454,15 +510,17 @@ SCHEMES: tuple[Scheme, ...] = (
             "keras",
             f"variance_scaling(scale={scale:g}, mode={mode}, distribution={dist})",
             _keras_fixed(scale, mode, dist),
-            doc=f"{_KERAS}.{doc}",
+            source=f"{_KERAS}.{api}",
+            paper=paper,
+            example={"shape": shape},
         )
-        for name, scale, mode, dist, doc in (
-            ("glorot_uniform", 1.0, "fan_avg", "uniform", "GlorotUniform"),
-            ("glorot_normal", 1.0, "fan_avg", "truncated_normal", "GlorotNormal"),
-            ("he_uniform", 2.0, "fan_in", "uniform", "HeUniform"),
-            ("he_normal", 2.0, "fan_in", "truncated_normal", "HeNormal"),
-            ("lecun_uniform", 1.0, "fan_in", "uniform", "LecunUniform"),
-            ("lecun_normal", 1.0, "fan_in", "truncated_normal", "LecunNormal"),
+        for name, scale, mode, dist, api, paper, shape in (
+            ("glorot_uniform", 1.0, "fan_avg", "uniform", "GlorotUniform", _GLOROT, [784, 256]),
+            ("glorot_normal", 1.0, "fan_avg", "truncated_normal", "GlorotNormal", _GLOROT, [784, 256]),
+            ("he_uniform", 2.0, "fan_in", "uniform", "HeUniform", _HE, [3, 3, 3, 64]),
+            ("he_normal", 2.0, "fan_in", "truncated_normal", "HeNormal", _HE, [3, 3, 3, 64]),
+            ("lecun_uniform", 1.0, "fan_in", "uniform", "LecunUniform", _LECUN, [784, 256]),
+            ("lecun_normal", 1.0, "fan_in", "truncated_normal", "LecunNormal", _LECUN, [784, 256]),
         )
     ),
     Scheme(
@@ -471,7 +529,8 @@ SCHEMES: tuple[Scheme, ...] = (
         "N(mean, stddev^2)",
         lambda c: Built(d.Normal(c["mean"], c["stddev"])),
         (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "standard deviation", ge=0.0)),
-        doc=f"{_KERAS}.RandomNormal",
+        source=f"{_KERAS}.RandomNormal",
+        example={"shape": [1000, 64]},
     ),
     Scheme(
         "random_uniform",
@@ -479,7 +538,8 @@ SCHEMES: tuple[Scheme, ...] = (
         "U[minval, maxval)",
         _random_uniform,
         (Param("minval", float, -0.05, "lower bound"), Param("maxval", float, 0.05, "upper bound")),
-        doc=f"{_KERAS}.RandomUniform",
+        source=f"{_KERAS}.RandomUniform",
+        example={"shape": [1000, 64]},
     ),
     Scheme(
         "truncated_normal",
@@ -487,9 +547,18 @@ SCHEMES: tuple[Scheme, ...] = (
         "N(mean, stddev^2) cut at mean +- 2 stddev (stddev is the pre-cut value; the real std is 0.8796 * stddev)",
         _keras_truncated_normal,
         (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "std before truncation", gt=0.0)),
-        doc=f"{_KERAS}.TruncatedNormal",
+        source=f"{_KERAS}.TruncatedNormal",
+        example={"shape": [784, 256], "stddev": 0.02},
     ),
-    Scheme("identity", "keras", "gain * eye, 2-D only", _identity, (_GAIN,), doc=f"{_KERAS}.Identity"),
+    Scheme(
+        "identity",
+        "keras",
+        "gain * eye, 2-D only",
+        _identity,
+        (_GAIN,),
+        source=f"{_KERAS}.Identity",
+        example={"shape": [64, 64]},
+    ),
     # TensorFlow 1 legacy
     Scheme(
         "uniform_unit_scaling",
@@ -498,7 +567,9 @@ SCHEMES: tuple[Scheme, ...] = (
         "fan_in of the layout for >= 2 dims (keras: prod(shape[:-1]), as TF1), else 1 unless fan_in is given",
         _uniform_unit_scaling,
         (Param("factor", float, 1.0, "multiplier of the bound"),),
-        doc="tf.compat.v1.uniform_unit_scaling_initializer",
+        source="tf.compat.v1.uniform_unit_scaling_initializer",
+        paper="Sussillo & Abbott 2014, Random Walk Initialization for Training Very Deep Feedforward Networks",
+        example={"shape": [784, 256], "factor": 1.43},
     ),
 )
 

@@ -1,0 +1,86 @@
+"""A random algorithm (an `rng` id): the interface every entry of the registry (`random/rngs/`) implements.
+
+An entry is the whole bit contract of its id: how a seed and a tensor's name become a stream (key derivation),
+the stream itself, and how each distribution turns it into values (the transforms). Its attributes say what the
+rest of the engine may do with it, so adding an algorithm touches nothing but its own module (and its contract
+document):
+
+* `random_access`: any range of a tensor is computable on its own. Counter-based streams are; a sequential,
+  stateful generator (PyTorch's CPU one) is not: slices, chunks and parallel fills then cost the whole tensor,
+  which the plan computes once (as for orthogonal).
+* `keyed_by`: "tensor" gives each tensor its own stream, keyed by (seed, name): its bits do not depend on the
+  other tensors of a request nor on their order. "request" is one stream per request consumed tensor after
+  tensor in the order given to `streams` (a framework's construction order), so a tensor's bits depend on every
+  tensor drawn before it: `streams` sees every draw of the request (name, distribution, shape) at once.
+
+The engine only ever passes a tensor's stream back to the entry that made it: what a stream is (a key, a
+generator's state) is the entry's business.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from service.engine.schemes.distributions import Distribution
+
+KeyedBy = Literal["tensor", "request"]
+TensorStream = Any  # whatever the entry's `streams` returns; only that entry reads it
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What one tensor takes from the rng."""
+
+    name: str
+    distribution: Distribution
+    shape: tuple[int, ...]
+
+
+class Rng(ABC):
+    """One random algorithm (see the module docstring for the attributes)."""
+
+    id: ClassVar[str]
+    random_access: ClassVar[bool]
+    keyed_by: ClassVar[KeyedBy]
+    contract: ClassVar[str]  # the document that specifies its bits, relative to the repository
+
+    @abstractmethod
+    def streams(self, seed: int, draws: Sequence[Draw]) -> list[TensorStream]:
+        """One stream per tensor of a request, for tensors drawn in the order of `draws`. Each stream gives the
+        same values however often and in whatever order the engine samples it."""
+
+    @abstractmethod
+    def sample(self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...]) -> NDArray[np.float64]:
+        """The whole tensor's float64 values, flat row-major."""
+
+    @abstractmethod
+    def generate(
+        self,
+        distribution: Distribution,
+        stream: TensorStream,
+        shape: tuple[int, ...],
+        start: int,
+        stop: int,
+        dtype: np.dtype,
+    ) -> NDArray:
+        """Flat elements [start, stop) in `dtype` (called only where both the entry and the distribution have
+        random access)."""
+
+    @abstractmethod
+    def generate_runs(
+        self,
+        distribution: Distribution,
+        stream: TensorStream,
+        shape: tuple[int, ...],
+        starts: NDArray[np.int64],
+        length: int,
+        dtype: np.dtype,
+    ) -> NDArray:
+        """Flat elements [s, s + length) for each s of `starts`, one run after another, in `dtype` (as `generate`)."""

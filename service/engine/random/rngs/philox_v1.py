@@ -1,0 +1,49 @@
+"""philox-v1: Philox4x64-10 keyed by (seed, tensor name), element i from block i // 4 (docs/reproducibility.md).
+
+Keys and blocks are `random.philox`; words become values by each distribution's own samplers (`transform`, the
+numba kernels), which are this algorithm's transforms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.engine.random.philox import Stream
+from service.engine.random.rng import Draw, Rng
+from service.engine.schemes.distributions import Distribution, generate, generate_runs
+
+
+class PhiloxV1(Rng):
+    id = "philox-v1"
+    random_access = True
+    keyed_by = "tensor"
+    contract = "docs/reproducibility.md"
+
+    def streams(self, seed: int, draws: Sequence[Draw]) -> list[Stream]:
+        return [Stream.for_tensor(seed, draw.name) for draw in draws]
+
+    def sample(self, distribution: Distribution, stream: Stream, shape: tuple[int, ...]) -> NDArray[np.float64]:
+        return distribution.sample(stream, shape, 0, math.prod(shape))
+
+    def generate(
+        self, distribution: Distribution, stream: Stream, shape: tuple[int, ...], start: int, stop: int, dtype: np.dtype
+    ) -> NDArray:
+        return generate(distribution, stream, shape, start, stop, dtype)
+
+    def generate_runs(
+        self,
+        distribution: Distribution,
+        stream: Stream,
+        shape: tuple[int, ...],
+        starts: NDArray[np.int64],
+        length: int,
+        dtype: np.dtype,
+    ) -> NDArray:
+        return generate_runs(distribution, stream, shape, starts, length, dtype)
+
+
+RNG = PhiloxV1()
