@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -154,8 +155,11 @@ def buffered_body(bundle: Bundle, fmt: Format) -> bytes | memoryview:
     values), hence a memoryview: bytes-like for sockets, files and the cache alike."""
     length, parts = fmt.write(bundle, admission.fill_elements())
     if length is None:
-        grown = bytearray()
-        for part in parts:
+        first = next(parts)
+        if (second := next(parts, None)) is None:
+            return first  # a whole document in one piece (JSON of one chunk): not copied
+        grown = bytearray(first)
+        for part in itertools.chain((second,), parts):
             grown += part
         return memoryview(grown)
     buffer = np.empty(length, dtype=np.uint8)
