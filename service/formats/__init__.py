@@ -94,11 +94,19 @@ class Format:
     dtypes: frozenset[str] | None = None  # the dtypes it can hold (None: all)
     dtypes_why: str = ""  # why the others cannot be held
     check: Callable[[Bundle], None] | None = None  # what else it refuses (InitError at "format")
+    check_doc: str = ""  # what `check` refuses, for the API's documentation
     max_bytes_per_element: dict[int, int] | None = None  # without a known length: most bytes per element by itemsize
     openapi_schema: dict[str, Any] = field(default_factory=lambda: {"type": "string", "format": "binary"})
 
     def holds(self, single: bool) -> bool:
         return self.one if single else self.many
+
+    def rules(self, dtypes: Sequence[str]) -> str:
+        """What it cannot hold, in words ("" when it holds anything), for the API's documentation."""
+        refused = [name for name in dtypes if self.dtypes is not None and name not in self.dtypes]
+        rules = [] if self.one and self.many else ["one tensor only" if self.one else "many tensors only"]
+        rules += [f"no {name}" for name in refused] + ([self.check_doc] if self.check_doc else [])
+        return f"`{self.name}` holds {', '.join(rules)}" if rules else ""
 
     def refuse_unholdable(self, bundle: Bundle) -> None:
         """InitError (422 at `format`) when this format cannot hold the bundle."""

@@ -181,4 +181,8 @@ FORMAT = Format(
     dtypes=npy.DTYPES,
     dtypes_why="NumPy has no standard code for it",
     check=check,
+    check_doc=(
+        "no member name that `numpy.load` would not give back (NUL, an absolute path, a `..` segment, a backslash, "
+        "`x.npy` beside `x`)"
+    ),
 )
