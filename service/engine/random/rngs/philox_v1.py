@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from service.engine.random.philox import Stream
 from service.engine.random.rng import Draw, Rng
-from service.engine.schemes.distributions import Distribution, generate, generate_runs
+from service.engine.schemes import distributions
 
 
 class PhiloxV1(Rng):
@@ -26,24 +26,14 @@ class PhiloxV1(Rng):
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[Stream]:
         return [Stream.for_tensor(seed, draw.name) for draw in draws]
 
-    def sample(self, distribution: Distribution, stream: Stream, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    def sample(
+        self, distribution: distributions.Distribution, stream: Stream, shape: tuple[int, ...]
+    ) -> NDArray[np.float64]:
         return distribution.sample(stream, shape, 0, math.prod(shape))
 
-    def generate(
-        self, distribution: Distribution, stream: Stream, shape: tuple[int, ...], start: int, stop: int, dtype: np.dtype
-    ) -> NDArray:
-        return generate(distribution, stream, shape, start, stop, dtype)
-
-    def generate_runs(
-        self,
-        distribution: Distribution,
-        stream: Stream,
-        shape: tuple[int, ...],
-        starts: NDArray[np.int64],
-        length: int,
-        dtype: np.dtype,
-    ) -> NDArray:
-        return generate_runs(distribution, stream, shape, starts, length, dtype)
+    # Ranges and runs are the distributions' own chunked, threaded fills of this stream.
+    generate = staticmethod(distributions.generate)
+    generate_runs = staticmethod(distributions.generate_runs)
 
 
 RNG = PhiloxV1()
