@@ -2,9 +2,9 @@
 
     /tmp/venv/bin/python -m bench.http [--seconds 6] [--rounds 6] [--concurrency 1 8 32]
 
-Starts `initserve serve` (one worker, production settings, plus INITSERVE_BENCH_CEILING=1 for the ceiling
-endpoint: an endpoint of the same app, behind the same middleware, that returns pre-built bytes of the same size
-as the /init response). A closed-loop keep-alive client (bench/loadgen.py) drives each scenario at each
+Starts `initserve serve --app bench.ceiling:app` (one worker, production settings; the app is the production one
+plus the ceiling endpoint (bench/ceiling.py), behind the same middleware, that returns pre-built bytes of the
+same size as the /init response). A closed-loop keep-alive client (bench/loadgen.py) drives each scenario at each
 concurrency and reports requests/s and p50/p99 latency:
 
 * ceiling: POST /_bench/ceiling with the /init body, answering as many bytes as /init would;
@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench import loadgen
+from bench import ceiling, loadgen
 from bench.serving import serve
 
 RESULTS = Path(__file__).parent / "results"
@@ -64,11 +64,21 @@ def scenarios(host: str, fmt: str, size: int) -> dict[str, loadgen.RequestBytes]
 
 def json_encoding(repeats: int = 5) -> dict[str, Any]:
     """Our JSON encoder against json.dumps(array.tolist()) on the same float32 tensor (best of `repeats`)."""
+    from service.api.delivery import buffered_body, single
     from service.engine.plan import TensorRequest, make_plan
-    from service.formats import jsonfmt
+    from service.engine.region import Region
+    from service.formats import FORMATS
 
     plan = make_plan(TensorRequest(shape=tuple(SHAPE), scheme=SCHEME, seed=1))
-    values, meta = plan.generate(), plan.metadata()
+    values = plan.generate()
+
+    class Generated(Region):
+        """The plan's values as already generated: the encoding alone is measured."""
+
+        def chunks(self, chunk_elements: int = 0) -> Any:
+            yield values
+
+    bundle = single(Generated(plan))
 
     def best(encode: Any) -> float:
         times = []
@@ -78,7 +88,7 @@ def json_encoding(repeats: int = 5) -> dict[str, Any]:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    ours = best(lambda: jsonfmt.encode(values, meta))
+    ours = best(lambda: buffered_body(bundle, FORMATS["json"]))
     baseline = best(lambda: json.dumps(values.tolist()))
     return {
         "shape": SHAPE,
@@ -92,8 +102,10 @@ def json_encoding(repeats: int = 5) -> dict[str, Any]:
 
 def body_costs(repeats: int = 21) -> dict[str, float]:
     """In-process median time to build each /init body (new seed each time): the work the ceiling does not do."""
-    from service.api import responses
+    from service.api.delivery import buffered_body, single
     from service.engine.plan import TensorRequest, make_plan
+    from service.engine.region import Region
+    from service.formats import FORMATS
 
     costs = {}
     for fmt in ("safetensors", "json"):
@@ -101,7 +113,7 @@ def body_costs(repeats: int = 21) -> dict[str, float]:
         for seed in range(repeats + 1):
             plan = make_plan(TensorRequest(shape=tuple(SHAPE), scheme=SCHEME, seed=1000 + seed))
             start = time.perf_counter()
-            responses.body(plan, fmt)
+            buffered_body(single(Region(plan)), FORMATS[fmt])
             times.append(time.perf_counter() - start)
         costs[f"{fmt}_ms"] = round(sorted(times[1:])[repeats // 2] * 1000, 2)
     return costs
@@ -111,8 +123,7 @@ def measure(seconds: float, concurrencies: list[int], warmup: float, rounds: int
     """Each cell alternates its scenarios in `rounds` short runs (ceiling, uncached, cached, ceiling, ...), so a
     drift in the machine's load (other processes) weighs on all three alike rather than on whichever ran then."""
     cells: list[dict[str, Any]] = []
-    env = {"INITSERVE_BENCH_CEILING": "1"}
-    with serve(env) as server:
+    with serve(app=ceiling.APP) as server:
         for fmt in ("safetensors", "json"):
             size = response_size(server.url, fmt)
             host = f"{server.host}:{server.port}"

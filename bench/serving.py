@@ -155,9 +155,9 @@ def measured(server: Server, action: Callable[[], Any], cap_increase_mib: float 
 
 
 @contextmanager
-def serve(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Iterator[Server]:
-    """The server, once /healthz answers; stopped (SIGTERM, then SIGKILL) on exit. Its log goes to a temporary
-    file, never to a pipe nobody reads (a full pipe would stall the server)."""
+def serve(env: dict[str, str] | None = None, ready_timeout: float = 60.0, app: str | None = None) -> Iterator[Server]:
+    """The server (of `app`, an import string, if given), once /healthz answers; stopped (SIGTERM, then SIGKILL) on
+    exit. Its log goes to a temporary file, never to a pipe nobody reads (a full pipe would stall the server)."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -167,7 +167,8 @@ def serve(env: dict[str, str] | None = None, ready_timeout: float = 60.0) -> Ite
         **(env or {}),
     }
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(_command(), env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        command = [*_command(), *(["--app", app] if app else [])]
+        process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         server = Server("127.0.0.1", port, process, log)
         try:
             deadline = time.monotonic() + ready_timeout

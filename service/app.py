@@ -10,19 +10,12 @@ from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
 
 from service import __version__, malloc
-from service.api import ceiling, docs, errors, health, openapi, routes
-from service.api.auth import ApiKeyMiddleware
+from service.api import docs, errors, middleware, openapi, routes
 from service.api.budget import MemoryBudget
 from service.api.cache import ResponseCache
-from service.api.content_type import JsonBodyMiddleware
-from service.api.limits import BodySizeLimitMiddleware, TimeoutMiddleware
-from service.api.observe import ObserveMiddleware
-from service.api.quotas import QuotaMiddleware
-from service.api.raw_cache import RawBodyCacheMiddleware
-from service.api.responses import NotAcceptableError
+from service.api.delivery import Delivery
 from service.engine import parallel
 from service.settings import Settings, get_settings
 
@@ -71,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     malloc.fix_mmap_threshold()
     parallel.configure(threads=settings.threads)
-    app.state.budget = MemoryBudget(
+    budget = MemoryBudget(
         settings.memory_budget_bytes,
         settings.budget_wait_seconds,
         reserved=int(settings.memory_budget_bytes * settings.budget_reserved_fraction),
@@ -79,42 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_share=settings.budget_max_share,
         unready_seconds=settings.budget_unready_seconds,
     )
-    app.state.response_cache = ResponseCache(settings.cache_bytes)
+    app.state.delivery = Delivery(budget, ResponseCache(settings.cache_bytes), settings.stream_threshold_bytes)
+    app.state.budget, app.state.response_cache = budget, app.state.delivery.cache
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)
-    app.include_router(health.router)
-    if settings.bench_ceiling:
-        app.include_router(ceiling.router)
     docs.install(app)
     openapi.install(app)
     errors.install(app)
-    app.add_exception_handler(NotAcceptableError, routes.not_acceptable)  # type: ignore[arg-type]
-
-    # add_middleware wraps: the last added runs first. Order, outermost first: request id, access log and metrics,
-    # CORS (so even 401s carry CORS headers), auth, quotas (of authorised keys), body limit, timeout, JSON
-    # relabelling, raw-body cache hits.
-    app.add_middleware(RawBodyCacheMiddleware, delivery=routes.delivery_of(app), route=routes.POST_INIT)
-    app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(TimeoutMiddleware, seconds=settings.timeout_seconds)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.quota_rate or settings.quota_concurrency:
-        app.add_middleware(
-            QuotaMiddleware,
-            rate=settings.quota_rate,
-            burst=settings.quota_burst,
-            concurrency=settings.quota_concurrency,
-            keyed=bool(settings.api_keys),
-        )
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "If-None-Match", "Accept"],
-            expose_headers=["ETag", "X-Initserve-Seed", "X-Request-ID", "Content-Disposition"],
-        )
-    app.add_middleware(ObserveMiddleware)
+    middleware.install(app, settings)
     return app
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from service.engine.errors import InitError
+from service.formats import DEFAULT, FORMATS, by_extension, holding
 
 DEFAULT_OPENAPI = Path("openapi/openapi.json")
 
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="default: INITSERVE_HOST or 127.0.0.1")
     serve.add_argument("--port", type=int, help="default: INITSERVE_PORT or 8000")
     serve.add_argument("--workers", type=int, help="default: INITSERVE_WORKERS or 1")
+    serve.add_argument("--app", default="service.app:app", help="the ASGI app to serve, as module:attribute")
 
     generate = commands.add_parser("generate", help="write one tensor to a file")
     generate.add_argument("--shape", type=int, nargs="*", required=True)
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--fan-out", type=int)
     generate.add_argument("--name", default="weight")
     generate.add_argument(
-        "--format", choices=("safetensors", "json", "npy"), help="default: from the output file's extension"
+        "--format", choices=tuple(holding(True)), help="default: from the output file's extension, else safetensors"
     )
     generate.add_argument("-o", "--output", type=Path, required=True)
 
@@ -87,15 +89,18 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port or settings.port,
         workers=workers,
         log_config=log_config(settings.log_level, settings.log_format),
+        app=args.app,
     )
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from service.api import responses
-    from service.api.models import InitRequest
+    """The body POST /init would answer, built from the same request model and written by the same pipeline."""
+    from service.api.delivery import buffered_body, etag, single
+    from service.api.schemas import InitRequest
     from service.engine.plan import make_plan
+    from service.engine.region import Region
 
-    fmt = args.format or {".json": "json", ".npy": "npy"}.get(args.output.suffix, "safetensors")
+    fmt = FORMATS[args.format] if args.format else by_extension(args.output.suffix, single=True) or FORMATS[DEFAULT]
     body = {
         "shape": args.shape,
         "scheme": args.scheme,
@@ -105,13 +110,15 @@ def _generate(args: argparse.Namespace) -> None:
         "layout": args.layout,
         "fan_in": args.fan_in,
         "fan_out": args.fan_out,
-        "format": fmt,
+        "format": fmt.name,
         **dict(args.param),
     }
     request = TypeAdapter(InitRequest).validate_python(body)
-    plan = make_plan(request.to_engine(args.seed))
-    args.output.write_bytes(responses.body(plan, fmt))
-    print(f"wrote {args.output} ({fmt}, {list(plan.shape)} {plan.dtype.name}, {responses.etag(plan, fmt)})")
+    bundle = single(Region(make_plan(request.to_engine(args.seed))))
+    fmt.refuse_unholdable(bundle)
+    args.output.write_bytes(buffered_body(bundle, fmt))
+    tensor = bundle.tensors[0]
+    print(f"wrote {args.output} ({fmt.name}, {list(tensor.shape)} {tensor.dtype.name}, {etag(bundle, fmt)})")
 
 
 def openapi_text() -> str:

@@ -203,10 +203,13 @@ class Supervisor(Multiprocess):
         self._workers = workers
 
 
-def run(settings: Settings, host: str, port: int, workers: int, log_config: dict[str, Any]) -> None:
-    """Serve the application until SIGTERM or SIGINT, then drain: what `uvicorn.run` does, with the above."""
+def run(
+    settings: Settings, host: str, port: int, workers: int, log_config: dict[str, Any], app: str = "service.app:app"
+) -> None:
+    """Serve the application (`app`, an import string) until SIGTERM or SIGINT, then drain: what `uvicorn.run`
+    does, with the above."""
     config = ServerConfig(
-        "service.app:app",
+        app,
         host=host,
         port=port,
         workers=workers,

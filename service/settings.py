@@ -67,9 +67,8 @@ class Settings(BaseSettings):
     )
     cache_bytes: int = Field(256 << 20, ge=0, description="in-process cache of recent responses (bytes); 0: off")
     stream_threshold_bytes: int = Field(
-        8 << 20, ge=0, description="safetensors/npy responses larger than this are streamed chunk by chunk"
+        8 << 20, ge=0, description="responses larger than this (and JSON of many tensors) are streamed chunk by chunk"
     )
-    bench_ceiling: bool = Field(False, description="expose POST /_bench/ceiling, the HTTP benchmark's baseline")
     log_level: str = Field("info", description="log level (debug, info, warning, error)")
     log_format: Literal["json", "text"] = Field("json", description="access and error log format")
 

@@ -13,9 +13,32 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass
 
 HEAD_ENTRIES = 4096
+# A response's headers that are not part of its remembered head: set anew for each answer.
+_PER_ANSWER = frozenset({"content-length", "content-type", "x-initserve-cache"})
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a cached body is answered with: its headers (the ETag, which keys the body, among them) and media type."""
+
+    headers: dict[str, str]
+    media_type: str
+
+    @property
+    def etag(self) -> str:
+        return next(value for name, value in self.headers.items() if name.lower() == "etag")
+
+    @classmethod
+    def of_cached(cls, raw_headers: list[tuple[bytes, bytes]]) -> Head | None:
+        """The head of a response as sent (an ASGI start message's headers) if it says its body is in the cache."""
+        given = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw_headers}
+        if "x-initserve-cache" not in given:
+            return None
+        headers = {name: value for name, value in given.items() if name not in _PER_ANSWER}
+        return cls(headers, given["content-type"])
 
 
 class ResponseCache:
@@ -25,7 +48,7 @@ class ResponseCache:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, bytes | memoryview] = OrderedDict()
         self._bytes = 0
-        self._heads: OrderedDict[str, Any] = OrderedDict()
+        self._heads: OrderedDict[str, Head] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -61,7 +84,7 @@ class ResponseCache:
                 _, evicted = self._entries.popitem(last=False)
                 self._bytes -= len(evicted)
 
-    def head(self, request_key: str) -> Any:
+    def head(self, request_key: str) -> Head | None:
         """What `remember` stored for this request, or None."""
         with self._lock:
             head = self._heads.get(request_key)
@@ -69,7 +92,7 @@ class ResponseCache:
                 self._heads.move_to_end(request_key)
             return head
 
-    def remember(self, request_key: str, head: Any) -> None:
+    def remember(self, request_key: str, head: Head) -> None:
         with self._lock:
             self._heads[request_key] = head
             self._heads.move_to_end(request_key)

@@ -14,17 +14,24 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.budget import BudgetBusyError
-from service.api.model_models import strip_union_tags
-from service.api.observe import REQUEST_ID_KEY
+from service.api.delivery import NotAcceptableError
+from service.api.schemas import strip_union_tags
 from service.engine.errors import InitError, TooLargeError
 from service.engine.schemes.registry import REGISTRY
 
 
-def error_body(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
-    return {"detail": [{"loc": loc, "msg": msg, "type": kind}]}
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):  # the one error shape, documented in the OpenAPI schema
+    detail: list[ErrorItem]
 
 
 class ErrorResponse(JSONResponse):
@@ -36,6 +43,32 @@ class ErrorResponse(JSONResponse):
         return text.encode("utf-8", "backslashreplace")
 
 
+_DOCUMENTED = {
+    304: "Not modified: the If-None-Match ETag matches",
+    406: "No acceptable format in the Accept header",
+    413: "The tensor is larger than a configured limit (the message names it)",
+    422: "Invalid request: the message names the field and the rule",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """An operation's own responses for its OpenAPI document (the error ones in the one error shape)."""
+    return {
+        code: {"description": _DOCUMENTED[code]}
+        if code == 304
+        else {"model": ErrorBody, "description": _DOCUMENTED[code]}
+        for code in codes
+    }
+
+
+def error_response(
+    status: int, loc: list[Any], msg: str, kind: str, headers: dict[str, str] | None = None
+) -> ErrorResponse:
+    """Every error the service sends, from an exception handler or straight from a middleware (a response is an
+    ASGI app: `await error_response(...)(scope, receive, send)`)."""
+    return ErrorResponse({"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status_code=status, headers=headers)
+
+
 class RequestRefused(StarletteHTTPException):
     """A request refused before its models see it (its JSON text, its query string): 422 naming where and why.
     An HTTPException, so that FastAPI's body reading passes it on rather than calling it a parse error (400)."""
@@ -45,16 +78,10 @@ class RequestRefused(StarletteHTTPException):
         self.loc, self.msg, self.kind = loc, msg, kind
 
 
+# Where the observing middleware leaves the request id in the scope, for the 500 handler to name it to the client.
+REQUEST_ID_KEY = "initserve.request_id"
 # Where a request's fields come from: the JSON body, or the query string of GET /init (same models, same rules).
 _SOURCES = ("body", "query")
-
-
-def _location(loc: tuple[Any, ...]) -> list[Any]:
-    # ("body", "kaiming_normal", "gain") -> ["body", "gain"]: the scheme tag is Pydantic's, not the client's.
-    parts = list(loc)
-    if len(parts) >= 2 and parts[0] in _SOURCES and parts[1] in REGISTRY:
-        del parts[1]
-    return parts
 
 
 def _field_path(loc: list[Any]) -> str:
@@ -64,10 +91,8 @@ def _field_path(loc: list[Any]) -> str:
 
 
 def _reword(error: dict[str, Any]) -> dict[str, Any]:
-    error = {**error, "loc": strip_union_tags(error["loc"])}  # POST /init's one-or-many union
-    loc = _location(error["loc"])
+    loc, scheme = strip_union_tags(error["loc"])
     kind, msg = error["type"], error["msg"]
-    scheme = error["loc"][1] if len(error["loc"]) >= 2 and error["loc"][1] in REGISTRY else None
     source = loc[0] if loc else "body"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
@@ -101,16 +126,16 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 async def _init_error(request: Request, exc: InitError) -> JSONResponse:
     status = 413 if isinstance(exc, TooLargeError) else 422
     kind = "too_large" if status == 413 else "value_error"
-    return ErrorResponse(error_body([exc.where, exc.field], exc.message, kind), status_code=status)
+    return error_response(status, [exc.where, exc.field], exc.message, kind)
 
 
 async def _budget_busy(request: Request, exc: BudgetBusyError) -> JSONResponse:
-    body = error_body(["body", "shape"], f"the memory budget is in use by other requests: {exc}", "busy")
-    return ErrorResponse(body, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+    msg = f"the memory budget is in use by other requests: {exc}"
+    return error_response(503, ["body", "shape"], msg, "busy", {"Retry-After": str(exc.retry_after)})
 
 
 async def _refused(request: Request, exc: RequestRefused) -> JSONResponse:
-    return ErrorResponse(error_body(exc.loc, exc.msg, exc.kind), status_code=exc.status_code)
+    return error_response(exc.status_code, exc.loc, exc.msg, exc.kind)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -119,26 +144,20 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = request.scope.get(REQUEST_ID_KEY, "")
     msg = f"internal server error; its details are logged under request id {request_id!r}"
     headers = {"X-Request-ID": request_id} if request_id else None
-    return ErrorResponse(error_body(["server"], msg, "internal_error"), status_code=500, headers=headers)
+    return error_response(500, ["server"], msg, "internal_error", headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Framework errors in our error shape. A body FastAPI cannot even decode (not UTF-8) is invalid JSON: 422,
     like every other malformed body, rather than a 400 of a different shape."""
     if exc.status_code == 400 and "parsing the body" in str(exc.detail):
-        return ErrorResponse(
-            error_body(
-                ["body"],
-                "the body could not be parsed as JSON (not UTF-8, numbers too long, or nested too deep)",
-                "json_invalid",
-            ),
-            status_code=422,
-        )
+        msg = "the body could not be parsed as JSON (not UTF-8, numbers too long, or nested too deep)"
+        return error_response(422, ["body"], msg, "json_invalid")
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed(request, headers.get("Allow", ""))
-    return ErrorResponse(error_body(["request"], str(exc.detail), kind), status_code=exc.status_code, headers=headers)
+    return error_response(exc.status_code, ["request"], str(exc.detail), kind, headers)
 
 
 def _allowed(request: Request, given: str) -> str:
@@ -148,6 +167,13 @@ def _allowed(request: Request, given: str) -> str:
     return ", ".join(sorted(methods))
 
 
+async def _not_acceptable(request: Request, exc: NotAcceptableError) -> JSONResponse:
+    formats = ", ".join(f"{media} ({fmt})" for fmt, media in exc.media_types.items())
+    return error_response(
+        406, ["header", "accept"], f"cannot produce {exc.accept!r}; available: {formats}", "not_acceptable"
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
     app.add_exception_handler(RequestRefused, _refused)  # type: ignore[arg-type]
@@ -155,3 +181,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(BudgetBusyError, _budget_busy)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(InitError, _init_error)  # type: ignore[arg-type]
+    app.add_exception_handler(NotAcceptableError, _not_acceptable)  # type: ignore[arg-type]

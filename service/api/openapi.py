@@ -11,7 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from service.api.auth import OPEN_PATHS
+from service.api.middleware.auth import OPEN_PATHS
+from service.engine.bundle import INTEGER_DTYPE
+from service.engine.dtypes import DTYPES
+from service.formats import FORMATS
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _CROSS_CUTTING = {
@@ -23,7 +26,7 @@ _CROSS_CUTTING = {
 
 # What a tensor request must also satisfy: rules between fields, which JSON Schema cannot state. Each is checked
 # and answered 422 (413 for a limit) naming the field and the rule; schemathesis' positive-data check is off for it.
-CROSS_FIELD_RULES = """
+_CROSS_FIELD_RULES = """
 
 **Rules between fields** (the schema cannot state them; a request that breaks one gets a 422 naming the field
 and the rule, or a 413 for a limit):
@@ -38,12 +41,14 @@ and the rule, or a 413 for a limit):
 - `uniform`: `a <= b`; `random_uniform`: `minval <= maxval`; truncated normals: `a < b`, with probability mass
   between them; no scheme may reach values beyond the dtype's range (e.g. float16's 65504).
 - A scheme's parameters are taken only with that scheme (in GET /init, as further query parameters).
-- Formats: `npy` holds one tensor and no bfloat16; `npz` no bfloat16, and no member name that `numpy.load` would
-  not give back (NUL, an absolute path, a `..` segment, a backslash, `x.npy` beside `x`).
+- Formats: {formats}.
 - Many tensors: `int64` only for constant schemes with an integral `val`; `fill_rows` ranges inside axis 0.
 - Integers are written as integers: `7`, not `7.0` (which JSON Schema counts as an integer).
 - Text is valid Unicode and JSON objects have unique keys; GET numbers are ASCII digits.
 """
+CROSS_FIELD_RULES = _CROSS_FIELD_RULES.replace(  # what each format cannot hold, from the registry
+    "{formats}", "; ".join(rule for f in FORMATS.values() if (rule := f.rules([*DTYPES, INTEGER_DTYPE])))
+)
 _RULED = (("/init", "post"), ("/init", "get"), ("/stats", "post"))
 
 

@@ -17,7 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from service.api.models import InitFields
+from service.api.schemas import InitFields
 from service.engine.plan import MAX_RANK
 from service.engine.schemes.registry import REGISTRY
 

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service import __version__
-from service.engine.dtypes import DTYPES, round_to
+from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
 from service.engine.random.registry import DEFAULT_RNG, get_rng
@@ -34,6 +34,8 @@ from service.engine.schemes.registry import REGISTRY, Context
 MAX_TENSORS = 4096
 INTEGER_DTYPE = "int64"
 _INT64 = np.dtype("<i8")
+# The dtype of constant buffers only: not in DTYPES, which the schemes' rounding covers.
+INT64 = DType(INTEGER_DTYPE, _INT64, "I64", "<i8", float((1 << 63) - 1))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,7 @@ class ModelTensor(ABC):
 
     name: str
     shape: tuple[int, ...]
-    dtype_name: str
-    numpy_dtype: np.dtype
-    safetensors_dtype: str
-    npy_descr: str | None
+    dtype: DType
     machine_exact: bool  # else bits equal elsewhere only to rounding error (orthogonal: LAPACK)
 
     @property
@@ -103,7 +102,7 @@ class ModelTensor(ABC):
 
     @property
     def nbytes(self) -> int:
-        return self.numel * self.numpy_dtype.itemsize
+        return self.numel * self.dtype.itemsize
 
     @abstractmethod
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
@@ -122,7 +121,7 @@ class ModelTensor(ABC):
         """What was generated and how (JSON-native types)."""
 
     def tensor(self) -> NDArray:
-        flat = np.concatenate(list(self.chunks())) if self.numel else np.empty(0, self.numpy_dtype)
+        flat = np.concatenate(list(self.chunks())) if self.numel else np.empty(0, self.dtype.numpy)
         return flat.reshape(self.shape)
 
 
@@ -137,10 +136,7 @@ class RandomTensor(ModelTensor):
         self.origin = dict(origin or {})
         self.name = plan.request.name
         self.shape = plan.shape
-        self.dtype_name = plan.dtype.name
-        self.numpy_dtype = plan.dtype.numpy
-        self.safetensors_dtype = plan.dtype.safetensors
-        self.npy_descr = plan.dtype.npy_descr
+        self.dtype = plan.dtype
         self.machine_exact = plan.distribution.machine_exact
 
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
@@ -193,10 +189,7 @@ class IntegerTensor(ModelTensor):
         self.params = dict(params)
         self.value = value
         self.origin = dict(origin)
-        self.dtype_name = INTEGER_DTYPE
-        self.numpy_dtype = _INT64
-        self.safetensors_dtype = "I64"
-        self.npy_descr = "<i8"
+        self.dtype = INT64
         self.machine_exact = True
 
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:

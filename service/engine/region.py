@@ -81,6 +81,14 @@ class Region:
         return self.numel * self.dtype.itemsize
 
     @property
+    def name(self) -> str:
+        return self.plan.request.name
+
+    def working_bytes(self, chunk_elements: int) -> int:
+        """Memory `chunks(chunk_elements)` holds at once (`Plan.working_bytes` of the work it takes at a time)."""
+        return self.plan.working_bytes(min(self.cost, chunk_elements))
+
+    @property
     def machine_exact(self) -> bool:
         """The same bits on every machine (else equal to rounding error only: a weak ETag)."""
         return self.plan.distribution.machine_exact

@@ -1,4 +1,4 @@
-"""An uncompressed .npz (NumPy's `savez` format: a ZIP of .npy members), written canonically and streamed.
+"""Many tensors as an uncompressed .npz (NumPy's `savez` format: a ZIP of .npy members), canonical and streamed.
 
 Sizes are known up front, so the whole length is too; each member's CRC-32 is computed while its data streams
 and written after it in a data descriptor (general purpose flag bit 3, as Python's zipfile does when writing to
@@ -10,12 +10,17 @@ ZIP64 is not written: archives stop at 4 GiB and 65535 members.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-MEDIA_TYPE = "application/zip"
+import orjson
+
+from service.engine.errors import InitError
+from service.formats import Bundle, Format, Part, Written, data, npy
+
 MAX_BYTES = 0xFFFFFFFF
 MAX_MEMBERS = 0xFFFF
 MAX_COMMENT = 0xFFFF
@@ -28,6 +33,7 @@ _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _DESCRIPTOR = struct.Struct("<IIII")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END = struct.Struct("<IHHHHIIH")
+_UNSAFE_MEMBER = re.compile(r"^/|(^|/)\.\.(/|$)|\\")
 
 
 def member_filename(key: str) -> bytes:
@@ -72,7 +78,7 @@ def content_length(members: Sequence[Member], comment: bytes = b"") -> int:
     return local + central + _END.size + len(comment)
 
 
-def stream(members: Sequence[Member], data: Iterable[Iterable[bytes]], comment: bytes = b"") -> Iterator[bytes]:
+def stream(members: Sequence[Member], data: Iterable[Iterable[Part]], comment: bytes = b"") -> Iterator[Part]:
     """The archive's bytes: `data` yields, per member in order, the chunks of its data (after the npy header)."""
     _check(members, comment)
     offset, central = 0, []
@@ -115,3 +121,68 @@ def stream(members: Sequence[Member], data: Iterable[Iterable[bytes]], comment: 
     directory = b"".join(central)
     yield directory
     yield _END.pack(0x06054B50, 0, 0, len(members), len(members), len(directory), offset, len(comment)) + comment
+
+
+def _name_problem(name: str, names: set[str]) -> str | None:
+    """Why `numpy.load(archive)[name]` would not give back the tensor of that name (None: it would)."""
+    if _UNSAFE_MEMBER.search(name):
+        return (
+            "an absolute path, a '..' segment or a backslash would be a path outside the archive when unzipped; "
+            "use safetensors"
+        )
+    if "\x00" in name:
+        return "a ZIP reader (Python's zipfile, so numpy.load) cuts a member's name at a NUL character; use safetensors"
+    if name.endswith(".npy") and name.removesuffix(".npy") in names:
+        return (
+            f"numpy.load reads the key {name!r} as the member of tensor {name.removesuffix('.npy')!r} (its file is "
+            f"{name!r}); rename one of them, or use safetensors"
+        )
+    if len(member_filename(name)) > MAX_NAME:
+        return f"a ZIP member's name is at most {MAX_NAME} bytes of UTF-8 (with '.npy'); use safetensors"
+    return None
+
+
+def check(bundle: Bundle) -> None:
+    names = {t.name for t in bundle.tensors}
+    for tensor in bundle.tensors:
+        if (problem := _name_problem(tensor.name, names)) is not None:
+            raise InitError("format", f"format 'npz' cannot name a member {tensor.name!r}: {problem}")
+
+
+def write(bundle: Bundle, chunk_elements: int) -> Written:
+    """Each member's ZIP comment holds its tensor's metadata, the archive comment the request-level fields."""
+    members = [
+        Member(
+            t.name,
+            npy.header(t.dtype.npy_descr or "", t.shape),
+            t.nbytes,
+            orjson.dumps(bundle.tensor_metadata(t), option=orjson.OPT_SORT_KEYS),
+        )
+        for t in bundle.tensors
+    ]
+    comment = orjson.dumps(bundle.top_level(), option=orjson.OPT_SORT_KEYS)
+    try:
+        length = content_length(members, comment)
+        if length > MAX_BYTES or any(len(m.comment) > MAX_COMMENT for m in members):
+            raise ValueError("too large")
+    except ValueError:
+        raise InitError("format", "an npz response is limited to 4 GiB; use safetensors") from None
+    return length, stream(members, (data(t, chunk_elements) for t in bundle.tensors), comment)
+
+
+FORMAT = Format(
+    name="npz",
+    media_type="application/zip",
+    aliases=("application/x-npz",),
+    extension="npz",
+    one=False,
+    many=True,
+    write=write,
+    dtypes=npy.DTYPES,
+    dtypes_why="NumPy has no standard code for it",
+    check=check,
+    check_doc=(
+        "no member name that `numpy.load` would not give back (NUL, an absolute path, a `..` segment, a backslash, "
+        "`x.npy` beside `x`)"
+    ),
+)

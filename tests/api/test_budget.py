@@ -18,9 +18,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from service.api import streaming as stream_module
+from service.api import delivery as stream_module
 from service.api.budget import BudgetBusyError, MemoryBudget
-from service.api.responses import SEND_PIECE_BYTES, HeldResponse
+from service.api.delivery import SEND_PIECE_BYTES, HeldResponse
 from service.app import create_app
 from service.engine import parallel
 from service.engine.errors import TooLargeError

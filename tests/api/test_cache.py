@@ -232,32 +232,21 @@ def test_method_not_allowed_lists_both_methods_of_init(client):
     assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
 
 
-# --- the benchmark's ceiling ---
-
-
-def test_ceiling_endpoint_only_when_enabled():
-    assert make_client().post("/_bench/ceiling?size=10").status_code == 404
-    client = make_client(bench_ceiling=True)
-    r = client.post("/_bench/ceiling?size=1000", json=BODY)
-    assert r.status_code == 200 and len(r.content) == 1000
-    assert "/_bench/ceiling" not in client.get("/openapi.json").json()["paths"]
-
-
 # --- the raw-body fast path: the same bytes answered before routing ---
 
 
 def _spy_on_validation(monkeypatch) -> list[int]:
     """Counts the requests that reach the /init route's own work (resolving a plan)."""
-    from service.api import routes
+    from service.api import admission
 
     calls: list[int] = []
-    original = routes.region_request
+    original = admission.admit_single
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(routes, "region_request", counted)
+    monkeypatch.setattr(admission, "admit_single", counted)
     return calls
 
 
@@ -316,3 +305,30 @@ def test_keys_are_still_required_for_a_cached_body():
     raw = b'{"shape":[4,4],"scheme":"uniform","seed":1}'
     assert client.post("/init", content=raw, headers={"authorization": "Bearer k1"}).status_code == 200
     assert client.post("/init", content=raw).status_code == 401
+
+
+# --- many tensors: the same cache ---
+
+
+def test_many_tensor_responses_are_cached_and_answered_before_routing(monkeypatch):
+    client = make_client(cache_bytes=1 << 24)
+    from service.api import admission
+
+    calls: list[int] = []
+    original = admission.admit_many
+    monkeypatch.setattr(admission, "admit_many", lambda *a: calls.append(1) or original(*a))
+    raw = b'{"seed":3,"tensors":{"w":{"shape":[8,4],"scheme":"uniform"},"b":{"shape":[8],"scheme":"zeros"}}}'
+    first = client.post("/init", content=raw)
+    again = client.post(
+        "/init",
+        json={
+            "seed": 3,
+            "tensors": {"w": {"shape": [8, 4], "scheme": "uniform"}, "b": {"shape": [8], "scheme": "zeros"}},
+        },
+    )
+    third = client.post("/init", content=raw)
+    assert [r.headers["x-initserve-cache"] for r in (first, again, third)] == ["miss", "hit", "hit"]
+    assert first.content == again.content == third.content
+    assert len(calls) == 1  # resolved once: the second by its canonical form, the third by its raw bytes
+    tag = first.headers["etag"]
+    assert client.post("/init", content=raw, headers={"if-none-match": tag}).status_code == 304 and len(calls) == 1

@@ -12,11 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
-from service.api.model_body import STREAM_CHUNK_ELEMENTS
-from service.api.model_models import ModelInit
-from service.api.model_routes import plan_many
+from service.api.admission import admit_many, fill_elements
+from service.api.delivery import STREAM_CHUNK_ELEMENTS, buffered_body, many, streamed_body
+from service.api.schemas import ModelInit
 from service.app import create_app
 from service.engine.plan import TensorRequest, make_plan
+from service.formats import FORMATS
 from service.settings import Settings
 
 TENSORS = {
@@ -189,8 +190,10 @@ def test_limits_apply_to_each_tensor_and_to_the_sum_of_elements(small):
     assert model.status_code == 413
 
 
-def test_model_requests_hold_the_budget_and_count_in_the_metrics():
-    app = create_app(Settings(memory_budget_bytes=1 << 30))
+@pytest.mark.parametrize("streamed", [False, True])
+def test_model_requests_hold_the_budget_and_count_in_the_metrics(streamed):
+    threshold = 0 if streamed else 8 << 20
+    app = create_app(Settings(memory_budget_bytes=1 << 30, stream_threshold_bytes=threshold))
     with TestClient(app) as client:
         body = {
             "seed": 3,
@@ -205,9 +208,13 @@ def test_model_requests_hold_the_budget_and_count_in_the_metrics():
             return await original(nbytes)
 
         budget.hold = spy
-        assert client.post("/init", json=body).status_code == 200
+        r = client.post("/init", json=body)
+        assert r.status_code == 200
         orthogonal = make_plan(TensorRequest(shape=(300, 200), scheme="orthogonal", seed=3, name="w"))
-        assert reserved == [orthogonal.working_bytes(STREAM_CHUNK_ELEMENTS)]  # it dominates the working set
+        if streamed:  # a chunk of the tensor being generated; the orthogonal one dominates
+            assert reserved == [orthogonal.working_bytes(STREAM_CHUNK_ELEMENTS)]
+        else:  # the body too, until it has been sent
+            assert reserved == [len(r.content) + orthogonal.working_bytes(fill_elements())]
         assert budget.used == 0  # released once the stream ended
         metrics_text = client.get("/metrics").text
         assert 'initserve_generated_elements_total{scheme="orthogonal"}' in metrics_text
@@ -331,7 +338,7 @@ def test_many_small_tensors_stream_in_few_parts():
     layers = ["linear(1, 1)"] * 2000
     body = ModelInit.model_validate({"seed": 1, "model": {"layers": layers}})
     for fmt in ("safetensors", "npz", "json"):
-        model = plan_many(body.model_copy(update={"format": fmt}), Settings(), None)
-        parts = list(model.stream()[0])
-        assert len(model.tensors) == 4000 and len(parts) <= 3, fmt  # the header, then the data
-        assert b"".join(parts) == model.bytes()
+        bundle = many(*admit_many(body, FORMATS[fmt], Settings()))  # type: ignore[arg-type]
+        parts = list(streamed_body(bundle, FORMATS[fmt])[1])
+        assert len(bundle.tensors) == 4000 and len(parts) <= 3, fmt  # the header, then the data
+        assert b"".join(parts) == buffered_body(bundle, FORMATS[fmt])

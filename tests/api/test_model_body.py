@@ -1,4 +1,4 @@
-"""Whole-model bodies without HTTP: streamed lazily tensor by tensor, announced lengths exact, bytes canonical."""
+"""Many-tensor bodies without HTTP: streamed lazily tensor by tensor, announced lengths exact, bytes canonical."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load as load_safetensors
 
-from service.api.model_body import STREAM_CHUNK_ELEMENTS, ModelBody
+from service.api.delivery import STREAM_CHUNK_ELEMENTS, buffered_body, many, streamed_body
 from service.engine.bundle import ModelRequest, RandomTensor, TensorSpec, plan_model
-from service.formats import npz
+from service.formats import FORMATS, npz
 
 META = {"seed": 4, "rng": "philox-v1", "service": "initserve test"}
 # Larger than one stream chunk, so tensors cross chunk boundaries.
@@ -40,10 +40,10 @@ def _tensors() -> list:
 
 @pytest.mark.parametrize("fmt", ["safetensors", "npz"])
 def test_announced_length_is_exact_and_bytes_are_canonical(fmt):
-    chunks, length = ModelBody(_tensors(), META, fmt).stream()
+    length, chunks = streamed_body(many(_tensors(), META), FORMATS[fmt])
     content = b"".join(chunks)
     assert len(content) == length
-    assert ModelBody(_tensors(), META, fmt).bytes() == content
+    assert buffered_body(many(_tensors(), META), FORMATS[fmt]) == content
     reference = {t.name: t.tensor() for t in _tensors()}
     loaded = load_safetensors(content) if fmt == "safetensors" else dict(np.load(io.BytesIO(content)))
     for name, tensor in reference.items():
@@ -53,7 +53,7 @@ def test_announced_length_is_exact_and_bytes_are_canonical(fmt):
 def test_stream_generates_tensor_by_tensor_as_it_is_read():
     Counting.log = []
     tensors = [Counting(t.plan) for t in _tensors() if isinstance(t, RandomTensor)]
-    chunks, _ = ModelBody(tensors, META, "safetensors").stream()
+    _, chunks = streamed_body(many(tensors, META), FORMATS["safetensors"])
     next(chunks)  # the header: sizes are known, nothing generated yet
     assert Counting.log == []
     next(chunks)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.quotas import QuotaMiddleware
+from service.api.middleware.quotas import QuotaMiddleware
 from service.app import create_app
 from service.settings import Settings
 from tests.server import CONSOLE_SCRIPT, serve

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as st_load
 
-from service.api import streaming as stream_module
+from service.api import delivery as stream_module
 from service.app import create_app
 from service.engine.plan import TensorRequest, make_plan
 from service.settings import Settings

@@ -93,7 +93,7 @@ def test_int64_buffers_are_constants():
     counts, steps = (t.tensor() for t in tensors)
     assert counts.dtype == np.int64 and counts.shape == () and counts == 0
     assert steps.tolist() == [7, 7, 7]
-    assert tensors[0].safetensors_dtype == "I64" and tensors[0].npy_descr == "<i8"
+    assert tensors[0].dtype.safetensors == "I64" and tensors[0].dtype.npy_descr == "<i8"
 
 
 def test_int64_constants_keep_their_exact_value_and_params():

@@ -21,9 +21,10 @@ nn = torch.nn
 safetensors_torch = pytest.importorskip("safetensors.torch")
 stats = pytest.importorskip("scipy.stats")
 
-from service.api.model_body import ModelBody  # noqa: E402
+from service.api.delivery import buffered_body, many  # noqa: E402
 from service.engine.bundle import ModelRequest, TensorSpec, plan_model, plan_tensor  # noqa: E402
 from service.engine.recipes.expand import expand  # noqa: E402
+from service.formats import FORMATS  # noqa: E402
 
 MIN_SAMPLES = 4000
 P_FLOOR = 1e-4
@@ -142,10 +143,8 @@ def test_state_dict_loads_strictly_and_matches_torchs_own_init(architecture):
     assert list(specs) == list(module.state_dict())
 
     # The file as the API returns it, loaded as a client would.
-    body = ModelBody(
-        plan_model(ModelRequest(7, specs)), {"seed": 7, "rng": "philox-v1", "service": "test"}, "safetensors"
-    )
-    loaded = safetensors_torch.load(body.bytes())
+    bundle = many(plan_model(ModelRequest(7, specs)), {"seed": 7, "rng": "philox-v1", "service": "test"})
+    loaded = safetensors_torch.load(bytes(buffered_body(bundle, FORMATS["safetensors"])))
     module.load_state_dict(loaded, strict=True)
     ours = {k: v.detach().numpy() for k, v in module.state_dict().items()}
 

@@ -11,15 +11,13 @@ its body replayed. Metrics and logs see the same route as for a routed request.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import responses
+from service.api.cache import Head
+from service.api.delivery import Delivery
+from service.api.middleware.body import read_body, replay
 
-# The scope key under which the /init route leaves the head it remembered for a cacheable request.
-HEAD_KEY = "initserve.cache_head"
 # Bodies larger than this (a big many-tensor request) are not worth a digest: they go through the app.
 MAX_RAW_BODY = 16 << 10
 
@@ -29,10 +27,13 @@ def raw_key(accept: bytes, body: bytes) -> str:
 
 
 class RawBodyCacheMiddleware:
-    def __init__(self, app: ASGIApp, delivery: responses.Delivery, route: Route) -> None:
+    """Learns from the responses the app sends: one that says it is in the cache (`X-Initserve-Cache`) teaches the
+    head to answer its raw request with, and the route that answered it (for the metrics label and the log)."""
+
+    def __init__(self, app: ASGIApp, delivery: Delivery) -> None:
         self.app = app
         self.delivery = delivery
-        self.route = route  # for the metrics label and the access log, as the router would set it
+        self.route: object = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (
@@ -43,48 +44,28 @@ class RawBodyCacheMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        messages, body = await _read(receive)
+        messages, body = await read_body(receive, MAX_RAW_BODY)
         if body is None:  # too large, or the client left: let the app deal with it as usual
             await self.app(scope, replay(messages, receive), send)
             return
         headers = dict(scope["headers"])
         key = raw_key(headers.get(b"accept", b""), body)
-        answer = responses.cached_response(key, _text(headers.get(b"if-none-match")), self.delivery)
+        inm = headers.get(b"if-none-match")
+        answer = self.delivery.cached(key, None if inm is None else inm.decode("latin-1"))
         if answer is not None:
             scope["route"] = self.route
             await answer(scope, receive, send)
             return
-        await self.app(scope, replay(messages, receive), send)
-        head = scope.get(HEAD_KEY)
-        if head is not None:
-            self.delivery.cache.remember(key, head)
+        learnt: list[Head] = []
 
+        async def learning_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                head = Head.of_cached(message["headers"])
+                if head is not None:
+                    learnt.append(head)
+            await send(message)
 
-async def _read(receive: Receive) -> tuple[list[Message], bytes | None]:
-    """The request's messages as received, and its body if it is whole and small (else None)."""
-    messages: list[Message] = []
-    size = 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages, None
-        size += len(message.get("body", b""))
-        if size > MAX_RAW_BODY:
-            return messages, None
-        if not message.get("more_body", False):
-            return messages, b"".join(m.get("body", b"") for m in messages)
-
-
-def replay(messages: list[Message], receive: Receive) -> Receive:
-    """`messages` (already received) first, then what `receive` says."""
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else value.decode("latin-1")
+        await self.app(scope, replay(messages, receive), learning_send)
+        if learnt:
+            self.route = scope.get("route")
+            self.delivery.cache.remember(key, learnt[0])

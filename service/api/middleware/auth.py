@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hmac
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.errors import error_response
+
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="initserve"'}
 
 
 def bearer_token(header: bytes | None) -> bytes | None:
@@ -43,21 +45,6 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        body = orjson.dumps(
-            {
-                "detail": [
-                    {
-                        "loc": ["header", "authorization"],
-                        "msg": "a valid API key is required: Authorization: Bearer <key>",
-                        "type": "unauthorized",
-                    }
-                ]
-            }
-        )
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b'Bearer realm="initserve"'),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        msg = "a valid API key is required: Authorization: Bearer <key>"
+        refusal = error_response(401, ["header", "authorization"], msg, "unauthorized", _CHALLENGE)
+        await refusal(scope, receive, send)

@@ -11,11 +11,10 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import metrics
+from service.api.errors import REQUEST_ID_KEY
 from service.logging_config import ACCESS_LOGGER
 
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-# Where the request id is left in the scope, for the 500 handler to name it to the client.
-REQUEST_ID_KEY = "initserve.request_id"
 log = logging.getLogger(ACCESS_LOGGER)
 
 

@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.auth import OPEN_PATHS, bearer_token
-from service.api.errors import error_body
+from service.api.errors import ErrorResponse, error_response
+from service.api.middleware.auth import OPEN_PATHS, bearer_token
 
 _SWEEP_AT = 1024  # clients remembered before the idle ones are forgotten
 
@@ -83,7 +82,7 @@ class QuotaMiddleware:
         client.tokens = min(self.burst, client.tokens + (now - client.stamp) * self.rate)
         client.stamp = now
 
-    def _refusal(self, client: _Client) -> JSONResponse | None:
+    def _refusal(self, client: _Client) -> ErrorResponse | None:
         whose = "API key" if self.keyed else "client address"
         if self.concurrency and client.in_flight >= self.concurrency:
             msg = (
@@ -103,9 +102,9 @@ class QuotaMiddleware:
             client.tokens -= 1
         return None
 
-    def _too_many(self, msg: str, kind: str, retry_after: int) -> JSONResponse:
+    def _too_many(self, msg: str, kind: str, retry_after: int) -> ErrorResponse:
         loc = ["header", "authorization"] if self.keyed else ["request"]
-        return JSONResponse(error_body(loc, msg, kind), status_code=429, headers={"Retry-After": str(retry_after)})
+        return error_response(429, loc, msg, kind, {"Retry-After": str(retry_after)})
 
     def _forget_idle(self) -> None:
         """Drop the clients that are as if new (nothing in flight, bucket full): memory stays bounded by the clients

@@ -1,80 +1,16 @@
-"""Request body size limit, a deadline on the time to the first response byte, and cancellation of abandoned work."""
+"""A deadline on the time to the first response byte, and cancellation of abandoned work."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import metrics
-from service.api.raw_cache import replay
+from service.api.errors import error_response
+from service.api.middleware.body import read_body, replay
 from service.engine import cancel
-
-
-def _error(
-    status: int, loc: list[str], msg: str, kind: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> list[Message]:
-    body = orjson.dumps({"detail": [{"loc": loc, "msg": msg, "type": kind}]})
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
-    return [
-        {"type": "http.response.start", "status": status, "headers": head},
-        {"type": "http.response.body", "body": body},
-    ]
-
-
-class BodySizeLimitMiddleware:
-    """413 for bodies over `max_bytes`, by Content-Length up front or by counting a chunked body (uvicorn has none).
-
-    The 413 closes the connection (`Connection: close`): the rest of the body is never read.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        message = f"the request body exceeds {self.max_bytes} bytes (INITSERVE_MAX_BODY_BYTES)"
-        close = [(b"connection", b"close")]
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            for part in _error(413, ["body"], message, "too_large", close):
-                await send(part)
-            return
-        received = 0
-        started = refused = False
-
-        async def counting_receive() -> Message:
-            # Answer 413 ourselves and tell the app the client left: FastAPI would turn an exception raised here
-            # into a 400 "error parsing the body".
-            nonlocal received, refused
-            part = await receive()
-            if part["type"] == "http.request":
-                received += len(part.get("body", b""))
-                if received > self.max_bytes and not refused:
-                    refused = True
-                    if not started:
-                        for message_part in _error(413, ["body"], message, "too_large", close):
-                            await send(message_part)
-                    return {"type": "http.disconnect"}
-            return part
-
-        async def tracking_send(part: Message) -> None:
-            nonlocal started
-            if refused:
-                return
-            started = started or part["type"] == "http.response.start"
-            await send(part)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except Exception:
-            if not refused:
-                raise
 
 
 class TimeoutMiddleware:
@@ -131,7 +67,7 @@ class TimeoutMiddleware:
 
         async def run() -> None:
             nonlocal leaving
-            messages = await _read_body(receive)
+            messages, _ = await read_body(receive)
             if messages[-1]["type"] != "http.request":  # the client left (or the body limit answered) already
                 await self.app(scope, replay(messages, receive), guarded_send)
                 return
@@ -152,8 +88,7 @@ class TimeoutMiddleware:
                 task.cancel()
                 task.add_done_callback(_ignore_outcome)  # it ends in the background, once its threads have stopped
                 msg = f"no response within {self.seconds:g} s (INITSERVE_TIMEOUT_SECONDS)"
-                for part in _error(504, ["request"], msg, "timeout"):
-                    await send(part)
+                await error_response(504, ["request"], msg, "timeout")(scope, receive, send)
                 return
             try:
                 await task
@@ -162,19 +97,11 @@ class TimeoutMiddleware:
                 if not left or (current is not None and current.cancelling()):  # not the client's leaving: ours
                     raise
                 if not started.is_set():  # nobody reads it: for the access log and the metrics
-                    for part in _error(499, ["request"], "the client closed the connection", "client_closed"):
-                        await send(part)
+                    closed = error_response(499, ["request"], "the client closed the connection", "client_closed")
+                    await closed(scope, receive, send)
         finally:
             if leaving is not None and not abandoned:
                 leaving.cancel()
-
-
-async def _read_body(receive: Receive) -> list[Message]:
-    """The request's messages up to the end of its body (or the disconnect that cut it short)."""
-    messages = [await receive()]
-    while messages[-1]["type"] == "http.request" and messages[-1].get("more_body", False):
-        messages.append(await receive())
-    return messages
 
 
 def _ignore_outcome(task: asyncio.Task[None]) -> None:

@@ -1,0 +1,357 @@
+"""Delivery of tensors at any size, one pipeline for one tensor and for many: a single tensor is a bundle of one.
+
+A request is resolved to a `Bundle` of tensor sources (a region of one tensor, the tensors of a `tensors` or
+`model` request, ...) and a format of the registry (service/formats), negotiated once. Its ETag and headers are
+derived from the bundle's metadata before anything is generated, so a 304 or a cache hit costs no generation.
+A body up to `stream_threshold` bytes is buffered (and kept in the in-process cache when seeded); above it, or of
+unknown length with many tensors (JSON), it is streamed: the format's header first (with Content-Length when the
+length is known up front), then the data chunk by chunk, each generated in a worker thread as the client reads,
+so memory stays bounded whatever the size. Both routes give the same bytes. The memory budget (admission.py) is
+taken before the response starts, so a busy server answers 503, not a cut 200, and held until the last byte is
+handed over or the client has left.
+
+Work in worker threads goes through `run_in_thread`: when the request is abandoned (the client left, the deadline
+passed) its engine work is cancelled (service.engine.cancel) and whatever it holds is released only once its thread
+has stopped, so abandoned work neither keeps running nor runs outside the memory budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from service.api import admission, metrics
+from service.api.budget import Held, MemoryBudget
+from service.api.cache import Head, ResponseCache
+from service.engine import cancel
+from service.formats import DEFAULT, Bundle, Format, Part, Tensor, holding
+
+# Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
+# float64 intermediates) stays a few MiB, large enough that the thread hop per chunk is noise.
+STREAM_CHUNK_ELEMENTS = 1 << 18
+# Buffered bodies go out in pieces of this size: uvicorn hands each send whole to its transport and waits for the
+# client to drain it only before the next send (httptools_impl/h11_impl `send`: `flow.drain()`), so one send of a
+# large body would leave all of it buffered in the server, out of the budget, for as long as the client does not
+# read. (Cache hits are not pieced: their bytes are the cache's, which the transport references, not copies.)
+SEND_PIECE_BYTES = 256 << 10
+# Seeded tensors never change for one rng id, so any HTTP cache may keep them; drawn seeds are one-offs.
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_STORE = "no-store"
+
+
+class TensorSource(Tensor, Protocol):
+    """One tensor of a response, generated on demand: a region of a planned tensor, a tensor of a bundle."""
+
+    def metadata(self) -> dict[str, Any]:
+        """What was generated and how (JSON-native values)."""
+        ...
+
+    def working_bytes(self, chunk_elements: int) -> int:
+        """Memory `chunks(chunk_elements)` holds at once."""
+        ...
+
+    @property
+    def machine_exact(self) -> bool:
+        """Bit-identical on every machine (False: to rounding error, e.g. LAPACK's orthogonal)."""
+        ...
+
+
+# Fields every tensor of one request shares: written once, at the request level, in a many-tensor file.
+REQUEST_LEVEL = ("seed", "rng", "service")
+
+
+def single(source: TensorSource) -> Bundle:
+    return Bundle((source,), source.metadata(), single=True)
+
+
+def many(sources: list[TensorSource], request_meta: dict[str, Any]) -> Bundle:
+    """The request-level fields, the count and size, and `tensors`: each one's metadata without them."""
+    tensors = {s.name: {k: v for k, v in s.metadata().items() if k not in (*REQUEST_LEVEL, "name")} for s in sources}
+    meta = {**request_meta, "count": len(sources), "numel": sum(math.prod(s.shape) for s in sources)}
+    return Bundle(tuple(sources), {**meta, "tensors": tensors}, single=False)
+
+
+class NotAcceptableError(Exception):
+    """No format this response comes in is in the Accept header (406, listing `media_types`: format -> type)."""
+
+    def __init__(self, accept: str, media_types: dict[str, str]) -> None:
+        super().__init__(accept)
+        self.accept = accept
+        self.media_types = media_types
+
+
+def negotiate(explicit: str | None, accept: str | None, one: bool) -> Format:
+    """The `format` field wins; else the Accept header's most preferred type of a format that holds the response
+    (one tensor or many); else safetensors. No acceptable type raises NotAcceptableError (406)."""
+    formats = holding(one)
+    if explicit:
+        return formats[explicit]
+    if not accept:
+        return formats[DEFAULT]
+    accepted = {media: f for f in formats.values() for media in (f.media_type, *f.aliases)}
+    ranked = []
+    for position, item in enumerate(accept.split(",")):
+        media, *options = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for option in options:
+            if option.startswith("q="):
+                try:
+                    quality = float(option[2:])
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            ranked.append((-quality, position, media.lower()))
+    for _, _, media in sorted(ranked):
+        if media in accepted:
+            return accepted[media]
+        if media in ("*/*", "application/*"):
+            return formats[DEFAULT]
+    raise NotAcceptableError(accept, {name: f.media_type for name, f in formats.items()})
+
+
+def etag(bundle: Bundle, fmt: Format) -> str:
+    """Derived from everything that determines the bytes (request, slice, service version, format), so a 304 can
+    be answered before anything is generated. Weak when a tensor's bits are equal across machines only to
+    rounding error."""
+    text = orjson.dumps({"meta": bundle.metadata, "format": fmt.name}, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(text).hexdigest()[:32]
+    exact = all(source.machine_exact for source in bundle.tensors)  # type: ignore[attr-defined]
+    return f'"{digest}"' if exact else f'W/"{digest}"'
+
+
+def headers(bundle: Bundle, fmt: Format, seeded: bool) -> dict[str, str]:
+    stem = (re.sub(r"[^A-Za-z0-9._-]", "_", bundle.tensors[0].name)[:100] or "tensor") if bundle.single else "model"
+    return {
+        "ETag": etag(bundle, fmt),
+        "Cache-Control": IMMUTABLE if seeded else NO_STORE,
+        "X-Initserve-Seed": str(bundle.metadata["seed"]),
+        "X-Initserve-Rng": str(bundle.metadata["rng"]),
+        "Content-Disposition": f'attachment; filename="{stem}.{fmt.extension}"',
+    }
+
+
+def if_none_match(header: str | None, tag: str) -> bool:
+    if not header:
+        return False
+    candidates = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in candidates or tag.removeprefix("W/") in candidates
+
+
+def buffered_body(bundle: Bundle, fmt: Format) -> bytes | memoryview:
+    """The whole body in memory. Parts of a known length are written in place after the header (one copy of the
+    values), hence a memoryview: bytes-like for sockets, files and the cache alike."""
+    length, parts = fmt.write(bundle, admission.fill_elements())
+    if length is None:
+        first = next(parts)
+        if (second := next(parts, None)) is None:
+            return first  # a whole document in one piece (JSON of one chunk): not copied
+        grown = bytearray(first)
+        for part in itertools.chain((second,), parts):
+            grown += part
+        return memoryview(grown)
+    buffer = np.empty(length, dtype=np.uint8)
+    filled = 0
+    for part in parts:
+        raw = part if isinstance(part, np.ndarray) else np.frombuffer(part, dtype=np.uint8)
+        buffer[filled : filled + raw.size] = raw
+        filled += raw.size
+    return memoryview(buffer)
+
+
+def streamed_body(bundle: Bundle, fmt: Format) -> tuple[int | None, Iterator[bytes]]:
+    """The body's length if known up front, and its parts as bytes, each generated when it is asked for."""
+    length, parts = fmt.write(bundle, STREAM_CHUNK_ELEMENTS)
+    return length, _coalesced(parts, 4 * STREAM_CHUNK_ELEMENTS)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How responses are delivered in this app: its memory budget, response cache and streaming threshold."""
+
+    budget: MemoryBudget
+    cache: ResponseCache
+    stream_threshold: int
+
+    def cached(self, request_key: str, if_none_match_header: str | None) -> Response | None:
+        """The answer to a seeded request seen before, from its remembered head and cached body, without resolving
+        it again (that costs about as much as the rest of a cache hit); None when not cached."""
+        head = self.cache.head(request_key)
+        if head is None:
+            return None
+        if if_none_match(if_none_match_header, head.etag):
+            return Response(status_code=304, headers=head.headers)
+        body = self.cache.get(head.etag)
+        if body is None:
+            return None
+        return Response(body, media_type=head.media_type, headers={**head.headers, "X-Initserve-Cache": "hit"})
+
+    async def respond(
+        self, bundle: Bundle, fmt: Format, if_none_match_header: str | None, seeded: bool, request_key: str | None
+    ) -> Response:
+        """304 if the client has it; else from the cache; else generated, buffered or streamed by size. Called on
+        the event loop, where it waits for the memory budget; generation runs in worker threads. `request_key`
+        (the request's canonical form) lets `cached` answer the same request next time."""
+        head = headers(bundle, fmt, seeded)
+        # A drawn seed makes a new tensor no client can hold yet, whatever it sends (`*` included).
+        if seeded and if_none_match(if_none_match_header, head["ETag"]):
+            return Response(status_code=304, headers=head)
+        fmt.refuse_unholdable(bundle)
+        cacheable = seeded and self.cache.enabled
+        # Only buffered responses are ever cached, so a hit needs no size check.
+        if cacheable and (cached := self.cache.get(head["ETag"])) is not None:
+            return Response(cached, media_type=fmt.media_type, headers={**head, "X-Initserve-Cache": "hit"})
+        length, parts = streamed_body(bundle, fmt)
+        # A body of unknown length (JSON) is buffered when it is one tensor, which INITSERVE_MAX_JSON_ELEMENTS
+        # bounds, so that it is cached as the others are; many tensors' JSON streams.
+        if (length is None and not bundle.single) or (length is not None and length > self.stream_threshold):
+            held = await admission.hold_streamed(self.budget, bundle, STREAM_CHUNK_ELEMENTS)
+            _record(bundle)
+            return TensorStream(parts, length, fmt.media_type, head, held)
+        held = await admission.hold_buffered(self.budget, bundle, fmt)
+        try:
+            content = await run_in_thread(buffered_body, bundle, fmt)
+        except BaseException:
+            held.release()
+            raise
+        _record(bundle)
+        if cacheable:
+            # One copy per miss (the buffer it replaces is freed at once), so that hits hand the socket plain
+            # bytes, as the ceiling does: a memoryview costs uvicorn a copy per send.
+            content = bytes(content)
+            self.cache.put(head["ETag"], content)
+            if request_key is not None:
+                self.cache.remember(request_key, Head(head, fmt.media_type))
+            head["X-Initserve-Cache"] = "miss"
+        return HeldResponse(content, held, media_type=fmt.media_type, headers=head)
+
+
+def _record(bundle: Bundle) -> None:
+    for source in bundle.tensors:
+        meta = source.metadata()  # type: ignore[attr-defined]
+        metrics.record_generation(meta["scheme"], math.prod(source.shape), source.nbytes)
+
+
+def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes]:
+    """The first part (the format's header: nothing generated yet), then consecutive parts as bytes, joined until
+    they reach `size`: every part streamed costs a thread hop, so a model of 4096 one-element tensors must not be
+    thousands of hops (a part of `size` or more is copied once, to bytes, and passes through)."""
+    pending: list[Part] = []
+    held = 0
+    for index, part in enumerate(parts):
+        if index == 0:
+            yield bytes(part)
+            continue
+        pending.append(part)
+        held += len(part)
+        if held >= size:
+            yield bytes(pending[0]) if len(pending) == 1 else b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+T = TypeVar("T")
+
+
+async def run_in_thread(func: Callable[..., T], *args: object) -> T:
+    """`func(*args)` in a worker thread. If the awaiting task is cancelled, so is the work (the context's cancel
+    token: the engine stops at its next chunk), and the cancellation is raised only once the thread has ended:
+    a thread cannot be killed, and what its caller holds (a memory budget) must outlive it."""
+    work = asyncio.ensure_future(run_in_threadpool(func, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        token = cancel.current()
+        if token is not None:
+            token.cancel()
+        while not work.done():
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled again: the thread still runs
+                await asyncio.wait({work})
+        if not work.cancelled():
+            work.exception()  # retrieved: how the work ended (often WorkCancelledError) is not this task's error
+        raise
+
+
+class HeldResponse(Response):
+    """A buffered response that holds its memory budget until its last piece has been handed to a client that
+    reads (or the client has left): with slow clients, bodies waiting in the server outweigh the ones being
+    generated."""
+
+    def __init__(self, content: bytes | memoryview, held: Held, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._held = held
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            content = memoryview(self.body)
+            last = max(len(content) - 1, 0) // SEND_PIECE_BYTES * SEND_PIECE_BYTES  # where the last piece starts
+            for first in range(0, last, SEND_PIECE_BYTES):
+                piece = content[first : first + SEND_PIECE_BYTES]
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            # A body of one piece goes as it is: the common small response keeps its one send of plain bytes.
+            await send({"type": "http.response.body", "body": content[last:] if last else self.body})
+        finally:
+            self._held.release()
+
+
+class TensorStream(Response):
+    """A streamed response. `held` (its memory budget) is released when the response ends, even if the client
+    left mid-way, and never while a chunk is still being generated. A client that leaves cancels the request
+    (middleware/timeout.py), which ends this loop at its next await."""
+
+    def __init__(
+        self, parts: Iterator[bytes], length: int | None, media_type: str, headers: dict[str, str], held: Held
+    ) -> None:
+        self.status_code = 200
+        self.media_type = media_type
+        self.background = None
+        # Known up front for the binary formats; JSON goes chunked.
+        self.init_headers({**headers, **({"content-length": str(length)} if length is not None else {})})
+        self._parts = parts
+        self._held = held
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            while (part := await run_in_thread(next, self._parts, None)) is not None:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:  # the client left, as a server of ASGI spec 2.4 says it: nothing more to send
+            pass
+        finally:
+            close = getattr(self._parts, "close", None)
+            if close is not None:
+                close()  # no thread runs it now: run_in_thread returns only once its thread has ended
+            self._held.release()
+
+
+def json_document(http: Any, content: Callable[[], Any], tag: str | None = None, fresh: bool = False) -> Response:
+    """`content()` as a JSON document (/stats, /schemes, /gain) with an ETag: `tag` when it is known before the
+    work (a 304 then skips the work), else the hash of the body. `fresh` content (from a drawn seed) is never
+    answered 304."""
+    wanted = None if fresh else http.headers.get("if-none-match")
+    if tag is not None and if_none_match(wanted, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    body = orjson.dumps(content(), option=orjson.OPT_SERIALIZE_NUMPY)
+    tag = tag or document_tag(body)
+    if if_none_match(wanted, tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    return Response(body, media_type="application/json", headers={"ETag": tag})
+
+
+def document_tag(data: bytes) -> str:
+    return f'"{hashlib.sha256(data).hexdigest()[:32]}"'

@@ -1,0 +1,36 @@
+"""POST /stats: theoretical against empirical statistics of the tensor /init would return."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import Response
+
+from service.api import admission, metrics
+from service.api.delivery import document_tag, if_none_match, json_document, run_in_thread
+from service.api.errors import documented
+from service.api.json_body import StrictJsonRoute
+from service.api.schemas import StatsRequest
+from service.engine.stats import stats_working_bytes, tensor_stats
+
+router = APIRouter(route_class=StrictJsonRoute)
+
+
+@router.post(
+    "/stats",
+    summary="Theoretical vs empirical statistics of the tensor /init would return",
+    responses=documented(304, 413, 422),
+)
+async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict[str, Any]:
+    """The budget is waited for on the event loop; the analysis runs in a worker thread."""
+    plan = admission.plan_single(request, "max_stats_elements", http.app.state.settings)
+    tag = document_tag(orjson.dumps({"stats": plan.metadata(), "bins": request.bins}, option=orjson.OPT_SORT_KEYS))
+    fresh = request.seed is None
+    if not fresh and if_none_match(http.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
+    async with http.app.state.budget.reserve(stats_working_bytes(plan)):
+        result = await run_in_thread(lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)})
+    metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
+    return json_document(http, lambda: result, tag, fresh)  # type: ignore[return-value]

@@ -1,0 +1,347 @@
+"""Request models, generated from the registries: one strict model per scheme, discriminated by `scheme`.
+
+The scheme registry stays the single place where a parameter's type, default and range are written, and the
+format registry the one that says which formats hold one tensor or many; the OpenAPI schema clients generate code
+from is derived from them here. Every tensor request is built on `TensorFields`, and turned into the engine's one
+tensor spec (`TensorSpec`) the same way.
+
+POST /init takes one tensor, many tensors (`{"seed", "tensors": {name: spec}}`) or a model (`{"seed", "model":
+recipe}`), told apart by their keys. A tensor of many is a single-tensor request without seed, name, format and rng,
+plus `fill_rows` and the `int64` dtype for constant buffers. Layers are checked by the engine
+(service/engine/recipes/layers.py declares their arguments), which names the layer and argument at fault.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+    create_model,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from service.engine.bundle import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
+from service.engine.dtypes import DTYPES
+from service.engine.errors import InitError
+from service.engine.plan import MAX_RANK, TensorRequest
+from service.engine.random.registry import DEFAULT_RNG, RNGS
+from service.engine.recipes.expand import FAN_SOURCES, MAX_LAYERS, MAX_RULES
+from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
+from service.engine.region import check_bounds
+from service.engine.schemes.fans import LAYOUTS
+from service.engine.schemes.registry import REGISTRY, SCHEMES, Param, Scheme
+from service.formats import holding
+
+MAX_SEED = (1 << 64) - 1
+RESERVED_NAME = "__metadata__"  # safetensors' header key for metadata
+NOT_RESERVED: dict[str, Any] = {"not": {"const": RESERVED_NAME}}
+# A fan is written into the metadata (and the ETag it is hashed from) as a JSON integer of at most 64 bits.
+MAX_FAN = (1 << 64) - 1
+
+Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
+Fan = Annotated[int, Field(ge=1, le=MAX_FAN)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="in [0, 2^64); drawn (< 2^53) and returned when omitted")]
+Name = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=NOT_RESERVED)]
+Shape = Annotated[list[Dim], Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 1")]
+
+
+def _not_reserved(name: str) -> str:
+    if name == RESERVED_NAME:
+        raise ValueError(f"{RESERVED_NAME!r} is reserved by safetensors")
+    return name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TensorFields(_Strict):
+    """A tensor's fields, whatever its scheme; `scheme` and its parameters are added per scheme (scheme_union)."""
+
+    shape: Shape
+    dtype: Literal[tuple(DTYPES)] = "float32"  # type: ignore[valid-type]
+    layout: Literal[LAYOUTS] | None = None  # type: ignore[valid-type]
+    fan_in: Fan | None = None
+    fan_out: Fan | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The scheme's parameters, as the registry declares them."""
+        return {p.name: getattr(self, p.name) for p in REGISTRY[self.scheme].params}  # type: ignore[attr-defined]
+
+    def spec(self) -> TensorSpec:
+        return TensorSpec(
+            shape=tuple(self.shape),
+            scheme=self.scheme,  # type: ignore[attr-defined]
+            params=self.params(),
+            dtype=self.dtype,
+            layout=self.layout,
+            fan_in=self.fan_in,
+            fan_out=self.fan_out,
+        )
+
+
+class RequestFields(_Strict):
+    """What a whole request has, one tensor or many: the seed that keys every stream, the rng, the format."""
+
+    single: ClassVar[bool]  # one tensor (else many): which formats hold the response
+
+    seed: Seed | None = None
+    rng: Literal[RNGS] = Field(  # type: ignore[valid-type]
+        DEFAULT_RNG, description="random algorithm id; results never change within one id"
+    )
+
+
+class SingleFields(TensorFields, RequestFields):
+    """One tensor."""
+
+    single: ClassVar[bool] = True
+
+    shape: Annotated[Shape, Field(examples=[[256, 784]])]
+    layout: Literal[LAYOUTS] | None = Field(  # type: ignore[valid-type]
+        None, description="torch: [out, in, *kernel]; keras: [*kernel, in, out]; default: the scheme's family"
+    )
+    fan_in: Fan | None = Field(None, description="overrides the fan_in of the shape")
+    fan_out: Fan | None = Field(None, description="overrides the fan_out of the shape")
+    name: Name = Field("weight", description="tensor name: keys the random stream and names it in the file")
+    format: Literal[tuple(holding(True))] | None = Field(  # type: ignore[valid-type]
+        None, description="output format; default from the Accept header, else safetensors"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        return _not_reserved(name)
+
+    def to_engine(self, seed: int) -> TensorRequest:
+        return self.spec().request(seed, self.name, self.rng)
+
+
+Bound = Annotated[
+    list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2, description="[start, stop) of one dimension")
+]
+
+
+class InitFields(SingleFields):
+    """What /init takes beyond the tensor: the region to return."""
+
+    slice: list[Bound] | None = Field(
+        None,
+        max_length=MAX_RANK,
+        description=(
+            "only this region: one [start, stop) per dimension, 0 <= start < stop <= dim; bit-identical to the same "
+            "region of the whole tensor, at a cost proportional to the region (orthogonal and sparse: the whole)"
+        ),
+        examples=[[[0, 128], [0, 784]]],
+    )
+
+    @field_validator("slice")
+    @classmethod
+    def _within_shape(cls, bounds: list[list[int]] | None, info: ValidationInfo) -> list[list[int]] | None:
+        if bounds is not None and "shape" in info.data:
+            try:
+                check_bounds(info.data["shape"], bounds)
+            except InitError as error:
+                raise PydanticCustomError("slice_out_of_range", error.message) from None
+        return bounds
+
+
+class StatsFields(SingleFields):
+    bins: Annotated[int, Field(ge=1, le=1000, description="histogram bins")] = 32
+
+
+def _exact_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A number parameter keeps an integer as given (checked as a number): the engine rounds it for float tensors,
+    and an int64 constant (`val` of 2^63 - 1) needs every digit, which a float would lose above 2^53."""
+    checked = handler(value)
+    return value if type(value) is int else checked
+
+
+def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
+    kind: Any = param.type
+    constraints: dict[str, Any] = {"description": param.doc}
+    if kind is float:
+        constraints["allow_inf_nan"] = False
+    if param.choices:
+        # In the schema only: the framework's own message refuses the others (and some compare case-insensitively).
+        constraints["json_schema_extra"] = {"enum": list(param.choices)}
+        if examples:
+            constraints["examples"] = list(param.choices)
+    for bound in ("ge", "gt", "le"):
+        if getattr(param, bound) is not None:
+            constraints[bound] = getattr(param, bound)
+    default = ... if param.required else param.default
+    if kind is float:  # the range checked on the number, then the integer kept (the schema stays a number's)
+        return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)], default
+    return Annotated[kind, Field(**constraints)], default
+
+
+def _model(scheme: Scheme, base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
+    fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
+    fields.update({p.name: _param_field(p, examples) for p in scheme.params})
+    title = "".join(part.title() for part in scheme.name.split("_"))
+    return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
+
+
+def scheme_union(base: type[BaseModel], suffix: str, examples: bool = True) -> Any:
+    """One strict model per scheme on `base` (its parameters with their types and ranges), discriminated by
+    `scheme`. `examples=False` leaves out the allowed values as OpenAPI examples: nested in many-tensor requests
+    they would multiply the explicit examples a fuzzer combines, for no new information."""
+    members = tuple(_model(s, base, suffix, examples) for s in SCHEMES)
+    return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
+
+
+InitRequest = scheme_union(InitFields, "Init")
+StatsRequest = scheme_union(StatsFields, "Stats")
+
+
+# ---- many tensors ----
+
+
+class FillRows(_Strict):
+    """Rows [start, stop) along axis 0 set to `value` after generation; the other elements keep their bits."""
+
+    start: Annotated[int, Field(ge=0)]
+    stop: Annotated[int, Field(ge=1)]
+    value: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+
+
+class TensorSpecFields(TensorFields):
+    """One tensor: its name is its key in `tensors`, its seed the request's."""
+
+    dtype: Literal[(*DTYPES, INTEGER_DTYPE)] = Field(  # type: ignore[valid-type]
+        "float32", description="int64 only for constant buffers (zeros, ones, constant with an integral val)"
+    )
+    fill_rows: list[FillRows] = Field(default_factory=list, max_length=64)
+
+    def spec(self) -> TensorSpec:
+        fills = tuple(RowFill(f.start, f.stop, f.value) for f in self.fill_rows)
+        return dataclasses.replace(super().spec(), fill_rows=fills)
+
+
+class RuleFields(_Strict):
+    """Overrides the default init of matching parameters; later rules win."""
+
+    layer: Annotated[str, Field(max_length=256)] = Field(
+        "*", description="a layer type (conv2d), a group (conv, norm, recurrent, ...), a module name or path, or *"
+    )
+    param: Annotated[str, Field(max_length=256)] = Field(
+        "*", description="weight, bias, buffer, a parameter key (weight_hh) or name (kernel), or * (not buffers)"
+    )
+    fans: Literal[FAN_SOURCES] = Field(  # type: ignore[valid-type]
+        "layer", description="layer: the layer's real fans; framework: read off the shape as the framework does"
+    )
+    dtype: Literal[tuple(DTYPES)] | None = None  # type: ignore[valid-type]
+
+    def to_engine(self) -> dict[str, Any]:
+        return {k: v for k, v in self if v is not None}
+
+
+TensorSpecRequest = scheme_union(TensorSpecFields, "TensorSpec", examples=False)
+RuleRequest = scheme_union(RuleFields, "Rule", examples=False)
+# The object form as far as a schema can say it; a layer's own arguments (its signature) are the engine's to check.
+_LAYER_OBJECT = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": [*LAYERS, CONTAINER]},
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_]*$", "description": "letters, digits and _"},
+        "args": {"type": "array", "description": "positional arguments"},
+        "layers": {"type": "array", "description": "the layers of a sequential"},
+    },
+    "additionalProperties": True,
+}
+Layer = Annotated[
+    str | Annotated[dict[str, Any], WithJsonSchema(_LAYER_OBJECT)],
+    Field(description="'conv2d(3, 64, 3, bias=false)', 'conv1: conv2d(...)', or {type, name, args, ...}"),
+]
+
+
+class Recipe(_Strict):
+    """A model as a list of layers; its parameters get the framework's default init unless a rule overrides."""
+
+    framework: Literal[FRAMEWORKS] = Field("torch", description="names, layouts and default inits")  # type: ignore[valid-type]
+    layers: list[Layer] = Field(min_length=1, max_length=MAX_LAYERS)
+    rules: list[RuleRequest] = Field(default_factory=list, max_length=MAX_RULES)  # type: ignore[valid-type]
+    dtype: Literal[tuple(DTYPES)] = "float32"  # type: ignore[valid-type]
+
+
+class ManyFields(RequestFields):
+    single: ClassVar[bool] = False
+
+    format: Literal[tuple(holding(False))] | None = Field(  # type: ignore[valid-type]
+        None, description="safetensors (default), json or npz; or by Accept"
+    )
+
+
+class TensorsInit(ManyFields):
+    """Many tensors in one request, each keyed by (seed, its name)."""
+
+    tensors: dict[Name, TensorSpecRequest] = Field(min_length=1, max_length=MAX_TENSORS)  # type: ignore[valid-type]
+
+    @field_validator("tensors")
+    @classmethod
+    def _not_reserved(cls, tensors: dict[str, Any]) -> dict[str, Any]:
+        for name in tensors:
+            _not_reserved(name)
+        return tensors
+
+    def to_engine(self, seed: int) -> ModelRequest:
+        return ModelRequest(seed, {name: spec.spec() for name, spec in self.tensors.items()}, self.rng)
+
+
+class ModelInit(ManyFields):
+    """A whole model from a recipe."""
+
+    model: Recipe
+
+
+# ---- POST /init's body: one tensor, many tensors, or a model ----
+
+SINGLE, MANY, RECIPE = "tensor", "tensors", "model"
+_TAGS = (SINGLE, MANY, RECIPE)
+
+
+def _body_kind(body: Any) -> str:
+    """Which request a body is: `model` or `tensors` present make it a many-tensor request, else a single one."""
+    if isinstance(body, dict):
+        if RECIPE in body:
+            return RECIPE
+        if MANY in body:
+            return MANY
+    return SINGLE
+
+
+InitBody = Annotated[
+    Union[  # noqa: UP007
+        Annotated[InitRequest, Tag(SINGLE)], Annotated[TensorsInit, Tag(MANY)], Annotated[ModelInit, Tag(RECIPE)]
+    ],
+    Discriminator(_body_kind),
+]
+
+
+def strip_union_tags(loc: tuple[Any, ...] | list[Any]) -> tuple[list[Any], str | None]:
+    """Pydantic's location without the union tags a client never wrote, and the scheme of a single-tensor request
+    if its tag was one: ("body", "tensor", "normal", "std") -> ["body", "std"], "normal"; ("body", "tensors",
+    "tensors", "w", "normal", "std") -> ["body", "tensors", "w", "std"]; rules likewise; GET's ("query", ...)."""
+    parts = list(loc)
+    scheme = None
+    if len(parts) >= 2 and parts[0] == "body" and parts[1] in _TAGS:
+        del parts[1]
+        if parts[1:2] == [MANY] and len(parts) > 3 and parts[3] in REGISTRY:
+            del parts[3]
+        elif parts[1:3] == [RECIPE, "rules"] and len(parts) > 4 and parts[4] in REGISTRY:
+            del parts[4]
+    if len(parts) >= 2 and parts[0] in ("body", "query") and parts[1] in REGISTRY:
+        scheme = parts.pop(1)
+    return parts, scheme
