@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     )
     budget_wait_seconds: float = Field(2.0, ge=0, description="how long a request waits for budget before 503")
     budget_small_bytes: int = Field(
-        4 << 20, ge=0, description="a request holding at most this much of the memory budget is small"
+        16 << 20, ge=0, description="a buffered response holding at most this much of the memory budget is small"
     )
     budget_reserved_fraction: float = Field(
         0.125, ge=0, lt=1, description="share of the memory budget only small requests may use"

@@ -127,4 +127,5 @@ async def hold_buffered(budget: MemoryBudget, bundle: Bundle, fmt: Format) -> He
 
 async def hold_streamed(budget: MemoryBudget, bundle: Bundle, chunk_elements: int) -> Held:
     """A stream holds the working set of one chunk of the tensor being generated (the largest such)."""
-    return await budget.hold(max(t.working_bytes(chunk_elements) for t in bundle.tensors))  # type: ignore[attr-defined]
+    working = max(t.working_bytes(chunk_elements) for t in bundle.tensors)  # type: ignore[attr-defined]
+    return await budget.hold(working, streamed=True)

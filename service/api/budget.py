@@ -10,8 +10,9 @@ load (bench/load.py):
   and everyone timed out.
 * Waiters of one size class are served first come, first served: otherwise a stream of small requests starves a
   large one.
-* Large requests cannot starve small ones. A request is *small* when it holds at most `small_bytes`
-  (INITSERVE_BUDGET_SMALL_BYTES); the `reserved` bytes of the budget (INITSERVE_BUDGET_RESERVED_FRACTION) are
+* Large requests cannot starve small ones. A buffered request is *small* when it holds at most `small_bytes`
+  (INITSERVE_BUDGET_SMALL_BYTES); a stream is large whatever its working set, as it lasts as long as its client
+  takes to read it. The `reserved` bytes of the budget (INITSERVE_BUDGET_RESERVED_FRACTION) are
   for small requests only: large ones together never hold more than `capacity - reserved`, so 64 clients that
   never read a large stream cannot keep a 4x4 request out. Small requests may use the whole budget while no large
   one waits, and only the reserve while one does (so a stream of small ones cannot starve a large one either).
@@ -51,6 +52,7 @@ class BudgetBusyError(Exception):
 @dataclass(eq=False)
 class _Waiter:
     nbytes: int
+    small: bool
     granted: asyncio.Future[None]
 
 
@@ -86,32 +88,36 @@ class MemoryBudget:
     def used(self) -> int:
         return self._used
 
-    def is_small(self, nbytes: int) -> bool:
-        return nbytes <= self.small_bytes
+    def is_small(self, nbytes: int, streamed: bool = False) -> bool:
+        """A stream is large whatever its working set: it lasts as long as its client takes to read it."""
+        return not streamed and nbytes <= self.small_bytes
 
     @asynccontextmanager
     async def reserve(self, nbytes: int) -> AsyncIterator[None]:
         """Hold `nbytes` of the budget for the duration of the block."""
-        await self.acquire(nbytes)
+        held = await self.hold(nbytes)
         try:
             yield
         finally:
-            self.release(nbytes)
+            held.release()
 
-    async def hold(self, nbytes: int) -> Held:
+    async def hold(self, nbytes: int, streamed: bool = False) -> Held:
         """`acquire`, as an object that gives the bytes back once (a response holds it until it has been sent)."""
-        await self.acquire(nbytes)
-        return Held(self, nbytes)
+        small = self.is_small(nbytes, streamed)
+        await self.acquire(nbytes, small)
+        return Held(self, nbytes, small)
 
-    async def acquire(self, nbytes: int) -> None:
-        """Take `nbytes`, waiting in line up to `wait_seconds`; the caller must `release` them."""
-        self._refuse_if_never(nbytes)
-        line = self._small if self.is_small(nbytes) else self._large
+    async def acquire(self, nbytes: int, small: bool | None = None) -> None:
+        """Take `nbytes` in size class `small` (by default: by size), waiting in line up to `wait_seconds`; the
+        caller must `release` them, in the same class."""
+        small = self.is_small(nbytes) if small is None else small
+        self._refuse_if_never(nbytes, small)
+        line = self._small if small else self._large
         with self._lock:
-            if not line and self._fits(nbytes):
-                self._take(nbytes)
+            if not line and self._fits(nbytes, small):
+                self._take(nbytes, small)
                 return
-            waiter = _Waiter(nbytes, asyncio.get_running_loop().create_future())
+            waiter = _Waiter(nbytes, small, asyncio.get_running_loop().create_future())
             line.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(waiter.granted), self.wait_seconds)
@@ -124,15 +130,16 @@ class MemoryBudget:
                 if isinstance(error, TimeoutError) and self._refused_since is None:
                     self._refused_since = self._clock()
             if granted:
-                self.release(nbytes)
+                self.release(nbytes, small)
             if isinstance(error, TimeoutError):
                 raise BudgetBusyError(max(1, math.ceil(self.wait_seconds))) from None
             raise
 
-    def release(self, nbytes: int) -> None:
+    def release(self, nbytes: int, small: bool | None = None) -> None:
+        small = self.is_small(nbytes) if small is None else small
         with self._lock:
             self._used -= nbytes
-            if not self.is_small(nbytes):
+            if not small:
                 self._used_large -= nbytes
             metrics.INFLIGHT_BYTES.dec(nbytes)
             self._grant()
@@ -143,16 +150,16 @@ class MemoryBudget:
             since = self._refused_since
             if since is None or self._clock() - since < self.unready_seconds:
                 return None
-            if not self._small and self._fits(max(1, self.small_bytes)):
+            if not self._small and self._fits(max(1, self.small_bytes), True):
                 return None
         return (
             f"memory budget exhausted: requests refused for {self._clock() - since:.0f} s with none admitted "
             "(INITSERVE_BUDGET_UNREADY_SECONDS)"
         )
 
-    def _refuse_if_never(self, nbytes: int) -> None:
-        if nbytes > self.capacity or (not self.is_small(nbytes) and nbytes > self.max_large):
-            limit = self.capacity if self.is_small(nbytes) else self.max_large
+    def _refuse_if_never(self, nbytes: int, small: bool) -> None:
+        if nbytes > self.capacity or (not small and nbytes > self.max_large):
+            limit = self.capacity if small else self.max_large
             raise TooLargeError(
                 "shape",
                 f"the request needs {nbytes} bytes of memory at once; one request may hold at most {limit} of the "
@@ -161,18 +168,18 @@ class MemoryBudget:
                 "compute the whole float64 matrix whatever the slice)",
             )
 
-    def _fits(self, nbytes: int) -> bool:
-        """Whether `nbytes` may be taken now (the lock is held)."""
+    def _fits(self, nbytes: int, small: bool) -> bool:
+        """Whether `nbytes` of size class `small` may be taken now (the lock is held)."""
         if self._used + nbytes > self.capacity:
             return False
-        if self.is_small(nbytes):
+        if small:
             # Beyond the reserve only while no large request waits: small ones must not starve it.
             return not self._large or self._used - self._used_large + nbytes <= self.reserved
         return self._used_large + nbytes <= self.capacity - self.reserved
 
-    def _take(self, nbytes: int) -> None:
+    def _take(self, nbytes: int, small: bool) -> None:
         self._used += nbytes
-        if not self.is_small(nbytes):
+        if not small:
             self._used_large += nbytes
         self._refused_since = None
         metrics.INFLIGHT_BYTES.inc(nbytes)
@@ -180,26 +187,30 @@ class MemoryBudget:
     def _grant(self) -> None:
         """Serve the waiters at the head of each line while they fit (the lock is held)."""
         while True:
-            line = next((line for line in (self._large, self._small) if line and self._fits(line[0].nbytes)), None)
+            line = next(
+                (line for line in (self._large, self._small) if line and self._fits(line[0].nbytes, line[0].small)),
+                None,
+            )
             if line is None:
                 return
             waiter = line.popleft()
-            self._take(waiter.nbytes)
+            self._take(waiter.nbytes, waiter.small)
             waiter.granted.get_loop().call_soon_threadsafe(_resolve, waiter.granted)
 
 
 class Held:
     """Bytes taken from a budget; `release` gives them back, once however often it is called."""
 
-    def __init__(self, budget: MemoryBudget, nbytes: int) -> None:
+    def __init__(self, budget: MemoryBudget, nbytes: int, small: bool) -> None:
         self.budget = budget
         self.nbytes = nbytes
+        self.small = small
         self._released = False
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self.budget.release(self.nbytes)
+            self.budget.release(self.nbytes, self.small)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -50,6 +50,23 @@ def test_large_requests_cannot_take_the_reserve_of_small_ones():
     anyio.run(scenario)
 
 
+def test_streams_are_large_whatever_their_working_set():
+    # A stream's working set is a few MiB, less than a buffered [256, 784] body, but it lasts as long as its client
+    # reads: streams that are never read must not fill the reserve that buffered small requests rely on.
+    async def scenario() -> None:
+        budget = MemoryBudget(100, wait_seconds=0.05, reserved=20, small_bytes=5)
+        streams = [await budget.hold(4, streamed=True) for _ in range(20)]  # 80 = capacity - reserve
+        with pytest.raises(BudgetBusyError):
+            await budget.hold(4, streamed=True)
+        buffered = [await budget.hold(5) for _ in range(4)]  # the reserve is still there for small buffered ones
+        assert budget.used == 100
+        for held in streams + buffered:
+            held.release()
+        assert budget.used == 0
+
+    anyio.run(scenario)
+
+
 def test_small_requests_cannot_starve_a_waiting_large_one_and_each_class_is_first_come_first_served():
     async def scenario() -> list[str]:
         budget = MemoryBudget(100, wait_seconds=5, reserved=20, small_bytes=10)
