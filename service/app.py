@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from service import __version__, malloc
 from service.api import docs, errors, middleware, openapi, routes
+from service.api.admission import Lanes
 from service.api.budget import MemoryBudget
 from service.api.cache import ResponseCache
 from service.api.delivery import Delivery
@@ -72,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_share=settings.budget_max_share,
         unready_seconds=settings.budget_unready_seconds,
     )
-    app.state.delivery = Delivery(budget, ResponseCache(settings.cache_bytes), settings.stream_threshold_bytes)
+    app.state.delivery = Delivery(
+        budget, ResponseCache(settings.cache_bytes), settings.stream_threshold_bytes, Lanes(settings)
+    )
     app.state.budget, app.state.response_cache = budget, app.state.delivery.cache
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)
