@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -21,6 +22,11 @@ from service.engine import parallel
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). Heavy requests' Python
+# (a large recipe) holds it for seconds; the event loop and small requests need it for a moment at every step, and
+# at 5 ms a step a small request waited ~100 ms beside one such request (bench/load.py --scenario recipes).
+SWITCH_INTERVAL_SECONDS = 0.001
 
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
 
@@ -64,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     malloc.fix_mmap_threshold()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     parallel.configure(threads=settings.threads)
     budget = MemoryBudget(
         settings.memory_budget_bytes,

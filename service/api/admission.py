@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from service import __version__
-from service.api.budget import BudgetBusyError, Held, MemoryBudget
+from service.api.budget import BudgetBusyError
 from service.api.schemas import InitFields, ModelInit, SingleFields, TensorsInit
 from service.api.seeds import seed_of
 from service.engine import parallel
@@ -142,17 +142,17 @@ def fill_elements() -> int:
     return engine.threads * engine.chunk_elements
 
 
-async def hold_buffered(budget: MemoryBudget, bundle: Bundle, fmt: Format) -> Held:
-    """A buffered body holds itself (its length, or its bound for JSON) from generation until its last byte is
-    sent, plus the working set of one tensor generated `fill_elements` at a time (orthogonal, sparse: the whole
-    matrix)."""
+def buffered_bytes(bundle: Bundle, fmt: Format) -> int:
+    """What a buffered body holds from generation until its last byte is sent: itself (its length, or its bound
+    for JSON), plus the working set of one tensor generated `fill_elements` at a time (orthogonal, sparse: the
+    whole matrix)."""
     working = max(t.working_bytes(fill_elements()) for t in bundle.tensors)  # type: ignore[attr-defined]
-    return await budget.hold(fmt.max_length(bundle) + working)
+    return fmt.max_length(bundle) + working
 
 
-async def hold_streamed(budget: MemoryBudget, bundle: Bundle, chunk_elements: int) -> Held:
-    """A stream holds the working set of one chunk of the tensor being generated (the largest such)."""
-    return await budget.hold(max(t.working_bytes(chunk_elements) for t in bundle.tensors))  # type: ignore[attr-defined]
+def streamed_bytes(bundle: Bundle, chunk_elements: int) -> int:
+    """What a stream holds: the working set of one chunk of the tensor being generated (the largest such)."""
+    return max(t.working_bytes(chunk_elements) for t in bundle.tensors)  # type: ignore[attr-defined]
 
 
 def work(bundle: Bundle) -> int:

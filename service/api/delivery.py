@@ -221,14 +221,24 @@ class Delivery:
         if cacheable and (cached := self.cache.get(head["ETag"])) is not None:
             return Response(cached, media_type=fmt.media_type, headers={**head, "X-Initserve-Cache": "hit"})
         threads = self.lanes.job(admission.work(bundle))
-        length, parts = streamed_body(bundle, fmt)
-        # A body of unknown length (JSON) is buffered when it is one tensor, which INITSERVE_MAX_JSON_ELEMENTS
-        # bounds, so that it is cached as the others are; many tensors' JSON streams.
-        if (length is None and not bundle.single) or (length is not None and length > self.stream_threshold):
-            held = await admission.hold_streamed(self.budget, bundle, STREAM_CHUNK_ELEMENTS)
+
+        def prepared() -> tuple[int | None, Iterator[bytes], bool, int]:
+            """The body's length and parts, whether it streams, and the budget it holds."""
+            length, parts = streamed_body(bundle, fmt)
+            # A body of unknown length (JSON) is buffered when it is one tensor, which INITSERVE_MAX_JSON_ELEMENTS
+            # bounds, so that it is cached as the others are; many tensors' JSON streams.
+            streams = (length is None and not bundle.single) or (length is not None and length > self.stream_threshold)
+            if streams:
+                return length, parts, streams, admission.streamed_bytes(bundle, STREAM_CHUNK_ELEMENTS)
+            return length, parts, streams, admission.buffered_bytes(bundle, fmt)
+
+        # For many tensors that is Python work per tensor (the format's header, each one's size): tens of ms for a
+        # model of thousands, off the event loop.
+        length, parts, streams, needed = prepared() if bundle.single else await run_in_thread(prepared)
+        held = await self.budget.hold(needed)
+        if streams:
             _record(bundle)
             return TensorStream(parts, length, fmt.media_type, head, held, threads)
-        held = await admission.hold_buffered(self.budget, bundle, fmt)
         try:
             content = await run_in_thread(buffered_body, bundle, fmt, limiter=threads)
         except BaseException:
@@ -247,9 +257,15 @@ class Delivery:
 
 
 def _record(bundle: Bundle) -> None:
-    for source in bundle.tensors:
-        meta = source.metadata()  # type: ignore[attr-defined]
-        metrics.record_generation(meta["scheme"], math.prod(source.shape), source.nbytes)
+    """Generation metrics, one update per scheme (a model has thousands of tensors), from the bundle's metadata."""
+    metas = [bundle.metadata] if bundle.single else bundle.metadata["tensors"].values()
+    totals: dict[str, list[int]] = {}
+    for source, meta in zip(bundle.tensors, metas, strict=True):
+        total = totals.setdefault(meta["scheme"], [0, 0])
+        total[0] += math.prod(source.shape)
+        total[1] += source.nbytes
+    for scheme, (elements, nbytes) in totals.items():
+        metrics.record_generation(scheme, elements, nbytes)
 
 
 def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes]:
