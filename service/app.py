@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from service import __version__, malloc
 from service.api import docs, errors, middleware, openapi, routes
+from service.api.admission import Lanes
 from service.api.budget import MemoryBudget
 from service.api.cache import ResponseCache
 from service.api.delivery import Delivery
@@ -20,6 +22,11 @@ from service.engine import parallel
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
+
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). Heavy requests' Python
+# (a large recipe) holds it for seconds; the event loop and small requests need it for a moment at every step, and
+# at 5 ms a step a small request waited ~100 ms beside one such request (bench/load.py --scenario recipes).
+SWITCH_INTERVAL_SECONDS = 0.001
 
 DESCRIPTION = """Reproducible, initialised neural-network weight tensors.
 
@@ -63,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     malloc.fix_mmap_threshold()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     parallel.configure(threads=settings.threads)
     budget = MemoryBudget(
         settings.memory_budget_bytes,
@@ -72,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_share=settings.budget_max_share,
         unready_seconds=settings.budget_unready_seconds,
     )
-    app.state.delivery = Delivery(budget, ResponseCache(settings.cache_bytes), settings.stream_threshold_bytes)
+    app.state.delivery = Delivery(
+        budget, ResponseCache(settings.cache_bytes), settings.stream_threshold_bytes, Lanes(settings)
+    )
     app.state.budget, app.state.response_cache = budget, app.state.delivery.cache
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)

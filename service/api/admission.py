@@ -6,15 +6,30 @@ same, and their sum against INITSERVE_MAX_REQUEST_ELEMENTS (JSON: INITSERVE_MAX_
 a response holds the memory budget (budget.py) for its working set, estimated from what the tensor sources say
 they hold (`working_bytes`) plus, when buffered, the body. The engine's errors name neutral limits; the messages
 here name the settings.
+
+CPU: large requests cannot make small ones wait (bench/load.py scenarios strided and recipes). A request's *work*
+is the elements the engine computes for it (`Region.cost`: a strided slice counts its runs); at most
+SMALL_WORK_ELEMENTS is small, more is heavy. The engine's pool runs the chunks of the job with the least work
+left first (engine/parallel.py), so every request states its work (`Lanes.job`). Heavy work runs in worker
+threads of its own (HEAVY_THREADS_PER_CORE per engine thread, waiting in line on the event loop), never in the
+server's shared ones, so a small request always finds a thread. A large recipe's expansion is pure Python that
+holds the GIL, so one runs at a time per process: others wait in line up to INITSERVE_BUDGET_WAIT_SECONDS, then get
+503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+
 from service import __version__
-from service.api.budget import Held, MemoryBudget
+from service.api.budget import BudgetBusyError
 from service.api.schemas import InitFields, ModelInit, SingleFields, TensorsInit
 from service.api.seeds import seed_of
 from service.engine import parallel
@@ -22,10 +37,20 @@ from service.engine.bundle import ModelRequest, ModelTensor, check_size, plan_mo
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import Plan, make_plan
 from service.engine.recipes.expand import expand
+from service.engine.recipes.layers import CONTAINER
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes.distributions import RUN_OVERHEAD
 from service.formats import Bundle, Format
 from service.settings import Settings
+
+# A request computing at most this many elements is small (a few milliseconds of the engine).
+SMALL_WORK_ELEMENTS = 1 << 20
+# Worker threads for heavy work, per engine thread: enough to keep the engine's threads fed between the Python
+# steps of each request, few enough that heavy requests' Python does not crowd the event loop off the GIL.
+HEAVY_THREADS_PER_CORE = 4
+# A recipe is large when its layer entries times (its rules + 1) pass this: each rule is tried against every
+# parameter, and expanding ~500 entries x 33 rules takes some 10 ms of Python.
+LARGE_RECIPE_WORK = 1 << 14
 
 
 def setting(limit: str) -> str:
@@ -117,15 +142,98 @@ def fill_elements() -> int:
     return engine.threads * engine.chunk_elements
 
 
-async def hold_buffered(budget: MemoryBudget, bundle: Bundle, fmt: Format) -> Held:
-    """A buffered body holds itself (its length, or its bound for JSON) from generation until its last byte is
-    sent, plus the working set of one tensor generated `fill_elements` at a time (orthogonal, sparse: the whole
-    matrix)."""
+def buffered_bytes(bundle: Bundle, fmt: Format) -> int:
+    """What a buffered body holds from generation until its last byte is sent: itself (its length, or its bound
+    for JSON), plus the working set of one tensor generated `fill_elements` at a time (orthogonal, sparse: the
+    whole matrix)."""
     working = max(t.working_bytes(fill_elements()) for t in bundle.tensors)  # type: ignore[attr-defined]
-    return await budget.hold(fmt.max_length(bundle) + working)
+    return fmt.max_length(bundle) + working
 
 
-async def hold_streamed(budget: MemoryBudget, bundle: Bundle, chunk_elements: int) -> Held:
-    """A stream holds the working set of one chunk of the tensor being generated (the largest such)."""
-    working = max(t.working_bytes(chunk_elements) for t in bundle.tensors)  # type: ignore[attr-defined]
-    return await budget.hold(working, streamed=True)
+def streamed_bytes(bundle: Bundle, chunk_elements: int) -> int:
+    """What a stream holds: the working set of one chunk of the tensor being generated (the largest such)."""
+    return max(t.working_bytes(chunk_elements) for t in bundle.tensors)  # type: ignore[attr-defined]
+
+
+def work(bundle: Bundle) -> int:
+    """Elements the engine computes for `bundle`."""
+    return sum(t.cost for t in bundle.tensors)  # type: ignore[attr-defined]
+
+
+def recipe_work(body: TensorsInit | ModelInit) -> int:
+    """Layer entries x (rules + 1) of a model request (0 without a recipe): what its expansion costs."""
+    if not isinstance(body, ModelInit):
+        return 0
+    entries, pending = 0, list(body.model.layers)
+    while pending:
+        layer = pending.pop()
+        entries += 1
+        if isinstance(layer, dict) and layer.get("type") == CONTAINER and isinstance(layer.get("layers"), list):
+            pending.extend(layer["layers"])
+    return entries * (len(body.model.rules) + 1)
+
+
+class _Line:
+    """At most `slots` holders at once; the others wait first come, first served, up to `wait_seconds`, then
+    BudgetBusyError (503 with Retry-After). Waits on the event loop, like the memory budget."""
+
+    def __init__(self, slots: int, wait_seconds: float, what: str, field: str) -> None:
+        self.slots = slots
+        self.wait_seconds = wait_seconds
+        self.what = what
+        self.field = field
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        if self.slots > 0 and not self._waiting:
+            self.slots -= 1
+        else:
+            granted = asyncio.get_running_loop().create_future()
+            self._waiting.append(granted)
+            try:
+                await asyncio.wait_for(asyncio.shield(granted), self.wait_seconds)
+            except BaseException as error:
+                if not granted.done():
+                    self._waiting.remove(granted)
+                else:
+                    self._next()  # granted meanwhile: pass it on
+                if isinstance(error, TimeoutError):
+                    raise BudgetBusyError(max(1, math.ceil(self.wait_seconds)), self.what, self.field) from None
+                raise
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        while self._waiting:
+            granted = self._waiting.popleft()
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self.slots += 1
+
+
+class Lanes:
+    """Where a request's CPU work runs, by its size (see the module docstring): one per application."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.heavy_threads = anyio.CapacityLimiter(HEAVY_THREADS_PER_CORE * settings.threads)
+        self.recipes = _Line(1, settings.budget_wait_seconds, "the expansion of large recipes", "model")
+
+    def job(self, elements: int) -> anyio.CapacityLimiter | None:
+        """State this request's work to the engine's scheduler; the thread limiter for its work (None: the shared
+        one)."""
+        parallel.job(elements)
+        return self.heavy_threads if elements > SMALL_WORK_ELEMENTS else None
+
+    @asynccontextmanager
+    async def expanding(self, body: TensorsInit | ModelInit) -> AsyncIterator[anyio.CapacityLimiter | None]:
+        """The slot of a large recipe's expansion, waited for in line (a small one needs none), and the thread
+        limiter to expand it with."""
+        if recipe_work(body) <= LARGE_RECIPE_WORK:
+            yield None
+            return
+        async with self.recipes.hold():
+            yield self.heavy_threads

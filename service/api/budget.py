@@ -42,11 +42,12 @@ from service.engine.errors import TooLargeError
 
 
 class BudgetBusyError(Exception):
-    """No room in the memory budget right now; the client should retry."""
+    """No room in the memory budget (or another bounded resource, `what`) right now; the client should retry."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"memory budget busy, retry after {retry_after} s")
+    def __init__(self, retry_after: int, what: str = "the memory budget", field: str = "shape") -> None:
+        super().__init__(f"{what} is in use by other requests: busy, retry after {retry_after} s")
         self.retry_after = retry_after
+        self.field = field
 
 
 @dataclass(eq=False)

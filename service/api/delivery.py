@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import anyio
+import anyio.to_thread
 import numpy as np
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -61,6 +62,11 @@ class TensorSource(Tensor, Protocol):
 
     def working_bytes(self, chunk_elements: int) -> int:
         """Memory `chunks(chunk_elements)` holds at once."""
+        ...
+
+    @property
+    def cost(self) -> int:
+        """Work to generate it, in elements (admission sorts requests into small and heavy by it)."""
         ...
 
     @property
@@ -184,6 +190,7 @@ class Delivery:
     budget: MemoryBudget
     cache: ResponseCache
     stream_threshold: int
+    lanes: admission.Lanes
 
     def cached(self, request_key: str, if_none_match_header: str | None) -> Response | None:
         """The answer to a seeded request seen before, from its remembered head and cached body, without resolving
@@ -213,16 +220,27 @@ class Delivery:
         # Only buffered responses are ever cached, so a hit needs no size check.
         if cacheable and (cached := self.cache.get(head["ETag"])) is not None:
             return Response(cached, media_type=fmt.media_type, headers={**head, "X-Initserve-Cache": "hit"})
-        length, parts = streamed_body(bundle, fmt)
-        # A body of unknown length (JSON) is buffered when it is one tensor, which INITSERVE_MAX_JSON_ELEMENTS
-        # bounds, so that it is cached as the others are; many tensors' JSON streams.
-        if (length is None and not bundle.single) or (length is not None and length > self.stream_threshold):
-            held = await admission.hold_streamed(self.budget, bundle, STREAM_CHUNK_ELEMENTS)
+        threads = self.lanes.job(admission.work(bundle))
+
+        def prepared() -> tuple[int | None, Iterator[bytes], bool, int]:
+            """The body's length and parts, whether it streams, and the budget it holds."""
+            length, parts = streamed_body(bundle, fmt)
+            # A body of unknown length (JSON) is buffered when it is one tensor, which INITSERVE_MAX_JSON_ELEMENTS
+            # bounds, so that it is cached as the others are; many tensors' JSON streams.
+            streams = (length is None and not bundle.single) or (length is not None and length > self.stream_threshold)
+            if streams:
+                return length, parts, streams, admission.streamed_bytes(bundle, STREAM_CHUNK_ELEMENTS)
+            return length, parts, streams, admission.buffered_bytes(bundle, fmt)
+
+        # For many tensors that is Python work per tensor (the format's header, each one's size): tens of ms for a
+        # model of thousands, off the event loop.
+        length, parts, streams, needed = prepared() if bundle.single else await run_in_thread(prepared)
+        held = await self.budget.hold(needed, streamed=streams)
+        if streams:
             _record(bundle)
-            return TensorStream(parts, length, fmt.media_type, head, held)
-        held = await admission.hold_buffered(self.budget, bundle, fmt)
+            return TensorStream(parts, length, fmt.media_type, head, held, threads)
         try:
-            content = await run_in_thread(buffered_body, bundle, fmt)
+            content = await run_in_thread(buffered_body, bundle, fmt, limiter=threads)
         except BaseException:
             held.release()
             raise
@@ -239,9 +257,15 @@ class Delivery:
 
 
 def _record(bundle: Bundle) -> None:
-    for source in bundle.tensors:
-        meta = source.metadata()  # type: ignore[attr-defined]
-        metrics.record_generation(meta["scheme"], math.prod(source.shape), source.nbytes)
+    """Generation metrics, one update per scheme (a model has thousands of tensors), from the bundle's metadata."""
+    metas = [bundle.metadata] if bundle.single else bundle.metadata["tensors"].values()
+    totals: dict[str, list[int]] = {}
+    for source, meta in zip(bundle.tensors, metas, strict=True):
+        total = totals.setdefault(meta["scheme"], [0, 0])
+        total[0] += math.prod(source.shape)
+        total[1] += source.nbytes
+    for scheme, (elements, nbytes) in totals.items():
+        metrics.record_generation(scheme, elements, nbytes)
 
 
 def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes]:
@@ -266,11 +290,12 @@ def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes]:
 T = TypeVar("T")
 
 
-async def run_in_thread(func: Callable[..., T], *args: object) -> T:
-    """`func(*args)` in a worker thread. If the awaiting task is cancelled, so is the work (the context's cancel
-    token: the engine stops at its next chunk), and the cancellation is raised only once the thread has ended:
-    a thread cannot be killed, and what its caller holds (a memory budget) must outlive it."""
-    work = asyncio.ensure_future(run_in_threadpool(func, *args))
+async def run_in_thread(func: Callable[..., T], *args: object, limiter: anyio.CapacityLimiter | None = None) -> T:
+    """`func(*args)` in a worker thread (of `limiter`'s, else of the server's shared ones). If the awaiting task is
+    cancelled, so is the work (the context's cancel token: the engine stops at its next chunk), and the
+    cancellation is raised only once the thread has ended: a thread cannot be killed, and what its caller holds
+    (a memory budget, a slot) must outlive it."""
+    work = asyncio.ensure_future(anyio.to_thread.run_sync(func, *args, limiter=limiter))
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
@@ -314,7 +339,13 @@ class TensorStream(Response):
     (middleware/timeout.py), which ends this loop at its next await."""
 
     def __init__(
-        self, parts: Iterator[bytes], length: int | None, media_type: str, headers: dict[str, str], held: Held
+        self,
+        parts: Iterator[bytes],
+        length: int | None,
+        media_type: str,
+        headers: dict[str, str],
+        held: Held,
+        threads: anyio.CapacityLimiter | None,
     ) -> None:
         self.status_code = 200
         self.media_type = media_type
@@ -323,11 +354,12 @@ class TensorStream(Response):
         self.init_headers({**headers, **({"content-length": str(length)} if length is not None else {})})
         self._parts = parts
         self._held = held
+        self._threads = threads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            while (part := await run_in_thread(next, self._parts, None)) is not None:
+            while (part := await run_in_thread(next, self._parts, None, limiter=self._threads)) is not None:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client left, as a server of ASGI spec 2.4 says it: nothing more to send

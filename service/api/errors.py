@@ -130,8 +130,7 @@ async def _init_error(request: Request, exc: InitError) -> JSONResponse:
 
 
 async def _budget_busy(request: Request, exc: BudgetBusyError) -> JSONResponse:
-    msg = f"the memory budget is in use by other requests: {exc}"
-    return error_response(503, ["body", "shape"], msg, "busy", {"Retry-After": str(exc.retry_after)})
+    return error_response(503, ["body", exc.field], str(exc), "busy", {"Retry-After": str(exc.retry_after)})
 
 
 async def _refused(request: Request, exc: RequestRefused) -> JSONResponse:

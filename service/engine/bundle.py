@@ -104,6 +104,11 @@ class ModelTensor(ABC):
     def nbytes(self) -> int:
         return self.numel * self.dtype.itemsize
 
+    @property
+    def cost(self) -> int:
+        """Work to produce the tensor, in elements (as `Region.cost`): a whole tensor costs its size."""
+        return self.numel
+
     @abstractmethod
     def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
         """The flat row-major values, as consecutive arrays of at most chunk_elements."""

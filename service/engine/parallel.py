@@ -6,15 +6,23 @@ thread computed it or where a chunk began, so every thread count and chunk size 
 (tests/engine/test_parallel.py). Parallelism is real because the kernels release the GIL (numba ``nogil``; the
 NumPy reference path releases it inside each ufunc).
 
+The pool is shared by every caller, so it picks the next chunk by priority, not first come: the chunk of the
+call whose *job* has the least work left (shortest remaining work first). A caller states its job's work in
+elements with `job` (a context variable, like cancellation's token: the threads a task starts inherit it), and
+each chunk done counts against it; a call outside any job is a job of its own size. So a small request's chunks
+never queue behind the thousands of chunks of large ones in flight, and large jobs share what small ones leave.
+
 The engine reads no settings: the application passes them in with `configure` once at start-up.
 """
 
 from __future__ import annotations
 
+import contextvars
+import heapq
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -54,7 +62,7 @@ class EngineConfig:
 
 _lock = threading.Lock()
 _config = EngineConfig(threads=available_cores())
-_pool: futures.ThreadPoolExecutor | None = None
+_pool: _Pool | None = None
 
 
 def config() -> EngineConfig:
@@ -80,8 +88,8 @@ def configure(threads: int | None = None, chunk_elements: int | None = None, jit
     changes = {"threads": threads, "chunk_elements": chunk_elements, "jit": jit}
     new = replace(_config, **{key: value for key, value in changes.items() if value is not None})
     with _lock:
-        if new.threads != _config.threads:
-            # Not shut down: a call in flight may still hold it. Its idle threads exit once it is collected.
+        if new.threads != _config.threads and _pool is not None:
+            _pool.close()  # its threads finish the chunks queued on it, then exit
             _pool = None
         _config = new
     return new
@@ -100,19 +108,112 @@ def configured(
         configure(previous.threads, previous.chunk_elements, previous.jit)
 
 
-def _shared_pool(threads: int) -> futures.ThreadPoolExecutor:
+class Job:
+    """The work a caller will ask of the engine, in elements; `remaining` falls as its chunks are taken."""
+
+    def __init__(self, elements: int) -> None:
+        self.remaining = elements
+
+
+_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("initserve_job", default=None)
+
+
+def job(elements: int) -> contextvars.Token[Job | None]:
+    """Make the current context's engine calls (and those of the tasks and threads it starts from now on) one job
+    of about `elements` of work, scheduled by what is left of it."""
+    return _job.set(Job(elements))
+
+
+class _Call:
+    """One `run_chunks` call on the pool: the chunks not yet taken, and how many taken ones are still running."""
+
+    def __init__(self, firsts: range, stop: int, task: Callable[[int, int], None], check: Callable[[], None]) -> None:
+        self.firsts = iter(firsts)
+        self.next = next(self.firsts, None)
+        self.stop = stop
+        self.step = firsts.step
+        self.task = task
+        self.check = check
+        self.job = _job.get() or Job(stop - firsts.start)
+        self.running = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def priority(self) -> int:
+        return self.job.remaining
+
+
+class _Pool:
+    """`threads` workers taking chunks by priority (see the module docstring); ties go first come, first served."""
+
+    def __init__(self, threads: int) -> None:
+        self._ready = threading.Condition()
+        self._queue: list[tuple[int, int, _Call]] = []
+        self._order = itertools.count()
+        self._closed = False
+        for index in range(threads):
+            threading.Thread(target=self._work, name=f"initserve-engine-{index}", daemon=True).start()
+
+    def run(self, call: _Call) -> None:
+        """Queue `call`, wait for all its chunks, and raise the first exception one of them raised."""
+        with self._ready:
+            heapq.heappush(self._queue, (call.priority(), next(self._order), call))
+            self._ready.notify()
+        call.done.wait()
+        if call.error is not None:
+            raise call.error
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    if self._closed:
+                        return
+                    self._ready.wait()
+                _, order, call = heapq.heappop(self._queue)
+                first = call.next
+                if call.error is not None or first is None:
+                    continue  # failed: the rest is dropped (the call ends when its running chunks have)
+                last = min(first + call.step, call.stop)
+                call.next = next(call.firsts, None)
+                call.job.remaining -= last - first
+                call.running += 1
+                if call.next is not None:
+                    heapq.heappush(self._queue, (call.priority(), order, call))
+                    self._ready.notify()  # its next chunk, for an idle worker
+            error = None
+            try:
+                call.check()
+                call.task(first, last)
+            except BaseException as raised:
+                error = raised
+            with self._ready:
+                call.running -= 1
+                if error is not None and call.error is None:
+                    call.error = error  # the others stop at their next chunk
+                if call.running == 0 and (call.next is None or call.error is not None):
+                    call.done.set()
+
+
+def _shared_pool(threads: int) -> _Pool:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="initserve-engine")
+            _pool = _Pool(threads)
         return _pool
 
 
 def run_chunks(start: int, stop: int, task: Callable[[int, int], None]) -> None:
     """Call task(first, last) for consecutive chunks [first, last) covering [start, stop), on the workers.
 
-    Each worker takes the next chunk as soon as it is free; `task` must write only its own chunk's output.
-    Raises `cancel.WorkCancelledError` before the next chunk once the calling context's token is cancelled.
+    Each worker takes the next chunk of the call with the least work left in its job as soon as it is free; `task`
+    must write only its own chunk's output. Raises `cancel.WorkCancelledError` before the next chunk once the
+    calling context's token is cancelled.
     """
     settings = _config
     step = settings.chunk_elements
@@ -120,33 +221,14 @@ def run_chunks(start: int, stop: int, task: Callable[[int, int], None]) -> None:
     token = cancel.current()  # read here: the pool's threads do not inherit the caller's context
     check = token.check if token is not None else _unchecked
     if settings.threads == 1 or len(firsts) <= 1:
+        current = _job.get()
         for first in firsts:
             check()
             task(first, min(first + step, stop))
+            if current is not None:
+                current.remaining -= min(step, stop - first)
         return
-
-    pending = iter(firsts)
-    take = threading.Lock()
-    failed = threading.Event()
-
-    def work() -> None:
-        while not failed.is_set():
-            with take:
-                first = next(pending, None)
-            if first is None:
-                return
-            try:
-                check()
-                task(first, min(first + step, stop))
-            except BaseException:
-                failed.set()  # the others stop at their next chunk
-                raise
-
-    pool = _shared_pool(settings.threads)
-    running = [pool.submit(work) for _ in range(min(settings.threads, len(firsts)))]
-    futures.wait(running)
-    for future in running:
-        future.result()  # re-raises a worker's exception
+    _shared_pool(settings.threads).run(_Call(firsts, stop, task, check))
 
 
 def _unchecked() -> None:

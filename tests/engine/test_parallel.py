@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -237,3 +239,69 @@ def test_a_failing_chunk_raises_in_the_caller():
     with parallel.configured(threads=3, chunk_elements=10), pytest.raises(RuntimeError, match="chunk 40"):
         parallel.run_chunks(0, 1000, task)
     assert len(calls) < 100  # the others stopped early
+
+
+# ---- scheduling: the shared pool serves the job with the least work left first ------------------------------
+
+
+def _in_job(elements: int, start: int, stop: int, task) -> threading.Thread:
+    """run_chunks(start, stop, task) as a job of `elements`, in a thread of its own (a context of its own)."""
+
+    def run() -> None:
+        parallel.job(elements)
+        parallel.run_chunks(start, stop, task)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wait_until(condition) -> None:
+    for _ in range(1000):  # bounded: 10 s at most
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    pytest.fail("the pool never got there")
+
+
+def test_a_small_job_runs_before_the_rest_of_a_large_one():
+    """Both workers are busy with a large job's first chunks when a small job arrives: its chunks run next, before
+    any of the large job's 98 others (a first-come pool ran them after all of those)."""
+    order: list[tuple[str, int]] = []
+    gate = threading.Event()
+
+    def large(first: int, last: int) -> None:
+        order.append(("large", first))
+        if first < 20:
+            assert gate.wait(10)
+
+    def small(first: int, last: int) -> None:
+        order.append(("small", first))
+
+    with parallel.configured(threads=2, chunk_elements=10):
+        big = _in_job(1000, 0, 1000, large)
+        _wait_until(lambda: len(order) == 2)  # both workers hold one of its chunks
+        little = _in_job(20, 0, 20, small)
+        _wait_until(lambda: len(parallel._pool._queue) == 2)  # the large job's rest and the small job, queued
+        gate.set()
+        little.join(10)
+        big.join(10)
+    assert sorted(order[:2]) == [("large", 0), ("large", 10)]
+    assert sorted(order[2:4]) == [("small", 0), ("small", 10)]
+    assert [first for _, first in order[4:]] == list(range(20, 1000, 10))
+
+
+def test_a_job_counts_down_the_work_of_its_calls():
+    counted: list[int] = []
+
+    def run() -> None:
+        parallel.job(1000)
+        parallel.run_chunks(0, 300, lambda first, last: None)  # on the pool
+        parallel.run_chunks(0, 7, lambda first, last: None)  # one chunk: in the caller's thread
+        counted.append(parallel._job.get().remaining)
+
+    with parallel.configured(threads=2, chunk_elements=100):
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(10)
+    assert counted == [1000 - 307]

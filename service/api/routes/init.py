@@ -12,7 +12,6 @@ from fastapi import APIRouter, Body, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from service.api import admission, delivery
 from service.api.errors import documented
@@ -20,15 +19,16 @@ from service.api.json_body import StrictJsonRoute
 from service.api.query import parameter_schema, query_body
 from service.api.schemas import InitBody, InitRequest
 from service.engine.errors import InitError
-from service.formats import FORMATS, holding
+from service.formats import FORMATS, Bundle, Format, holding
+from service.settings import Settings
 
 router = APIRouter(route_class=StrictJsonRoute)  # duplicate keys and lone surrogates refused
 
 
 async def deliver(http: Request, request: Any, accept: str | None, if_none_match: str | None) -> Response:
     """A cache hit is answered from the request's canonical form before anything is resolved; one tensor is
-    resolved on the event loop (cheap), many in a worker thread (a large recipe takes a while); generation runs in
-    worker threads, so a 304 or a cache hit never waits for one."""
+    resolved on the event loop (cheap), many in a worker thread (a large recipe takes a while: one at a time,
+    admission.Lanes); generation runs in worker threads, so a 304 or a cache hit never waits for one."""
     fmt = delivery.negotiate(request.format, accept, request.single)
     how: delivery.Delivery = http.app.state.delivery
     seeded, settings = request.seed is not None, http.app.state.settings
@@ -37,10 +37,17 @@ async def deliver(http: Request, request: Any, accept: str | None, if_none_match
         return answer
     if request.single:
         bundle = delivery.single(admission.admit_single(request, fmt, settings))
-    else:
-        tensors, meta = await run_in_threadpool(admission.admit_many, request, fmt, settings)
-        bundle = delivery.many(tensors, meta)  # type: ignore[arg-type]
-    return await how.respond(bundle, fmt, if_none_match, seeded, key)
+        return await how.respond(bundle, fmt, if_none_match, seeded, key)
+    # A large recipe's slot is held until its body is generated (or its stream has started): all of it is Python
+    # work on thousands of tensors.
+    async with how.lanes.expanding(request) as threads:
+        bundle = await delivery.run_in_thread(_many, request, fmt, settings, limiter=threads)
+        return await how.respond(bundle, fmt, if_none_match, seeded, key)
+
+
+def _many(request: Any, fmt: Format, settings: Settings) -> Bundle:
+    tensors, meta = admission.admit_many(request, fmt, settings)
+    return delivery.many(tensors, meta)  # type: ignore[arg-type]
 
 
 def _content(single: bool) -> dict[str, Any]:

@@ -30,7 +30,10 @@ async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict
     fresh = request.seed is None
     if not fresh and if_none_match(http.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
+    threads = http.app.state.delivery.lanes.job(plan.numel)
     async with http.app.state.budget.reserve(stats_working_bytes(plan)):
-        result = await run_in_thread(lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)})
+        result = await run_in_thread(
+            lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}, limiter=threads
+        )
     metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
     return json_document(http, lambda: result, tag, fresh)  # type: ignore[return-value]
