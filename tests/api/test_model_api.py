@@ -203,9 +203,9 @@ def test_model_requests_hold_the_budget_and_count_in_the_metrics(streamed):
         budget = app.state.budget
         original = budget.hold
 
-        async def spy(nbytes: int):  # type: ignore[no-untyped-def]
+        async def spy(nbytes: int, streamed: bool = False):  # type: ignore[no-untyped-def]
             reserved.append(nbytes)
-            return await original(nbytes)
+            return await original(nbytes, streamed=streamed)
 
         budget.hold = spy
         r = client.post("/init", json=body)
