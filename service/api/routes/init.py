@@ -125,7 +125,7 @@ _QUERY_PARAMETERS = [
         "The same request as POST /init, as query parameters: `shape=256,784`, `slice=0:128,0:784`, the scheme's "
         "parameters by name (`mode=fan_out`). Validated by the same models, with the same errors (located in "
         "`query`). With a seed the response carries `Cache-Control: public, max-age=31536000, immutable`; "
-        "without one, `no-store`."
+        "without one, `no-store`. HEAD answers the same status and headers (ETag, Content-Length) without generating."
     ),
     response_class=Response,
     responses=_tensor_responses(
@@ -134,14 +134,32 @@ _QUERY_PARAMETERS = [
     openapi_extra={"parameters": [*_QUERY_PARAMETERS, *_HEADER_PARAMETERS]},
 )
 async def init_query(http: Request) -> Response:
-    try:
-        request = _INIT.validate_python(query_body(http.scope["query_string"]))
-    except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
+    request = _query_request(http)
     try:
         return await deliver(http, request, http.headers.get("accept"), http.headers.get("if-none-match"))
     except InitError as error:
         raise type(error)(error.field, error.message, where="query") from None
+
+
+@router.head("/init", include_in_schema=False)
+async def init_query_head(http: Request) -> Response:
+    """GET /init's status and headers (ETag, Content-Length, Cache-Control) for HTTP caches and CDNs, from the
+    request's plan: nothing is generated."""
+    request = _query_request(http)
+    try:
+        fmt = delivery.negotiate(request.format, http.headers.get("accept"), True)
+        bundle = delivery.single(admission.admit_single(request, fmt, http.app.state.settings))
+        how: delivery.Delivery = http.app.state.delivery
+        return how.head(bundle, fmt, http.headers.get("if-none-match"), request.seed is not None)
+    except InitError as error:
+        raise type(error)(error.field, error.message, where="query") from None
+
+
+def _query_request(http: Request) -> Any:
+    try:
+        return _INIT.validate_python(query_body(http.scope["query_string"]))
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
 
 
 assert set(FORMATS) == set(holding(True)) | set(holding(False)), "every format holds one tensor or many"
