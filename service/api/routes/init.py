@@ -76,6 +76,30 @@ _HEADER_PARAMETERS = [
 ]
 
 
+# Swagger's "Try it out" starts from the first example and ReDoc shows them: each is a valid request
+# (tests/api/test_openapi_examples.py sends every one).
+INIT_EXAMPLES: dict[str, Any] = {
+    "one tensor": {
+        "summary": "a [256, 784] Kaiming-normal weight (safetensors)",
+        "value": {"shape": [256, 784], "scheme": "kaiming_normal", "seed": 7},
+    },
+    "json": {
+        "summary": "a small tensor as JSON",
+        "value": {"shape": [2, 3], "scheme": "xavier_uniform", "seed": 7, "format": "json"},
+    },
+    "many tensors": {
+        "summary": "a layer's weight and bias in one file",
+        "value": {
+            "seed": 7,
+            "tensors": {
+                "fc.weight": {"shape": [256, 784], "scheme": "kaiming_normal"},
+                "fc.bias": {"shape": [256], "scheme": "zeros"},
+            },
+        },
+    },
+}
+
+
 @router.post(
     "/init",
     summary="Generate initialised tensors",
@@ -85,7 +109,7 @@ _HEADER_PARAMETERS = [
     ),
     openapi_extra={"parameters": _HEADER_PARAMETERS},
 )
-async def init(request: Annotated[InitBody, Body()], http: Request) -> Response:
+async def init(request: Annotated[InitBody, Body(openapi_examples=INIT_EXAMPLES)], http: Request) -> Response:
     return await deliver(http, request, http.headers.get("accept"), http.headers.get("if-none-match"))
 
 
@@ -105,7 +129,9 @@ def _query(name: str, description: str, example: Any = None) -> dict[str, Any]:
 
 _QUERY_PARAMETERS = [
     _query("shape", "comma-separated dimensions; empty for a 0-D tensor", example="256,784"),
-    _query("scheme", "a scheme name (GET /schemes); its parameters are further query parameters", example="he_normal"),
+    _query(
+        "scheme", "a scheme name (GET /schemes); its parameters are further query parameters", example="kaiming_normal"
+    ),
     _query("seed", "in [0, 2^64); seeded responses are immutable and cacheable by any HTTP cache", example=7),
     _query("dtype", "float32 (default), float64, float16, bfloat16"),
     _query("layout", "torch or keras; default: the scheme's family"),
