@@ -67,6 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
         docs_url=None,
         redoc_url=None,
+        # `/init/` is refused with a 404 naming `/init` (errors.py): a redirect's empty body is what `curl -o`
+        # saved, and clients do not resend a POST body to where a 307 points them by default.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     malloc.fix_mmap_threshold()

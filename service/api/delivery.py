@@ -205,6 +205,23 @@ class Delivery:
             return None
         return Response(body, media_type=head.media_type, headers={**head.headers, "X-Initserve-Cache": "hit"})
 
+    def head(self, bundle: Bundle, fmt: Format, if_none_match_header: str | None, seeded: bool) -> Response:
+        """What `respond` would answer to a HEAD request, from the bundle's plan, without generating it: 304 when
+        the client holds it, else 200 with the body's length when the format knows it up front (not JSON's, unless
+        its body is in the cache)."""
+        head = headers(bundle, fmt, seeded)
+        if seeded and if_none_match(if_none_match_header, head["ETag"]):
+            return Response(status_code=304, headers=head)
+        fmt.refuse_unholdable(bundle)
+        length, _ = fmt.write(bundle, STREAM_CHUNK_ELEMENTS)  # a lazy writer: its parts are never asked for
+        if length is None and seeded and self.cache.enabled and (cached := self.cache.get(head["ETag"])) is not None:
+            length = len(cached)
+        response = Response(media_type=fmt.media_type, headers=head)
+        response.raw_headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
+        if length is not None:
+            response.raw_headers.append((b"content-length", str(length).encode("latin-1")))
+        return response
+
     async def respond(
         self, bundle: Bundle, fmt: Format, if_none_match_header: str | None, seeded: bool, request_key: str | None
     ) -> Response:

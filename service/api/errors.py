@@ -8,6 +8,7 @@ which its traceback is logged, never as the framework's plain-text page.
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -21,6 +22,7 @@ from service.api.budget import BudgetBusyError
 from service.api.delivery import NotAcceptableError
 from service.api.schemas import strip_union_tags
 from service.engine.errors import InitError, TooLargeError
+from service.engine.schemes.gain import NONLINEARITIES
 from service.engine.schemes.registry import REGISTRY
 
 
@@ -96,7 +98,9 @@ def _reword(error: dict[str, Any]) -> dict[str, Any]:
     source = loc[0] if loc else "body"
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
-        loc, msg = [source, "scheme"], f"unknown scheme {tag!r}; known schemes: {', '.join(REGISTRY)}"
+        close = difflib.get_close_matches(str(tag), REGISTRY, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        loc, msg = [source, "scheme"], f"unknown scheme {tag!r}; {hint}known schemes: {', '.join(REGISTRY)}"
     elif kind == "union_tag_not_found":
         loc, msg = [source, "scheme"], "field 'scheme' is required (GET /schemes lists them)"
     elif kind == "extra_forbidden" and scheme is not None:
@@ -123,10 +127,17 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return ErrorResponse({"detail": [_reword(e) for e in exc.errors()]}, status_code=422)
 
 
+# Fields whose values are names from a fixed list: the engine's refusal keeps the framework's words (torch's
+# "Unsupported nonlinearity gelu"), and the client also gets the names it could have sent.
+_ACCEPTED = {"nonlinearity": NONLINEARITIES}
+
+
 async def _init_error(request: Request, exc: InitError) -> JSONResponse:
     status = 413 if isinstance(exc, TooLargeError) else 422
     kind = "too_large" if status == 413 else "value_error"
-    return error_response(status, [exc.where, exc.field], exc.message, kind)
+    accepted = _ACCEPTED.get(exc.field)
+    msg = f"{exc.message}; accepted: {', '.join(accepted)}" if accepted else exc.message
+    return error_response(status, [exc.where, exc.field], msg, kind)
 
 
 async def _budget_busy(request: Request, exc: BudgetBusyError) -> JSONResponse:
@@ -153,10 +164,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         msg = "the body could not be parsed as JSON (not UTF-8, numbers too long, or nested too deep)"
         return error_response(422, ["body"], msg, "json_invalid")
     kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    msg = str(exc.detail)
+    path = request.url.path
+    if exc.status_code == 404 and path != "/" and path.rstrip("/") in request.app.openapi().get("paths", {}):
+        msg = f"no path {path!r}; did you mean {path.rstrip('/')!r} (without the trailing slash)?"
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed(request, headers.get("Allow", ""))
-    return error_response(exc.status_code, ["request"], str(exc.detail), kind, headers)
+    return error_response(exc.status_code, ["request"], msg, kind, headers)
 
 
 def _allowed(request: Request, given: str) -> str:

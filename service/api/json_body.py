@@ -77,7 +77,8 @@ def _path(loc: list[Any]) -> str:
 
 def loads(body: bytes) -> Any:
     """The body's JSON value; RequestRefused (422) for text that is not valid Unicode or for a repeated key.
-    Malformed JSON raises json.JSONDecodeError, as before."""
+    Malformed JSON is refused (422, `json_invalid`) at its character offset, the message giving its line and
+    column and what was expected there."""
     encoding = json.detect_encoding(body)
     try:
         text = body.decode(encoding)
@@ -93,7 +94,12 @@ def loads(body: bytes) -> Any:
         repeats.append(_marked(pairs, result))
         return repeats[-1]
 
-    value = json.loads(text, object_pairs_hook=unique)
+    try:
+        value = json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as error:
+        ended = " (the body ends there: cut short?)" if error.pos >= len(text.rstrip()) else ""
+        msg = f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}{ended}"
+        raise RequestRefused(["body", error.pos], msg, "json_invalid") from None
     # Only a body with a repeated key is walked, to say where it is.
     if repeats and (found := _repeated_key(value, ["body"])) is not None:
         loc, key = found

@@ -51,7 +51,10 @@ MAX_FAN = (1 << 64) - 1
 
 Dim = Annotated[int, Field(ge=1, description="a dimension, >= 1")]
 Fan = Annotated[int, Field(ge=1, le=MAX_FAN)]
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="in [0, 2^64); drawn (< 2^53) and returned when omitted")]
+# An explicit example: ReDoc's generated sample would otherwise be the maximum, printed as a float beyond 2^64 - 1.
+Seed = Annotated[
+    int, Field(ge=0, le=MAX_SEED, examples=[7], description="in [0, 2^64); drawn (< 2^53) and returned when omitted")
+]
 Name = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=NOT_RESERVED)]
 Shape = Annotated[list[Dim], Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 1")]
 

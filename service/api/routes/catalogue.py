@@ -67,6 +67,7 @@ def gain(
         Query(
             description="linear, conv*d, conv_transpose*d, sigmoid, tanh, relu, leaky_relu or selu",
             json_schema_extra={"enum": list(NONLINEARITIES)},
+            openapi_examples={"leaky_relu": {"value": "leaky_relu"}},
         ),
     ],
     param: Annotated[
@@ -74,6 +75,7 @@ def gain(
         Query(
             description="negative slope for leaky_relu (default 0.01); ignored by the others",
             json_schema_extra={"pattern": NUMBER_PATTERN},
+            openapi_examples={"0.2": {"value": "0.2"}},
         ),
     ] = None,
 ) -> dict[str, Any]:

@@ -76,6 +76,30 @@ _HEADER_PARAMETERS = [
 ]
 
 
+# Swagger's "Try it out" starts from the first example and ReDoc shows them: each is a valid request
+# (tests/api/test_openapi_examples.py sends every one).
+INIT_EXAMPLES: dict[str, Any] = {
+    "one tensor": {
+        "summary": "a [256, 784] Kaiming-normal weight (safetensors)",
+        "value": {"shape": [256, 784], "scheme": "kaiming_normal", "seed": 7},
+    },
+    "json": {
+        "summary": "a small tensor as JSON",
+        "value": {"shape": [2, 3], "scheme": "xavier_uniform", "seed": 7, "format": "json"},
+    },
+    "many tensors": {
+        "summary": "a layer's weight and bias in one file",
+        "value": {
+            "seed": 7,
+            "tensors": {
+                "fc.weight": {"shape": [256, 784], "scheme": "kaiming_normal"},
+                "fc.bias": {"shape": [256], "scheme": "zeros"},
+            },
+        },
+    },
+}
+
+
 @router.post(
     "/init",
     summary="Generate initialised tensors",
@@ -85,7 +109,7 @@ _HEADER_PARAMETERS = [
     ),
     openapi_extra={"parameters": _HEADER_PARAMETERS},
 )
-async def init(request: Annotated[InitBody, Body()], http: Request) -> Response:
+async def init(request: Annotated[InitBody, Body(openapi_examples=INIT_EXAMPLES)], http: Request) -> Response:
     return await deliver(http, request, http.headers.get("accept"), http.headers.get("if-none-match"))
 
 
@@ -105,7 +129,9 @@ def _query(name: str, description: str, example: Any = None) -> dict[str, Any]:
 
 _QUERY_PARAMETERS = [
     _query("shape", "comma-separated dimensions; empty for a 0-D tensor", example="256,784"),
-    _query("scheme", "a scheme name (GET /schemes); its parameters are further query parameters", example="he_normal"),
+    _query(
+        "scheme", "a scheme name (GET /schemes); its parameters are further query parameters", example="kaiming_normal"
+    ),
     _query("seed", "in [0, 2^64); seeded responses are immutable and cacheable by any HTTP cache", example=7),
     _query("dtype", "float32 (default), float64, float16, bfloat16"),
     _query("layout", "torch or keras; default: the scheme's family"),
@@ -125,7 +151,7 @@ _QUERY_PARAMETERS = [
         "The same request as POST /init, as query parameters: `shape=256,784`, `slice=0:128,0:784`, the scheme's "
         "parameters by name (`mode=fan_out`). Validated by the same models, with the same errors (located in "
         "`query`). With a seed the response carries `Cache-Control: public, max-age=31536000, immutable`; "
-        "without one, `no-store`."
+        "without one, `no-store`. HEAD answers the same status and headers (ETag, Content-Length) without generating."
     ),
     response_class=Response,
     responses=_tensor_responses(
@@ -134,14 +160,32 @@ _QUERY_PARAMETERS = [
     openapi_extra={"parameters": [*_QUERY_PARAMETERS, *_HEADER_PARAMETERS]},
 )
 async def init_query(http: Request) -> Response:
-    try:
-        request = _INIT.validate_python(query_body(http.scope["query_string"]))
-    except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
+    request = _query_request(http)
     try:
         return await deliver(http, request, http.headers.get("accept"), http.headers.get("if-none-match"))
     except InitError as error:
         raise type(error)(error.field, error.message, where="query") from None
+
+
+@router.head("/init", include_in_schema=False)
+async def init_query_head(http: Request) -> Response:
+    """GET /init's status and headers (ETag, Content-Length, Cache-Control) for HTTP caches and CDNs, from the
+    request's plan: nothing is generated."""
+    request = _query_request(http)
+    try:
+        fmt = delivery.negotiate(request.format, http.headers.get("accept"), True)
+        bundle = delivery.single(admission.admit_single(request, fmt, http.app.state.settings))
+        how: delivery.Delivery = http.app.state.delivery
+        return how.head(bundle, fmt, http.headers.get("if-none-match"), request.seed is not None)
+    except InitError as error:
+        raise type(error)(error.field, error.message, where="query") from None
+
+
+def _query_request(http: Request) -> Any:
+    try:
+        return _INIT.validate_python(query_body(http.scope["query_string"]))
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from None
 
 
 assert set(FORMATS) == set(holding(True)) | set(holding(False)), "every format holds one tensor or many"

@@ -18,12 +18,22 @@ from service.engine.stats import stats_working_bytes, tensor_stats
 router = APIRouter(route_class=StrictJsonRoute)
 
 
+STATS_EXAMPLES: dict[str, Any] = {
+    "kaiming_normal": {
+        "summary": "a [256, 784] Kaiming-normal weight against its theory",
+        "value": {"shape": [256, 784], "scheme": "kaiming_normal", "seed": 7},
+    }
+}
+
+
 @router.post(
     "/stats",
     summary="Theoretical vs empirical statistics of the tensor /init would return",
     responses=documented(304, 413, 422),
 )
-async def stats(request: Annotated[StatsRequest, Body()], http: Request) -> dict[str, Any]:
+async def stats(
+    request: Annotated[StatsRequest, Body(openapi_examples=STATS_EXAMPLES)], http: Request
+) -> dict[str, Any]:
     """The budget is waited for on the event loop; the analysis runs in a worker thread."""
     plan = admission.plan_single(request, "max_stats_elements", http.app.state.settings)
     tag = document_tag(orjson.dumps({"stats": plan.metadata(), "bins": request.bins}, option=orjson.OPT_SORT_KEYS))
