@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -72,6 +72,25 @@ def _too_large(field: str, what: str, numel: int, limit: str, settings: Settings
     elif limit == "max_elements":
         message += ": ask for a slice of the tensor (each rank its shard)"
     return TooLargeError(field, message)
+
+
+def advised(error: TooLargeError, whole_matrix: Iterable[str]) -> TooLargeError:
+    """The memory budget's 413 with advice that can be followed: a slice or a smaller dtype shrinks what most
+    schemes hold, but not what a whole-matrix scheme computes (in float64, whatever is asked for)."""
+    schemes = sorted(set(whole_matrix))
+    if schemes:
+        advice = (
+            f"a slice or a smaller dtype does not help, as {' and '.join(schemes)} computes the whole float64 matrix "
+            "whatever is asked for: use a server whose budget and share hold it, or `initserve generate` locally"
+        )
+    else:
+        advice = "ask for a slice of the tensor (each rank its shard) or a smaller dtype"
+    return TooLargeError(error.field, f"{error.message}: {advice}", error.where, error.limit)
+
+
+def whole_matrix_schemes(plans: Iterable[Plan]) -> list[str]:
+    """The schemes among `plans` that compute their whole matrix, whatever region is asked for."""
+    return [plan.scheme.name for plan in plans if not plan.random_access]
 
 
 def plan_single(request: SingleFields, limit: str, settings: Settings) -> Plan:

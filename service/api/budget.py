@@ -165,8 +165,7 @@ class MemoryBudget:
                 "shape",
                 f"the request needs {nbytes} bytes of memory at once; one request may hold at most {limit} of the "
                 f"memory budget of {self.capacity} (INITSERVE_MEMORY_BUDGET_BYTES, INITSERVE_BUDGET_MAX_SHARE, "
-                "INITSERVE_BUDGET_RESERVED_FRACTION): ask for a slice or a smaller dtype (orthogonal and sparse "
-                "compute the whole float64 matrix whatever the slice)",
+                "INITSERVE_BUDGET_RESERVED_FRACTION)",
             )
 
     def _fits(self, nbytes: int, small: bool) -> bool:

@@ -38,6 +38,7 @@ from service.api import admission, metrics
 from service.api.budget import Held, MemoryBudget
 from service.api.cache import Head, ResponseCache
 from service.engine import cancel
+from service.engine.errors import TooLargeError
 from service.formats import DEFAULT, Bundle, Format, Part, Tensor, holding
 
 # Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
@@ -252,7 +253,11 @@ class Delivery:
         # For many tensors that is Python work per tensor (the format's header, each one's size): tens of ms for a
         # model of thousands, off the event loop.
         length, parts, streams, needed = prepared() if bundle.single else await run_in_thread(prepared)
-        held = await self.budget.hold(needed, streamed=streams)
+        try:
+            held = await self.budget.hold(needed, streamed=streams)
+        except TooLargeError as error:
+            plans = (tensor.plan for tensor in bundle.tensors)  # type: ignore[attr-defined]
+            raise admission.advised(error, admission.whole_matrix_schemes(plans)) from None
         if streams:
             _record(bundle)
             return TensorStream(parts, length, fmt.media_type, head, held, threads)

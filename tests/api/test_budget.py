@@ -115,6 +115,23 @@ def test_a_whole_matrix_job_beyond_its_share_gets_413_naming_the_limit():
     assert client.post("/init", json={**body, "shape": [256, 256]}).status_code == 200
 
 
+def test_the_413_of_the_budget_gives_advice_that_can_be_followed():
+    # A slice or a smaller dtype shrinks what normal holds, but not orthogonal's whole float64 matrix.
+    client = TestClient(create_app(Settings(memory_budget_bytes=64 * MiB, cache_bytes=0)))
+    for path in ("/init", "/stats"):
+        whole = client.post(path, json={"shape": [2048, 2048], "scheme": "orthogonal", "seed": 1})
+        msg = whole.json()["detail"][0]["msg"]
+        assert whole.status_code == 413 and "a slice or a smaller dtype does not help" in msg, msg
+        assert "ask for a slice" not in msg
+    big = {"shape": [2048, 2048], "scheme": "normal", "seed": 1, "format": "json"}
+    normal = client.post("/init", json=big)
+    msg = normal.json()["detail"][0]["msg"]
+    assert normal.status_code == 413 and msg.endswith(
+        "ask for a slice of the tensor (each rank its shard) or a smaller dtype"
+    )
+    assert client.post("/init", json={**big, "slice": [[0, 256], [0, 2048]]}).status_code == 200  # the advice works
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0

@@ -13,6 +13,7 @@ from service.api.delivery import document_tag, if_none_match, json_document, run
 from service.api.errors import documented
 from service.api.json_body import StrictJsonRoute
 from service.api.schemas import StatsRequest
+from service.engine.errors import TooLargeError
 from service.engine.stats import stats_working_bytes, tensor_stats
 
 router = APIRouter(route_class=StrictJsonRoute)
@@ -41,9 +42,15 @@ async def stats(
     if not fresh and if_none_match(http.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
     threads = http.app.state.delivery.lanes.job(plan.numel)
-    async with http.app.state.budget.reserve(stats_working_bytes(plan)):
+    try:
+        held = await http.app.state.budget.hold(stats_working_bytes(plan))
+    except TooLargeError as error:
+        raise admission.advised(error, admission.whole_matrix_schemes([plan])) from None
+    try:
         result = await run_in_thread(
             lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}, limiter=threads
         )
+    finally:
+        held.release()
     metrics.record_generation(plan.scheme.name, plan.numel, plan.nbytes)
     return json_document(http, lambda: result, tag, fresh)  # type: ignore[return-value]
