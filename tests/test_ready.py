@@ -81,7 +81,7 @@ def test_the_warm_up_compiles_what_requests_use_and_nothing_else():
         after = parallel.kernel_counts()
     assert before is not None and after == before, "a request compiled a kernel the warm-up did not"
     # The tests' own Philox check (`words`) stays out of the warm-up: compiling it cost a third of a cold start.
-    code = f"{startup.COMPILE}; print(len(samplers.words.overloads))"
+    code = f"{startup.COMPILE}; from service.engine.random.compiled.samplers import words; print(len(words.overloads))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert out.stdout.strip() == "0"
 
