@@ -243,7 +243,25 @@ def report(r: dict[str, Any]) -> str:
     for level, speeds in r["speed"].items():
         ratios = ", ".join(f"{speeds[k] / host[k]:.2f}" for k in KERNELS)
         lines.append(f"| {level} | " + " | ".join(f"{speeds[k]:.0f}" for k in KERNELS) + f" | {ratios} |")
-    lines.append("")
+    compiles = dict(r["anatomy"][1:])
+    later = sum(seconds for name, seconds in compiles.items() if name.endswith("float64"))
+    lines += [
+        "",
+        "## Notes",
+        "",
+        f"- **Readiness before the float64 kernels?** They are {later:.1f} s of the {sum(compiles.values()):.1f} s "
+        "of compiles. /readyz could turn 200 that much sooner with them compiling behind, but a float64 request in "
+        f"that window would wait for its kernel's compile (up to {later:.1f} s) or take the NumPy path (table above: "
+        f"{r['reference']['kaiming_normal 4096x4096']:.1f} s for a 4096x4096 normal): a slow first request either "
+        "way, for at most a few seconds gained once per clone. Not done.",
+        "- **What compiles first** is the first kernel (uniform float32): it carries numba's own first-compile "
+        "set-up. The tests' Philox check (`words`) is no longer compiled at start: it was the slowest kernel of all "
+        "(about 4 s of a cold start measured beside the others).",
+        "- The image start is emulated (no container engine with a base image here): the clone's virtualenv, "
+        "`initserve kernels` into a directory, then `initserve serve` with INITSERVE_KERNEL_CACHE on it and an "
+        "empty NUMBA_CACHE_DIR. In a container, the interpreter and imports cost the same; the copy is 2 MB.",
+        "",
+    ]
     return "\n".join(lines)
 
 
