@@ -60,6 +60,11 @@ class Rng(ABC):
         """One stream per tensor of a request, for tensors drawn in the order of `draws`. Each stream gives the
         same values however often and in whatever order the engine samples it."""
 
+    def prepare(self, distribution: Distribution, dtype: np.dtype) -> None:
+        """Refuse (InitError) a distribution this rng cannot generate in `dtype`; called once per tensor when its
+        request is planned, so that no error surfaces once a response has begun. Accepts everything by default."""
+        return None
+
     @abstractmethod
     def sample(self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...]) -> NDArray[np.float64]:
         """The whole tensor's float64 values, flat row-major."""

@@ -1,0 +1,142 @@
+"""philox-v2 against torch.nn.init, in-process, float32, same thread count, same run.
+
+    .venv/bin/python -m bench.philox_v2 [--repeats N] [--quick]
+
+For each shape ([4096, 4096] and [16384, 4096]) and family (normal: kaiming_normal, uniform: kaiming_uniform,
+truncated normal: trunc_normal with a=-2, b=2) the contenders are: philox-v2 `make_plan(request).generate()`
+(numba kernels on the engine's threads), philox-v1 the same way, torch `torch.empty(shape)` then the
+`torch.nn.init` function under `torch.set_num_threads(engine threads)`, and the fresh-fill bound: a new float32
+buffer of the same size filled with a constant (torch's threaded `torch.full`, the faster of it and NumPy's
+`np.full`). Every run allocates a fresh output on every side (page faults included, as a request pays them).
+Rounds interleave the contenders so that a burst of load from the rest of the machine hits them alike; each one's
+MEDIAN over the rounds counts (one warm-up round first, not counted). The machine's load average is recorded: the
+ratios are same-run ratios, meaningful on a shared machine where absolute times are not.
+
+Writes bench/results/philox_v2.md and philox_v2.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench._common import machine
+from service.engine import parallel
+from service.engine.plan import TensorRequest, make_plan
+
+RESULTS = Path(__file__).parent / "results"
+SHAPES = ((4096, 4096), (16384, 4096))
+FAMILIES = {  # family: (scheme, params, torch init, target ratio v2 / torch)
+    "normal": ("kaiming_normal", {}, torch.nn.init.kaiming_normal_, 2.5),
+    "uniform": ("kaiming_uniform", {}, torch.nn.init.kaiming_uniform_, 3.0),
+    "truncated normal": (
+        "trunc_normal",
+        {"mean": 0.0, "std": 1.0, "a": -2.0, "b": 2.0},
+        lambda t: torch.nn.init.trunc_normal_(t, 0.0, 1.0, -2.0, 2.0),
+        10.0,
+    ),
+}
+
+
+def ours(scheme: str, params: dict[str, float], shape: tuple[int, int], rng: str) -> Callable[[], object]:
+    plan = make_plan(TensorRequest(shape=shape, scheme=scheme, seed=1, params=params, rng=rng))
+    return plan.generate
+
+
+def medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(repeats + 1):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            if round_:  # the first round warms up
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="the smaller shape only")
+    args = parser.parse_args()
+    threads = parallel.config().threads
+    torch.set_num_threads(threads)
+    rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
+    for shape in SHAPES[:1] if args.quick else SHAPES:
+        n = math.prod(shape)
+        for family, (scheme, params, init, target) in FAMILIES.items():
+            contenders = {
+                "v2": ours(scheme, params, shape, "philox-v2"),
+                "v1": ours(scheme, params, shape, "philox-v1"),
+                "torch": lambda init=init, shape=shape: init(torch.empty(shape)),
+                "fill torch": lambda shape=shape: torch.full(shape, 0.5),
+                "fill numpy": lambda shape=shape: np.full(shape, 0.5, np.float32),
+            }
+            t = medians(contenders, args.repeats)
+            fill = min(t["fill torch"], t["fill numpy"])
+            row = {
+                "shape": list(shape),
+                "family": family,
+                "scheme": scheme,
+                "seconds": t,
+                "v2 / torch": t["torch"] / t["v2"],
+                "v1 / torch": t["torch"] / t["v1"],
+                "v2 / v1": t["v1"] / t["v2"],
+                "v2 fraction of fresh fill": fill / t["v2"],
+                "torch fraction of fresh fill": fill / t["torch"],
+                "target v2 / torch": target,
+                "v2 elements/s": n / t["v2"],
+            }
+            rows.append(row)
+            print(
+                f"{shape} {family:17} v2 {row['v2 / torch']:.2f}x torch (target {target}x), v1 "
+                f"{row['v1 / torch']:.2f}x, v2 at {row['v2 fraction of fresh fill']:.0%} of fresh fill; "
+                f"v2 {t['v2'] * 1e3:.0f} ms, torch {t['torch'] * 1e3:.0f} ms, fill {fill * 1e3:.0f} ms",
+                flush=True,
+            )
+    load_after = os.getloadavg()
+    meta = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "load average before (1, 5, 15 min)": load_before,
+        "load average after": load_after,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "philox_v2.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "# philox-v2 against torch.nn.init (float32, in-process)",
+        "",
+        "`.venv/bin/python -m bench.philox_v2` (see its docstring for the method).",
+        "",
+        f"{meta['when']}; {meta['machine']}; {threads} engine threads = torch threads; torch {torch.__version__}; "
+        f"median of {args.repeats} warm rounds; load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
+        "after (the machine is shared: 2 cores, other work running).",
+        "",
+        "| shape | family | v2 / torch | target | v1 / torch | v2 / v1 | v2 of fresh fill | torch of fresh fill |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['shape'][0]}x{row['shape'][1]} | {row['family']} | {row['v2 / torch']:.2f}x | "
+            f">= {row['target v2 / torch']}x | {row['v1 / torch']:.2f}x | {row['v2 / v1']:.2f}x | "
+            f"{row['v2 fraction of fresh fill']:.0%} | {row['torch fraction of fresh fill']:.0%} |"
+        )
+    (RESULTS / "philox_v2.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

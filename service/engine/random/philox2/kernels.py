@@ -1,0 +1,403 @@
+"""numba kernels of philox-v2: Philox4x32-10 blocks and the samplers, bit for bit `philox2.samplers`' NumPy reference.
+
+Each sampler takes `starts` and `length` (run r is elements [starts[r], starts[r] + length), written to
+out[r * length : (r + 1) * length]; one run for a contiguous range) and works through a run in tiles of `TILE`
+elements, as the philox-v1 samplers do (`random.compiled.samplers`, whose reasons hold here): the tile's Philox
+blocks into a small buffer, then branch-free loops that LLVM vectorises. Unlike philox-v1's 64x64 -> 128-bit
+multiply, Philox4x32's 32x32 -> 64-bit one vectorises (vpmuludq), so the block loop itself runs 4 or 8 blocks per
+instruction: bench/philox_v2.py measures it.
+
+`wide` selects the element's draw: False (float32, float16, bfloat16 output) one 32-bit word, element i's word i;
+True (float64 output) one 64-bit word V_i = (w[2i] << 32) | w[2i+1]. The samplers' own float64 arithmetic follows
+docs/philox-v2.md section 3 operation for operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import typeof
+from numpy.typing import NDArray
+
+from service.engine.random.compiled.base import inline, jit
+from service.engine.random.compiled.detmath import is_central, log_normal, ndtri, ndtri_central, sincos_turns
+from service.engine.random.compiled.detmath import small_int_f64 as _small
+from service.engine.random.compiled.samplers import MAX_STOP
+
+TILE = 1024  # elements per tile, a multiple of 4
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = np.uint64(0x9E3779B9)
+_W1 = np.uint64(0xBB67AE85)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_LOW21 = np.uint64((1 << 21) - 1)
+_S32 = np.uint64(32)
+_S11 = np.uint64(11)
+_S12 = np.uint64(12)
+_TWO_POW_M32 = 2.0**-32
+_TWO_POW_M52 = 2.0**-52
+_TWO_POW_M53 = 2.0**-53
+
+
+@inline
+def _block(
+    c0: np.uint64, c1: np.uint64, c2: np.uint64, c3: np.uint64, k0: np.uint64, k1: np.uint64
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    """Philox4x32-10 (philox2.stream.philox4x32) on uint32 values held in uint64 (the products fit)."""
+    for round_ in range(10):
+        if round_ > 0:
+            k0 = (k0 + _W0) & _LOW32
+            k1 = (k1 + _W1) & _LOW32
+        p0 = _M0 * c0
+        p1 = _M1 * c2
+        c0, c1, c2, c3 = (p1 >> _S32) ^ c1 ^ k0, p1 & _LOW32, (p0 >> _S32) ^ c3 ^ k1, p0 & _LOW32
+    return c0, c1, c2, c3
+
+
+@inline
+def _tile(
+    key: tuple[np.uint64, np.uint64, np.uint64, np.uint64],
+    purpose: int,
+    wide: bool,
+    i: int,
+    stop: int,
+    words: NDArray[np.uint64],
+) -> tuple[int, int]:
+    """The words of the blocks covering elements [i, tile end) into `words`; returns (tile end, offset of element
+    i). Element e's draw is then words[e] or, when `wide`, `_wide(words, e)`. Indices stay below 2^63 as in the v1
+    samplers' `_tile_words`."""
+    per_block = 2 if wide else 4
+    first_block = i // per_block
+    tile_first = first_block * per_block
+    end = stop if stop - tile_first <= TILE else tile_first + TILE
+    n_blocks = (end - tile_first + per_block - 1) // per_block
+    k0, k1, d2, d3 = key
+    high = np.uint64(purpose << 31)
+    for j in range(n_blocks):
+        b = np.uint64(first_block + j)
+        w0, w1, w2, w3 = _block(b & _LOW32, (b >> _S32) + high, d2, d3, k0, k1)
+        words[4 * j] = w0
+        words[4 * j + 1] = w1
+        words[4 * j + 2] = w2
+        words[4 * j + 3] = w3
+    return end, i - tile_first
+
+
+@inline
+def _wide(words: NDArray[np.uint64], e: int) -> np.uint64:
+    """The 64-bit draw V_e = (w[2e] << 32) | w[2e + 1]. Read where used: merging the words in place in `_tile`
+    stopped LLVM vectorising the loops after it."""
+    return (words[2 * e] << _S32) | words[2 * e + 1]
+
+
+@inline
+def _top53(word: np.uint64) -> float:
+    """float64(word >> 11), exactly (the v1 samplers' conversion: two parts that convert exactly)."""
+    return _small(word >> _S32) * 2097152.0 + _small((word >> _S11) & _LOW21)
+
+
+@inline
+def _check(starts: NDArray[np.int64], length: int, out: NDArray) -> None:
+    """Refuse runs outside [0, 2^63 - 1) or beyond `out`: numba checks no bounds."""
+    if length < 0 or (length > 0 and starts.size > out.size // length):
+        raise ValueError("out is too small for the runs")
+    for r in range(starts.size):
+        if starts[r] < 0 or starts[r] > MAX_STOP - length:
+            raise ValueError("a run lies outside [0, 2^63 - 1)")
+
+
+@inline
+def _uniform_tile(
+    words: NDArray[np.uint64],
+    offset: int,
+    count: int,
+    wide: bool,
+    low: float,
+    width: float,
+    top: float,
+    out: NDArray,
+    base: int,
+) -> None:
+    if wide:
+        for e in range(count):
+            x = low + width * (_top53(_wide(words, offset + e)) * _TWO_POW_M53)
+            out[base + e] = x if x < top else top
+    else:
+        for e in range(count):
+            x = low + width * (_small(words[offset + e]) * _TWO_POW_M32)
+            out[base + e] = x if x < top else top
+
+
+@inline
+def _uniform(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    wide: bool,
+    low: float,
+    width: float,
+    top: float,
+    out: NDArray,
+) -> None:
+    """x = min(low + width * u, top), u = word * 2^-32 or (V >> 11) * 2^-53."""
+    _check(starts, length, out)
+    key = (k0, k1, d2, d3)
+    words = np.empty(2 * TILE, np.uint64)  # a wide tile holds TILE / 2 blocks of 4 words
+    for r in range(starts.size):
+        i, stop = starts[r], starts[r] + length
+        while i < stop:
+            end, offset = _tile(key, 0, wide, i, stop, words)
+            _uniform_tile(words, offset, end - i, wide, low, width, top, out, r * length + i - starts[r])
+            i = end
+
+
+@jit
+def uniform32(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    low: float,
+    width: float,
+    top: float,
+    out: NDArray,
+) -> None:
+    """`_uniform` for float32, float16 and bfloat16 output (one 32-bit word per element)."""
+    _uniform(k0, k1, d2, d3, starts, length, False, low, width, top, out)
+
+
+@jit
+def uniform64(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    low: float,
+    width: float,
+    top: float,
+    out: NDArray,
+) -> None:
+    """`_uniform` for float64 output (one 64-bit draw per element)."""
+    _uniform(k0, k1, d2, d3, starts, length, True, low, width, top, out)
+
+
+@inline
+def _normal(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    wide: bool,
+    mean: float,
+    std: float,
+    out: NDArray,
+) -> None:
+    """Box-Muller on the draws of pair k = elements (2k, 2k + 1): element 2k = r cos(2 pi t), 2k + 1 = r sin."""
+    _check(starts, length, out)
+    key = (k0, k1, d2, d3)
+    words = np.empty(2 * TILE, np.uint64)  # a wide tile holds TILE / 2 blocks of 4 words
+    z = np.empty(TILE, np.float64)
+    for r in range(starts.size):
+        i, stop = starts[r], starts[r] + length
+        while i < stop:
+            end, offset = _tile(key, 0, wide, i, stop, words)
+            pairs = (offset + end - i + 1) // 2
+            if wide:
+                for k in range(pairs):
+                    u1 = (_top53(_wide(words, 2 * k)) + 1.0) * _TWO_POW_M53
+                    turns = _top53(_wide(words, 2 * k + 1)) * _TWO_POW_M53
+                    radius = np.sqrt(-2.0 * log_normal(u1))
+                    sin, cos = sincos_turns(turns)
+                    z[2 * k] = radius * cos
+                    z[2 * k + 1] = radius * sin
+            else:
+                for k in range(pairs):
+                    u1 = (_small(words[2 * k]) + 1.0) * _TWO_POW_M32
+                    turns = _small(words[2 * k + 1]) * _TWO_POW_M32
+                    radius = np.sqrt(-2.0 * log_normal(u1))
+                    sin, cos = sincos_turns(turns)
+                    z[2 * k] = radius * cos
+                    z[2 * k + 1] = radius * sin
+            base = r * length + i - starts[r]
+            for e in range(end - i):
+                out[base + e] = mean + std * z[offset + e]
+            i = end
+
+
+@jit
+def normal32(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    mean: float,
+    std: float,
+    out: NDArray,
+) -> None:
+    """`_normal` for float32, float16 and bfloat16 output (one 32-bit word per element)."""
+    _normal(k0, k1, d2, d3, starts, length, False, mean, std, out)
+
+
+@jit
+def normal64(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    mean: float,
+    std: float,
+    out: NDArray,
+) -> None:
+    """`_normal` for float64 output (one 64-bit draw per element)."""
+    _normal(k0, k1, d2, d3, starts, length, True, mean, std, out)
+
+
+@inline
+def _clip(z: float, mirrored: bool, mean: float, std: float, low: float, high: float) -> float:
+    """Negate if mirrored, mean + std * z, then max with low and min with high (no NaN reaches here)."""
+    if mirrored:
+        z = -z
+    x = mean + std * z
+    x = x if x > low else low
+    return x if x < high else high
+
+
+@inline
+def _truncated_normal(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    wide: bool,
+    p_lo: float,
+    mass: float,
+    mirrored: bool,
+    mean: float,
+    std: float,
+    low: float,
+    high: float,
+    out: NDArray,
+) -> None:
+    """z = ndtri(p_lo + u * mass), u = (word + 0.5) * 2^-32 or ((V >> 12) + 0.5) * 2^-52; clipped to [low, high].
+
+    As philox-v1's kernel: ndtri's central branch vectorised for every element, then a scalar pass redoes the
+    others (|p - 0.5| > 0.425) with the full ndtri."""
+    _check(starts, length, out)
+    key = (k0, k1, d2, d3)
+    words = np.empty(2 * TILE, np.uint64)  # a wide tile holds TILE / 2 blocks of 4 words
+    p = np.empty(TILE, np.float64)
+    for r in range(starts.size):
+        i, stop = starts[r], starts[r] + length
+        while i < stop:
+            end, offset = _tile(key, 0, wide, i, stop, words)
+            count = end - i
+            if wide:
+                for e in range(count):
+                    p[e] = p_lo + ((_small(_wide(words, offset + e) >> _S12) + 0.5) * _TWO_POW_M52) * mass
+            else:
+                for e in range(count):
+                    p[e] = p_lo + ((_small(words[offset + e]) + 0.5) * _TWO_POW_M32) * mass
+            base = r * length + i - starts[r]
+            for e in range(count):
+                out[base + e] = _clip(ndtri_central(p[e]), mirrored, mean, std, low, high)
+            e = 0
+            while e < count:  # a search loop on purpose: a plain one would be vectorised into ndtri everywhere
+                while e < count and is_central(p[e]):
+                    e += 1
+                if e < count:
+                    out[base + e] = _clip(ndtri(p[e]), mirrored, mean, std, low, high)
+                    e += 1
+            i = end
+
+
+@jit
+def truncated_normal32(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    p_lo: float,
+    mass: float,
+    mirrored: bool,
+    mean: float,
+    std: float,
+    low: float,
+    high: float,
+    out: NDArray,
+) -> None:
+    """`_truncated_normal` for float32, float16 and bfloat16 output (one 32-bit word per element)."""
+    _truncated_normal(k0, k1, d2, d3, starts, length, False, p_lo, mass, mirrored, mean, std, low, high, out)
+
+
+@jit
+def truncated_normal64(
+    k0: np.uint64,
+    k1: np.uint64,
+    d2: np.uint64,
+    d3: np.uint64,
+    starts: NDArray[np.int64],
+    length: int,
+    p_lo: float,
+    mass: float,
+    mirrored: bool,
+    mean: float,
+    std: float,
+    low: float,
+    high: float,
+    out: NDArray,
+) -> None:
+    """`_truncated_normal` for float64 output (one 64-bit draw per element)."""
+    _truncated_normal(k0, k1, d2, d3, starts, length, True, p_lo, mass, mirrored, mean, std, low, high, out)
+
+
+@jit
+def words(
+    k0: np.uint64, k1: np.uint64, d2: np.uint64, d3: np.uint64, purpose: int, start: int, stop: int, out: NDArray
+) -> None:
+    """Stream words [start, stop) of `purpose` (philox2.stream.Stream.words): the sparse mask, and the tests."""
+    if not 0 <= start <= stop <= MAX_STOP or stop - start > out.size:
+        raise ValueError("words [start, stop) must lie in [0, 2^63 - 1) and fit in out")
+    key = (k0, k1, d2, d3)
+    buffer = np.empty(2 * TILE, np.uint64)
+    i = start
+    while i < stop:
+        end, offset = _tile(key, purpose, False, i, stop, buffer)
+        out[i - start : end - start] = buffer[offset : offset + end - i]
+        i = end
+
+
+def serving_signatures() -> list[tuple[str, Any, tuple[Any, ...]]]:
+    """(name, kernel, argument types) of every kernel philox-v2's requests call: 32-bit draws (float32, float16,
+    bfloat16 output, written as float32) first, then float64."""
+    key, starts = np.uint64(0), np.zeros(1, np.int64)
+    signatures = []
+    for width, dtype in ((32, np.float32), (64, np.float64)):
+        out = np.empty(4, dtype)
+        for name, args in (
+            ("uniform", (key, key, key, key, starts, 4, 0.0, 1.0, 0.5, out)),
+            ("normal", (key, key, key, key, starts, 4, 0.0, 1.0, out)),
+            ("truncated_normal", (key, key, key, key, starts, 4, 0.1, 0.8, False, 0.0, 1.0, -2.0, 2.0, out)),
+        ):
+            kernel = globals()[f"{name}{width}"]
+            signatures.append((f"philox-v2 {name}{width}", kernel, tuple(typeof(arg) for arg in args)))
+    mask = np.empty(4, np.uint64)
+    signatures.append(("philox-v2 words", words, tuple(typeof(a) for a in (key, key, key, key, 1, 0, 4, mask))))
+    return signatures

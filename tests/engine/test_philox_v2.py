@@ -1,0 +1,447 @@
+"""philox-v2 (docs/philox-v2.md): its stream, its dtype-exact intervals, its statistics, its invariances, its bits.
+
+philox-v1's bits are pinned by tests/engine/test_reproducibility.py and tests/api/test_response_bytes.py, which
+this rng leaves untouched; the golden hashes here are philox-v2's own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from service.engine import parallel
+from service.engine.bundle import ModelRequest, TensorSpec, plan_model
+from service.engine.dtypes import DTYPES, round_to
+from service.engine.errors import InitError
+from service.engine.plan import TensorRequest, make_plan
+from service.engine.random.philox2 import samplers, vectors
+from service.engine.random.philox2.stream import Stream, digest_words, philox4x32
+from service.engine.region import MAX_ADDRESSABLE, Region
+from service.engine.schemes import distributions as d
+
+from .test_parallel import needs_jit, same_bits
+from .test_schemes_statistics import CASES, KS_P_MIN, case_id, check_against, reference_fans
+
+if parallel.JIT_AVAILABLE:
+    from service.engine.random.philox2 import kernels
+
+VECTORS = vectors.PATH
+NARROW = ["float32", "float16", "bfloat16"]
+ALL_DTYPES = ["float64", *NARROW]
+LAST = MAX_ADDRESSABLE
+
+
+def v2(shape, scheme, params=None, *, seed=0, dtype="float32", name="weight", **kwargs) -> TensorRequest:
+    return TensorRequest(
+        shape=tuple(shape),
+        scheme=scheme,
+        seed=seed,
+        params=params or {},
+        dtype=dtype,
+        name=name,
+        rng="philox-v2",
+        **kwargs,
+    )
+
+
+def as_f64(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float64)
+
+
+# ---- the stream ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("counter", "key", "want"),
+    [  # Random123's kat_vectors for philox4x32_10
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        (
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xA4093822, 0x299F31D0),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
+    ],
+)
+def test_philox4x32_10_known_answers(counter, key, want):
+    got = philox4x32(tuple(np.array([c], np.uint64) for c in counter), key)
+    assert tuple(int(w) for w in got[0]) == want
+
+
+def test_key_and_counter_words_of_the_contract():
+    digest = hashlib.sha256(b"initserve/philox-v2\x00" + (7).to_bytes(8, "little") + b"weight").digest()
+    assert digest_words(7, "weight") == tuple(int.from_bytes(digest[4 * j : 4 * j + 4], "little") for j in range(4))
+    stream = Stream.for_tensor(7, "weight")
+    d0, d1, d2, d3 = stream.words4
+    block = (1 << 32) + 5  # crosses into the counter's second word
+    for purpose in (0, 1):
+        counter = (5, 1 + (purpose << 31), d2, d3)
+        want = philox4x32(tuple(np.array([c], np.uint64) for c in counter), (d0, d1))[0]
+        same_bits(stream.block_words(np.array([block]), purpose)[0], want)
+        same_bits(stream.words(4 * block + 1, 4 * block + 3, purpose), want[1:3])
+
+
+@needs_jit
+@pytest.mark.parametrize("purpose", [0, 1])
+@pytest.mark.parametrize(
+    ("start", "stop"), [(0, 1), (3, 4100), (1 << 40, (1 << 40) + 77), ((1 << 62) - 9, 1 << 62), (LAST - 5, LAST)]
+)
+def test_words_kernel_is_the_reference(purpose, start, stop):
+    stream = Stream.for_tensor(3, "w")
+    got = np.empty(stop - start, np.uint64)
+    kernels.words(*(np.uint64(w) for w in stream.words4), purpose, start, stop, got)
+    same_bits(got, stream.words(start, stop, purpose))
+
+
+# ---- kernels against the NumPy reference ------------------------------------------------------------------------
+
+ELEMENTWISE = {
+    "uniform": {"a": -1.0, "b": 3.0},
+    "normal": {"mean": 0.5, "std": 2.0},
+    "trunc_normal": {"std": 1.5, "a": -2.0, "b": 1.0},
+    "kaiming_uniform": {},
+}
+RANGES = [(0, 1), (1, 2), (3, 2050), (1021, 1029), (LAST - 1, LAST), (LAST - 1027, LAST - 2)]
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("scheme", list(ELEMENTWISE))
+def test_kernels_give_the_reference_bits_anywhere(scheme, dtype):
+    request = v2((LAST,), scheme, ELEMENTWISE[scheme], seed=11, dtype=dtype, fan_in=100, fan_out=100)
+    for start, stop in RANGES:
+        with parallel.configured(jit=False):
+            want = Region(make_plan(request), ((start, stop),)).generate()
+        with parallel.configured(jit=True):
+            got = Region(make_plan(request), ((start, stop),)).generate()
+        same_bits(got, want)
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+@pytest.mark.parametrize("scheme", [*ELEMENTWISE, "orthogonal", "sparse", "eye", "dirac", "constant"])
+def test_kernels_and_reference_agree_on_whole_tensors_and_strided_slices(scheme, dtype):
+    shape = (4, 3, 3, 3) if scheme == "dirac" else (37, 29)
+    params = {"constant": {"val": 0.25}, "sparse": {"sparsity": 0.3}}.get(scheme, ELEMENTWISE.get(scheme))
+    bounds = ((1, 4), (0, 3), (1, 2), (0, 3)) if scheme == "dirac" else ((3, 30), (5, 9))
+    request = v2(shape, scheme, params, seed=4, dtype=dtype)
+    results = []
+    for jit in (False, True):
+        with parallel.configured(jit=jit):
+            plan = make_plan(request)
+            results.append((plan.tensor(), Region(plan, bounds).tensor()))
+    same_bits(results[1][0], results[0][0])
+    same_bits(results[1][1], results[0][1])
+    same_bits(results[0][1], results[0][0][tuple(slice(a, b) for a, b in bounds)])
+
+
+# ---- exact intervals after rounding ------------------------------------------------------------------------------
+
+EXHAUSTIVE = 1 << 24
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize(
+    ("scheme", "params", "low", "high", "closed"),
+    [
+        ("uniform", {"a": -1.0, "b": 3.0}, -1.0, 3.0, False),  # the issue's case: b = 3 itself came out
+        ("uniform", {"a": 0.0, "b": 0.05}, 0.0, 0.05, False),  # b not representable: bfloat16 gave 0.050048828
+        ("kaiming_uniform", {}, None, None, False),  # symmetric: strictly within +-bound (bfloat16 reached 0.2168)
+        ("trunc_normal", {"std": 10.0, "a": -0.3, "b": 0.7}, -0.3, 0.7, True),  # nearly flat: the edges are hit
+    ],
+)
+def test_intervals_hold_after_rounding_over_2_to_the_24_elements(scheme, params, low, high, closed, dtype):
+    plan = make_plan(v2((EXHAUSTIVE // 64, 64), scheme, params, seed=5, dtype=dtype, fan_in=64))
+    values = as_f64(plan.generate())
+    if low is None:  # symmetric: (-bound, bound)
+        bound = plan.distribution.high
+        assert -bound < values.min() and values.max() < bound
+    elif closed:
+        assert low <= values.min() and values.max() <= high
+    else:
+        assert low <= values.min() and values.max() < high
+    if dtype != "float64":  # the cut moved the bounds in, not the values: the dtype's edge values do occur
+        grid = round_to(np.array([values.min(), values.max()]), DTYPES[dtype])
+        assert values.min() == float(grid[0]) and values.max() == float(grid[1])
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_philox_v1_broke_the_interval_that_v2_keeps(dtype):
+    """The issue's reproduction: POST /init seed 5, shape [4096], uniform(-1, 3), bfloat16."""
+    body = {"shape": (4096,), "scheme": "uniform", "seed": 5, "params": {"a": -1, "b": 3}, "dtype": "bfloat16"}
+    old = as_f64(make_plan(TensorRequest(**body)).generate())
+    assert (old >= 3).sum() > 0  # philox-v1, unchanged: 3 itself appears (indices 642, 698, 2275, ...)
+    assert {642, 698, 2275} <= set(np.flatnonzero(old >= 3).tolist())
+    new = as_f64(make_plan(TensorRequest(**body, rng="philox-v2")).generate())
+    assert new.max() < 3
+
+
+def rounded(x: float, dtype: str) -> float:
+    return float(round_to(np.array([x]), DTYPES[dtype])[0])
+
+
+BOUNDS = [-1.0, 3.0, 0.05, 0.216506, -0.216506, 1e-30, -6.0e-8, 65504.0 / 3, 1.0 + 2.0**-9, 0.1]
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize("bound", BOUNDS)
+def test_cuts_are_the_rounding_boundaries(bound, dtype):
+    for strict in (False, True):
+        cut = samplers.first_at_least(bound, DTYPES[dtype], strict)
+        below = math.nextafter(cut, -math.inf)
+        if strict:
+            assert rounded(cut, dtype) > bound and not rounded(below, dtype) > bound
+        else:
+            assert rounded(cut, dtype) >= bound and not rounded(below, dtype) >= bound
+    top = samplers.last_at_most(bound, DTYPES[dtype])
+    assert rounded(top, dtype) <= bound and not rounded(math.nextafter(top, math.inf), dtype) <= bound
+
+
+EXTREME_WORDS = np.array([0, 1, 2**31, 2**32 - 2, 2**32 - 1], np.uint64)
+EXTREME_WIDE = np.array([0, 1, 2**63, 2**64 - 2**11 - 1, 2**64 - 2**11, 2**64 - 1], np.uint64)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+@pytest.mark.parametrize(("low", "high"), [(-1.0, 3.0), (0.0, 0.05), (-0.216506, 0.216506), (1e-20, 1.0), (2.5, 2.6)])
+def test_extreme_words_stay_inside_at_the_rounding_boundary(low, high, dtype):
+    sampler = samplers.sampler(d.Uniform(low, high), np.dtype(DTYPES[dtype].numpy))
+    words = EXTREME_WIDE if dtype == "float64" else EXTREME_WORDS
+    values = as_f64(round_to(sampler.transform(words), DTYPES[dtype]))
+    assert values.max() < high
+    assert (values.min() > low) if low == -high else (values.min() >= low)
+    assert values[0] == rounded(sampler.low, dtype)  # word 0 gives the least value the interval holds
+    if dtype != "float64":  # and the largest word the greatest below high (float64's grid is finer than 2^-53)
+        assert values[-1] == rounded(sampler.top, dtype)
+    truncated = samplers.sampler(d.TruncatedNormal(0.0, 1.0, low, high), np.dtype(DTYPES[dtype].numpy))
+    values = as_f64(round_to(truncated.transform(words), DTYPES[dtype]))
+    assert low <= values.min() and values.max() <= high
+
+
+def test_a_dtype_without_a_value_in_the_interval_is_refused():
+    with pytest.raises(InitError) as caught:
+        make_plan(v2((4,), "uniform", {"a": 1.004, "b": 1.0078125}, dtype="bfloat16"))
+    assert caught.value.field == "dtype" and "no bfloat16 value" in caught.value.message
+    with pytest.raises(InitError) as caught:
+        make_plan(v2((4,), "trunc_normal", {"a": 1.001, "b": 1.003}, dtype="bfloat16"))
+    assert caught.value.field == "dtype" and "truncation interval" in caught.value.message
+    assert make_plan(v2((4,), "uniform", {"a": 1.004, "b": 1.0078125}, dtype="float32")).generate().max() < 1.0078125
+
+
+# ---- statistics ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_every_scheme_passes_ks_under_philox_v2(case, dtype):
+    scheme, params, expected_of = case
+    shape, layout = (128, 96), "torch"
+    expected = expected_of(reference_fans(shape, layout))
+    plan = make_plan(v2(shape, scheme, params, seed=3000 + CASES.index(case), dtype=dtype, layout=layout))
+    check_against(plan, as_f64(plan.generate()), expected, f"{case_id(case)} {dtype}")
+
+
+def dtype_values(low: float, high: float, dtype: str) -> np.ndarray:
+    """Every value of a 16-bit dtype in [low, high], ascending, as float64."""
+    with np.errstate(invalid="ignore"):  # the NaN encodings
+        every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(DTYPES[dtype].numpy).astype(np.float64)
+    every = np.unique(every[np.isfinite(every)])
+    return every[(every >= low) & (every <= high)]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize(
+    "distribution",
+    [d.Uniform(-1.0, 3.0), d.Uniform(-0.216506, 0.216506), d.TruncatedNormal(0.1, 0.5, -0.3, 0.7), d.Normal(0.0, 1.0)],
+    ids=["uniform", "symmetric", "truncated", "normal"],
+)
+def test_low_precision_values_follow_the_rounded_law_exactly(distribution, dtype):
+    """Chi-square of the counts of every bfloat16/float16 value against the probability of its rounding cell under
+    the law philox-v2 promises (the continuous law restricted to what rounds into the interval): no value, the edge
+    values included, is over- or under-weighted."""
+    sampler = samplers.sampler(distribution, DTYPES[dtype].numpy)
+    n = 1 << 21
+    values = as_f64(round_to(sampler.sample(Stream.for_tensor(8, "x"), (n,), 0, n), DTYPES[dtype]))
+    every = dtype_values(values.min(), values.max(), dtype)
+    observed = np.zeros(every.size)
+    support, counts = np.unique(values, return_counts=True)
+    observed[np.searchsorted(every, support)] = counts
+    if isinstance(sampler, samplers.Uniform):
+        lo, hi = sampler.low, sampler.low + sampler.width
+        cdf = lambda x: np.clip((x - lo) / (hi - lo), 0.0, 1.0)  # noqa: E731
+    else:
+        cdf = sampler.inner.cdf if isinstance(sampler, samplers.TruncatedNormal) else distribution.cdf
+    edges = [samplers.first_at_least(float(v), DTYPES[dtype]) for v in every]
+    edges.append(samplers.first_at_least(float(every[-1]), DTYPES[dtype], strict=True))
+    p = np.diff(cdf(np.array(edges)))
+    expected = p / p.sum() * n
+    keep = expected >= 20
+    chi = stats.chisquare(observed[keep], expected[keep] / expected[keep].sum() * observed[keep].sum())
+    assert chi.pvalue > KS_P_MIN, f"chi-square p={chi.pvalue:.3g} over {keep.sum()} values"
+    assert abs(observed[~keep].sum() - expected[~keep].sum()) < 5 * math.sqrt(expected[~keep].sum()) + 5
+
+
+# ---- invariance: chunks, threads, slices, many tensors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
+@pytest.mark.parametrize("scheme", list(ELEMENTWISE))
+def test_bits_do_not_depend_on_chunks_or_threads(scheme, dtype):
+    request = v2((61, 67), scheme, ELEMENTWISE[scheme], seed=9, dtype=dtype)
+    whole = make_plan(request).tensor()
+    for threads, chunk in ((1, 1), (2, 3), (2, 1000), (1, 1 << 20)):
+        with parallel.configured(threads=threads, chunk_elements=chunk):
+            plan = make_plan(request)
+            same_bits(plan.tensor(), whole)
+            same_bits(np.concatenate(list(plan.chunks(chunk_elements=777))).reshape(whole.shape), whole)
+            same_bits(Region(plan, ((5, 60), (1, 66))).tensor(), whole[5:60, 1:66])
+
+
+def test_many_tensors_and_recipes_work_under_philox_v2():
+    specs = {"a": TensorSpec((16, 8), "kaiming_uniform"), "b": TensorSpec((8,), "zeros")}
+    tensors = plan_model(ModelRequest(3, specs, rng="philox-v2"))
+    alone = make_plan(v2((16, 8), "kaiming_uniform", seed=3, name="a")).tensor()
+    same_bits(tensors[0].tensor(), alone)  # keyed by tensor: the other tensors change nothing
+    assert not np.array_equal(tensors[0].tensor(), plan_model(ModelRequest(3, specs))[0].tensor())  # v1 differs
+
+
+# ---- golden bits ---------------------------------------------------------------------------------------------------
+
+GOLDEN = {  # (scheme, params, shape, dtype) at seed 7: SHA-256 of the data. A changed hash breaks the contract.
+    ("kaiming_normal", "{}", (256, 784), "float32"): "a4172fb5fa707e51b03de51d91824cbb2b9379004c072b76ac6085eb1ab2dc7a",
+    ("kaiming_normal", "{}", (256, 784), "float64"): "51662b2a8c4ba24e596dc76acfe62c99cdbce48658d055e97010dbd55775e7a7",
+    ("kaiming_normal", "{}", (256, 784), "float16"): "4381a9a6f64a631b081e54e12af4e587beb02be72e9b67b07edb73c369ec6f60",
+    (
+        "kaiming_normal",
+        "{}",
+        (256, 784),
+        "bfloat16",
+    ): "4ff14dad65323262adb2dd89dbb881f432d32421c7a7c151c5a3938f70d8673e",
+    (
+        "kaiming_uniform",
+        "{}",
+        (256, 784),
+        "float32",
+    ): "3ae711449fd36b260cb50346aa8dcf5a2c5c812a6f51aea76feceee1361e1c0e",
+    (
+        "kaiming_uniform",
+        "{}",
+        (256, 784),
+        "float64",
+    ): "49ce4cafc663de174519008be0e10d12fef848d05530ddb8d7a4a8de19542772",
+    (
+        "kaiming_uniform",
+        "{}",
+        (256, 784),
+        "float16",
+    ): "774ecbefa2c48e534074e46fc21cfee37448ac309265d24f49b8780b96918901",
+    (
+        "kaiming_uniform",
+        "{}",
+        (256, 784),
+        "bfloat16",
+    ): "93a14dfed247acb38cc52b87e272f5b6282cc55e6b0f8a6f5be0a3bf44ec3061",
+    ("trunc_normal", "{}", (256, 784), "float32"): "e3f09ee0eaf63ec6ab961cecf076235b0a5fba859e312c610eae34bb8f939bb7",
+    ("trunc_normal", "{}", (256, 784), "float64"): "b05897c3a1aa0770db1e68576ddb937be2644fd0469595412fb4c810ba3fc167",
+    ("trunc_normal", "{}", (256, 784), "float16"): "9e26aad8264ddb4c99e388a3274f8fd4fb154e3c21a4c56d11b665391e0f83d9",
+    ("trunc_normal", "{}", (256, 784), "bfloat16"): "5baaf3a269f4ef8c8e3ab1d20e5554dbfcad6bd4235c5d19a580210016d22d04",
+    (
+        "uniform",
+        '{"a": -1.0, "b": 3.0}',
+        (4096,),
+        "float32",
+    ): "88dd1d229c0467b749ea433a95b84687353df17575b16b059b88443483df3e00",
+    (
+        "uniform",
+        '{"a": -1.0, "b": 3.0}',
+        (4096,),
+        "float64",
+    ): "6c1cb10ca60f477e0245652ab95936e8ec0e31481a4949c9bc417af0d73d15b4",
+    (
+        "uniform",
+        '{"a": -1.0, "b": 3.0}',
+        (4096,),
+        "float16",
+    ): "462e59fe273affa708bb68df2472b4bd82bc4dc45cd14ce63873d8c6022277e0",
+    (
+        "uniform",
+        '{"a": -1.0, "b": 3.0}',
+        (4096,),
+        "bfloat16",
+    ): "d856507896d6a6a534858efe7602e444d6bbb14e6023365f2e6d512fb58c47f4",
+    ("xavier_uniform", "{}", (64, 33), "float32"): "9c3e73b2e2aa6ebaa0e82d28992087c12bc3c1902432fb248a91a341d8e20909",
+    ("xavier_uniform", "{}", (64, 33), "float64"): "0eba69b5c86e0e98a17ccc68a4ab85d8f823c16a6dac7408f51d7e8a14d14777",
+    ("xavier_uniform", "{}", (64, 33), "float16"): "764c5bd0766ada8ef213ab80b76f1c450becc7b787e16bae53e6938995e2d8f3",
+    ("xavier_uniform", "{}", (64, 33), "bfloat16"): "426d083aa44baee5d03141addbd29644eff8abec48303db0a0b704b2cbab08a4",
+    ("he_normal", "{}", (64, 33), "float32"): "98e9e2a04622fd478e2d199b2ac0f55e8af8782bed5ea4f4b905832f28c5d018",
+    ("he_normal", "{}", (64, 33), "float64"): "c54a18d3a3a76ea5e24eb4243ea140296583e67ce183322be0a6cbb660112596",
+    ("he_normal", "{}", (64, 33), "float16"): "ccd8127776637f201f3e021ca7aefd07fa5403097ab8cedf0356bd0d3631de66",
+    ("he_normal", "{}", (64, 33), "bfloat16"): "a0821fecd8776937772fa9b05d889c54e3202d3a24bdaee663cbf604d9432e5a",
+    (
+        "sparse",
+        '{"sparsity": 0.3}',
+        (32, 16),
+        "float32",
+    ): "7e334e41ffe634ce7763ad5fd8bb0681e9a1549d09a062b9bc5c509056247064",
+    (
+        "sparse",
+        '{"sparsity": 0.3}',
+        (32, 16),
+        "float64",
+    ): "3d2e513e0191fe2ba4f08c919a8e69ecc582e83ac86e52a633f4ae90b35de253",
+    (
+        "sparse",
+        '{"sparsity": 0.3}',
+        (32, 16),
+        "float16",
+    ): "de3b3fa1683f10d29092c7a038c0fc72a4a1550a829df19e9307b082ad7924a5",
+    (
+        "sparse",
+        '{"sparsity": 0.3}',
+        (32, 16),
+        "bfloat16",
+    ): "35ced62f69af82677717fa394ffd73655b2ff6ce2d1ff323895837d7fcfbc1f6",
+    (
+        "normal",
+        '{"mean": 0.5, "std": 2.0}',
+        (1001,),
+        "float32",
+    ): "457e70d0fffe25a7bfe86fa2bfd8b9d8353152001b3aff7691917eea0bd41a62",
+    (
+        "normal",
+        '{"mean": 0.5, "std": 2.0}',
+        (1001,),
+        "float64",
+    ): "008d9d6ecd2405eb6818f68f0619dc95383b3d6ee15b06f424ff1cdefb4d223a",
+    (
+        "normal",
+        '{"mean": 0.5, "std": 2.0}',
+        (1001,),
+        "float16",
+    ): "45082986293e432359042d22e0377a537888f7c11c2e23ed50a79c471a29dc7f",
+    (
+        "normal",
+        '{"mean": 0.5, "std": 2.0}',
+        (1001,),
+        "bfloat16",
+    ): "5920aeb4df44ee4b7c9d5429b8d4e0b9c57b9446ed68d5ad0e1dd2df9c0576a5",
+}
+
+
+def sha(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("key", list(GOLDEN), ids=lambda k: f"{k[0]}-{k[3]}")
+def test_golden_hashes(key):
+    scheme, params, shape, dtype = key
+    assert sha(make_plan(v2(shape, scheme, json.loads(params), seed=7, dtype=dtype)).tensor()) == GOLDEN[key]
+
+
+def test_the_published_vectors_are_the_bits():
+    """docs/vectors/philox-v2.json, what a port checks itself against, is what the engine computes."""
+    assert VECTORS.read_text() == vectors.render(), "stale: run python -m service.engine.random.philox2.vectors"
