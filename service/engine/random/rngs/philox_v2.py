@@ -10,8 +10,8 @@ What it changes from philox-v1, and why (measurements in bench/philox_v2.py and 
 * Output dtypes of 32 bits or fewer take one 32-bit word per element (float64 two): half the Philox work. 32 bits
   are 8 more than float32 holds; a normal's tail then ends at sqrt(-2 ln 2^-32) = 6.66 standard deviations
   (probability 2.7e-11 beyond; float32's torch.randn stops at 5.8).
-* Box-Muller, as in philox-v1, for the normal: a ziggurat's table lookup was measured no faster here, as numba's
-  LLVM does not vectorise its gather-and-reject loop, while Box-Muller's portable log/sin/cos polynomials do.
+* Box-Muller, as in philox-v1, for the normal: a ziggurat's fast path was measured 1.45x faster than it here, not
+  enough for the normal's target and not worth exact tables and a fallback stream yet (docs/philox-v2.md section 9).
 
 Orthogonal and sparse draw float64 normals (64-bit draws) whatever the output dtype, as they round a whole
 float64 matrix; sparse's mask keys are 32-bit words of stream purpose 1.
