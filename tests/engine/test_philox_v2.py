@@ -461,3 +461,14 @@ def test_golden_hashes(key):
 def test_the_published_vectors_are_the_bits():
     """docs/vectors/philox-v2.json, what a port checks itself against, is what the engine computes."""
     assert VECTORS.read_text() == vectors.render(), "stale: run python -m service.engine.random.philox2.vectors"
+
+
+def test_orthogonal_and_sparse_under_philox_v2():
+    q = make_plan(v2((48, 32), "orthogonal", {"gain": 2.0}, dtype="float64")).tensor()
+    np.testing.assert_allclose(q.T @ q, 4.0 * np.eye(32), atol=1e-12)
+    plan = make_plan(v2((40, 30), "sparse", {"sparsity": 0.3, "std": 0.5}, dtype="float64"))
+    values = plan.tensor()
+    assert ((values == 0).sum(axis=0) == math.ceil(0.3 * 40)).all()
+    kept = values[values != 0]
+    assert stats.kstest(kept, stats.norm(0.0, 0.5).cdf).pvalue > KS_P_MIN
+    assert not np.array_equal(values, make_plan(TensorRequest((40, 30), "sparse", 0, {"sparsity": 0.3})).tensor())
