@@ -17,6 +17,10 @@ and chunks, writing nothing (each tile's words folded into one word): no transfo
 or normal faster than this plus a fresh fill, since each element takes one word. Reported as the ratio torch / that
 (the best v2 / torch any transform could reach in this run).
 
+With --http: the fetch of kaiming_normal [16384, 4096] float32 from the real server (`initserve serve`, one
+worker, loopback; safetensors read whole by the client and thrown away), philox-v2 and philox-v1, against torch
+generating it in-process, interleaved; a new seed every round, so that no cache answers.
+
 Writes bench/results/philox_v2.md and philox_v2.json.
 """
 
@@ -28,6 +32,7 @@ import math
 import os
 import statistics
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ import numpy as np
 import torch
 
 from bench._common import machine
+from bench.serving import serve
 from service.engine import parallel
 from service.engine.plan import TensorRequest, make_plan
 from service.engine.random.compiled.base import jit
@@ -79,6 +85,45 @@ def philox_words(n: int) -> Callable[[], object]:
     return lambda: parallel.run_chunks(0, n, lambda first, last: _philox_only(*key, first, last))
 
 
+def fetch(url: str, rng: str, seeds: list[int]) -> Callable[[], object]:
+    def run() -> int:
+        seeds[0] += 1
+        query = f"shape=16384,4096&scheme=kaiming_normal&seed={seeds[0]}&rng={rng}"
+        with urllib.request.urlopen(f"{url}/init?{query}", timeout=120) as reply:
+            size = 0
+            while chunk := reply.read(1 << 20):
+                size += len(chunk)
+        return size
+
+    return run
+
+
+def http_rows(repeats: int) -> list[dict[str, Any]]:
+    with serve() as server:
+        seeds = [1000]
+        contenders = {
+            "fetch v2": fetch(server.url, "philox-v2", seeds),
+            "fetch v1": fetch(server.url, "philox-v1", seeds),
+            "torch": lambda: torch.nn.init.kaiming_normal_(torch.empty(16384, 4096)),
+        }
+        t = medians(contenders, repeats)
+    row = {
+        "shape": [16384, 4096],
+        "family": "HTTP fetch kaiming_normal (safetensors, whole body read)",
+        "seconds": t,
+        "fetch v2 / torch": t["torch"] / t["fetch v2"],
+        "fetch v1 / torch": t["torch"] / t["fetch v1"],
+        "target fetch v2 / torch": 1.0,
+    }
+    print(
+        f"HTTP fetch kaiming_normal [16384, 4096]: v2 {row['fetch v2 / torch']:.2f}x torch in-process (target 1.0x), "
+        f"v1 {row['fetch v1 / torch']:.2f}x; v2 {t['fetch v2'] * 1e3:.0f} ms, v1 {t['fetch v1'] * 1e3:.0f} ms, "
+        f"torch {t['torch'] * 1e3:.0f} ms",
+        flush=True,
+    )
+    return [row]
+
+
 def medians(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for round_ in range(repeats + 1):
@@ -94,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="the smaller shape only")
+    parser.add_argument("--http", action="store_true", help="also the HTTP fetch of kaiming_normal [16384, 4096]")
     args = parser.parse_args()
     threads = parallel.config().threads
     torch.set_num_threads(threads)
@@ -134,6 +180,7 @@ def main() -> None:
                 f"v2 {t['v2'] * 1e3:.0f} ms, torch {t['torch'] * 1e3:.0f} ms, fill {fill * 1e3:.0f} ms",
                 flush=True,
             )
+    fetched = http_rows(args.repeats) if args.http else []
     load_after = os.getloadavg()
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
@@ -145,7 +192,7 @@ def main() -> None:
         "load average after": load_after,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "philox_v2.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (RESULTS / "philox_v2.json").write_text(json.dumps({"meta": meta, "rows": rows, "http": fetched}, indent=2) + "\n")
     lines = [
         "# philox-v2 against torch.nn.init (float32, in-process)",
         "",
@@ -166,6 +213,15 @@ def main() -> None:
             f"{row['v2 fraction of fresh fill']:.0%} | {row['torch fraction of fresh fill']:.0%} | "
             f"{row['bound v2 / torch (philox words + fresh fill)']:.2f}x |"
         )
+    for row in fetched:
+        t = row["seconds"]
+        lines += [
+            "",
+            f"HTTP fetch of kaiming_normal [16384, 4096] float32 (`initserve serve`, 1 worker, loopback, whole body "
+            f"read): philox-v2 {row['fetch v2 / torch']:.2f}x torch in-process (target >= 1.0x), philox-v1 "
+            f"{row['fetch v1 / torch']:.2f}x; medians {t['fetch v2'] * 1e3:.0f} ms, {t['fetch v1'] * 1e3:.0f} ms "
+            f"and {t['torch'] * 1e3:.0f} ms.",
+        ]
     (RESULTS / "philox_v2.md").write_text("\n".join(lines) + "\n")
 
 
