@@ -51,7 +51,8 @@ class Plan:
     distribution: Distribution
     dtype: DType
     gain: float | None
-    fans: dict[str, int]
+    fans: dict[str, int]  # the fans the scheme read
+    shape_fans: Fans
     rng: Rng
     stream: TensorStream  # the rng's, for this tensor
 
@@ -130,8 +131,15 @@ class Plan:
     def tensor(self) -> NDArray:
         return self.generate().reshape(self.shape)
 
-    def metadata(self) -> dict[str, Any]:
-        """What was generated and how, in JSON-native types (safetensors stores each value as a string)."""
+    def metadata(self, version: int | None = None) -> dict[str, Any]:
+        """What was generated and how, in JSON-native types (safetensors stores each value as a string), in the
+        rng's metadata version unless another is asked (/stats, whose bytes are not frozen, asks the latest)."""
+        version = self.rng.metadata_version if version is None else version
+        if version >= 2:
+            fan_in, fan_out = self.shape_fans.known()
+            fans: dict[str, Any] = {"fan_in": fan_in, "fan_out": fan_out, "fans_used": sorted(self.fans)}
+        else:
+            fans = {"fan_in": self.fans.get("fan_in"), "fan_out": self.fans.get("fan_out")}
         meta: dict[str, Any] = {
             "name": self.request.name,
             "scheme": self.scheme.name,
@@ -141,8 +149,7 @@ class Plan:
             "shape": list(self.shape),
             "dtype": self.dtype.name,
             "layout": self.layout,
-            "fan_in": self.fans.get("fan_in"),
-            "fan_out": self.fans.get("fan_out"),
+            **fans,
             "gain": self.gain,
             "distribution": self.distribution.kind,
             **self.distribution.describe(),
@@ -188,6 +195,7 @@ def make_plan(request: TensorRequest) -> Plan:
         dtype=dtype,
         gain=built.gain,
         fans=dict(built.fans),
+        shape_fans=fans,
         rng=rng,
         stream=rng.streams(request.seed, [draw])[0],
     )

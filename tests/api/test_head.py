@@ -56,3 +56,32 @@ def test_head_refuses_what_get_refuses(url: str) -> None:
         assert client.head("/init?shape=256,784&scheme=nope&seed=7").status_code == 422
         assert client.head("/init?shape=2,3&scheme=he_normal&dtype=bfloat16&format=npy").status_code == 422
         assert client.head("/init?shape=2,3&scheme=he_normal", headers={"Accept": "image/png"}).status_code == 406
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/schemes",
+        "/schemes?family=torch",
+        "/gain?nonlinearity=tanh",
+        "/healthz",
+        "/openapi.json",
+        "/docs",
+        "/metrics",
+    ],
+)
+def test_every_get_resource_answers_head_with_its_headers_and_no_body(url: str, path: str) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        get = client.get(path)
+        head = client.head(path)
+    assert get.status_code == head.status_code == 200, (get.text, head.text)
+    assert head.content == b""
+    for name in ("content-type", "etag", "content-length"):
+        if name != "content-length" or name in get.headers:
+            assert head.headers.get(name) == get.headers.get(name), name
+
+
+def test_head_of_an_unknown_path_is_the_gets_404(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        head = client.head("/nope")
+    assert head.status_code == 404 and head.content == b""

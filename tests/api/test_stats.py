@@ -92,6 +92,12 @@ def test_bins_and_metadata(client):
     assert client.post("/stats", json={"shape": [100], "scheme": "normal", "bins": 0}).status_code == 422
 
 
+def test_stats_report_both_fans_and_the_ones_read(client):
+    body = {"shape": [27, 64, 3], "scheme": "kaiming_normal", "mode": "fan_out", "seed": 1}
+    meta = client.post("/stats", json=body).json()["metadata"]
+    assert (meta["fan_in"], meta["fan_out"], meta["fans_used"]) == (192, 81, ["fan_out"])
+
+
 def test_float16_stats_describe_the_rounded_tensor(client):
     body = {"shape": [128, 128], "scheme": "kaiming_uniform", "seed": 5, "dtype": "float16"}
     s = client.post("/stats", json=body).json()

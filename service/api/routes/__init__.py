@@ -9,5 +9,8 @@ import pkgutil
 from fastapi import APIRouter
 
 router = APIRouter()
+OWN_HEAD: set[str] = set()  # paths whose routes answer HEAD themselves (the others get middleware/head.py's)
 for _module in pkgutil.iter_modules(__path__):
-    router.include_router(importlib.import_module(f"{__name__}.{_module.name}").router)
+    _router = importlib.import_module(f"{__name__}.{_module.name}").router
+    OWN_HEAD.update(route.path for route in _router.routes if "HEAD" in getattr(route, "methods", ()))
+    router.include_router(_router)

@@ -14,6 +14,7 @@ from service.api.errors import documented
 from service.api.json_body import StrictJsonRoute
 from service.api.schemas import StatsRequest
 from service.engine.errors import TooLargeError
+from service.engine.random.rng import LATEST_METADATA
 from service.engine.stats import stats_working_bytes, tensor_stats
 
 router = APIRouter(route_class=StrictJsonRoute)
@@ -37,7 +38,9 @@ async def stats(
 ) -> dict[str, Any]:
     """The budget is waited for on the event loop; the analysis runs in a worker thread."""
     plan = admission.plan_single(request, "max_stats_elements", http.app.state.settings)
-    tag = document_tag(orjson.dumps({"stats": plan.metadata(), "bins": request.bins}, option=orjson.OPT_SORT_KEYS))
+    tag = document_tag(
+        orjson.dumps({"stats": plan.metadata(LATEST_METADATA), "bins": request.bins}, option=orjson.OPT_SORT_KEYS)
+    )
     fresh = request.seed is None
     if not fresh and if_none_match(http.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})  # type: ignore[return-value]
@@ -48,7 +51,8 @@ async def stats(
         raise admission.advised(error, admission.whole_matrix_schemes([plan])) from None
     try:
         result = await run_in_thread(
-            lambda: {"metadata": plan.metadata(), **tensor_stats(plan, bins=request.bins)}, limiter=threads
+            lambda: {"metadata": plan.metadata(LATEST_METADATA), **tensor_stats(plan, bins=request.bins)},
+            limiter=threads,
         )
     finally:
         held.release()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from service.engine.schemes.registry import Built, Context, Scheme
 
 KeyedBy = Literal["tensor", "request"]
+LATEST_METADATA = 2
 TensorStream = Any  # whatever the entry's `streams` returns; only that entry reads it
 
 
@@ -58,6 +59,9 @@ class Rng(ABC):
     random_access: ClassVar[bool]
     keyed_by: ClassVar[KeyedBy]
     contract: ClassVar[str]  # the document that specifies its bits, relative to the repository
+    # The metadata written with its tensors, frozen with the id: a response's bytes include it. 1 reports only the
+    # fans a scheme read (philox-v1's, kept byte for byte); 2 reports both fans of the shape and which were read.
+    metadata_version: ClassVar[int] = LATEST_METADATA
 
     @abstractmethod
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[TensorStream]:

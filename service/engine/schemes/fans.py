@@ -51,3 +51,15 @@ class Fans:
     @property
     def fan_out(self) -> int:
         return self.explicit_fan_out if self.explicit_fan_out is not None else compute_fans(self.shape, self.layout)[1]
+
+    def known(self) -> tuple[int | None, int | None]:
+        """(fan_in, fan_out) as far as they are defined: None where torch's layout has fewer than 2 dimensions
+        and no explicit value."""
+        try:
+            shape_in, shape_out = compute_fans(self.shape, self.layout)
+        except InitError:
+            shape_in = shape_out = None
+        return (
+            self.explicit_fan_in if self.explicit_fan_in is not None else shape_in,
+            self.explicit_fan_out if self.explicit_fan_out is not None else shape_out,
+        )

@@ -22,6 +22,7 @@ class PhiloxV1(Rng):
     random_access = True
     keyed_by = "tensor"
     contract = "docs/reproducibility.md"
+    metadata_version = 1
 
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[Stream]:
         return [Stream.for_tensor(seed, draw.name) for draw in draws]
