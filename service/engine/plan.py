@@ -78,7 +78,7 @@ class Plan:
         return self.distribution.random_access and self.rng.random_access
 
     @cached_property
-    def _whole(self) -> NDArray[np.float64]:
+    def _whole(self) -> NDArray:
         # Structured distributions (orthogonal, sparse) and sequential rngs need the whole tensor: once per plan.
         return self.rng.sample(self.distribution, self.stream, self.shape, self.dtype.numpy)
 
@@ -93,7 +93,7 @@ class Plan:
         start, stop = self._slice(start, stop)
         if self.random_access:
             return self.rng.generate(self.distribution, self.stream, self.shape, start, stop, np.dtype(np.float64))
-        return self._whole[start:stop]
+        return self._whole[start:stop].astype(np.float64, copy=False)
 
     def working_bytes(self, chunk_elements: int) -> int:
         """Memory generating this tensor `chunk_elements` at a time holds at once, an upper bound (tracemalloc

@@ -80,9 +80,9 @@ class Rng(ABC):
     @abstractmethod
     def sample(
         self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...], dtype: np.dtype
-    ) -> NDArray[np.float64]:
-        """The whole tensor's values, flat row-major, as float64 (exactly representable in `dtype` where the
-        entry computes in that dtype)."""
+    ) -> NDArray:
+        """The whole tensor's values, flat row-major: float64 (rounded to `dtype` by dtypes.round_to), or already
+        in `dtype` where the entry computes in it (no float64 copy of a large tensor)."""
 
     @abstractmethod
     def generate(

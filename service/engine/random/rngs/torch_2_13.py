@@ -190,9 +190,9 @@ class Torch213(Rng):
         stream: tuple[_RequestStream, int],
         shape: tuple[int, ...],
         dtype: np.dtype,
-    ) -> NDArray[np.float64]:
+    ) -> NDArray:
         shared, index = stream
-        return shared.values(index).astype(np.float64)
+        return shared.values(index)
 
     def metadata(self, distribution: d.Distribution) -> dict[str, Any]:
         exact = "within 1e-6 (QR)" if isinstance(distribution, d.Orthogonal) else "bit-identical"
