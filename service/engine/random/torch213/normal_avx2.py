@@ -158,7 +158,10 @@ def _normal_fill(data: NDArray[np.float32], mean: np.float32, std: np.float32) -
 def normal_fill_avx2(data: NDArray[np.float32], mean: float, std: float) -> None:
     """Turn the uniforms in [0, 1) of `data` (contiguous float32, a multiple of 16 long) into torch 2.13's
     normals in place, as `normal_fill_16_AVX2` does each block of 16; mean and std are rounded to float32 first,
-    as torch does."""
+    as torch does.
+
+    One thread, without the GIL: blocks are independent, so a caller may hand slices starting at multiples of 16
+    to its own worker threads (the engine's pool) and get the same bits."""
     if data.dtype != np.float32 or not data.flags.c_contiguous or data.size % 16:
         raise ValueError(f"need a contiguous float32 array of a multiple of 16 elements, got {data.dtype} {data.shape}")
     _normal_fill(data.reshape(-1), np.float32(mean), np.float32(std))
