@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from service.engine.errors import InitError
+from service.engine.random.registry import DEFAULT_RNG, RNGS
 from service.formats import DEFAULT, FORMATS, by_extension, holding
 
 DEFAULT_OPENAPI = Path("openapi/openapi.json")
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--fan-in", type=int)
     generate.add_argument("--fan-out", type=int)
     generate.add_argument("--name", default="weight")
+    generate.add_argument("--rng", choices=RNGS, default=DEFAULT_RNG, help="the random algorithm (docs/)")
     generate.add_argument(
         "--format", choices=tuple(holding(True)), help="default: from the output file's extension, else safetensors"
     )
@@ -110,6 +112,7 @@ def _generate(args: argparse.Namespace) -> None:
         "layout": args.layout,
         "fan_in": args.fan_in,
         "fan_out": args.fan_out,
+        "rng": args.rng,
         "format": fmt.name,
         **dict(args.param),
     }
