@@ -36,11 +36,14 @@ TensorStream = Any  # whatever the entry's `streams` returns; only that entry re
 
 @dataclass(frozen=True)
 class Draw:
-    """What one tensor takes from the rng."""
+    """What one tensor takes from the rng. A discarded draw is one a framework makes and then overwrites
+    (MultiheadAttention's out_proj.bias, a default that a rule replaces): a request-keyed stream advances over its
+    values, which are never output."""
 
     name: str
     distribution: Distribution
     shape: tuple[int, ...]
+    discarded: bool = False
 
 
 class Rng(ABC):
@@ -53,8 +56,9 @@ class Rng(ABC):
 
     @abstractmethod
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[TensorStream]:
-        """One stream per tensor of a request, for tensors drawn in the order of `draws`. Each stream gives the
-        same values however often and in whatever order the engine samples it."""
+        """One stream per draw of a request (discarded ones included, their streams unused), for tensors drawn in
+        the order of `draws`. Each stream gives the same values however often and in whatever order the engine
+        samples it."""
 
     @abstractmethod
     def sample(self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...]) -> NDArray[np.float64]:
