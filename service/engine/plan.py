@@ -69,7 +69,7 @@ class Plan:
 
     @property
     def draw(self) -> Draw:
-        return Draw(self.request.name, self.distribution, self.shape)
+        return Draw(self.request.name, self.distribution, self.shape, self.dtype.name)
 
     @property
     def random_access(self) -> bool:
@@ -79,7 +79,7 @@ class Plan:
     @cached_property
     def _whole(self) -> NDArray[np.float64]:
         # Structured distributions (orthogonal, sparse) and sequential rngs need the whole tensor: once per plan.
-        return self.rng.sample(self.distribution, self.stream, self.shape)
+        return self.rng.sample(self.distribution, self.stream, self.shape, self.dtype.numpy)
 
     def _slice(self, start: int, stop: int | None) -> tuple[int, int]:
         stop = self.numel if stop is None else stop
@@ -147,6 +147,7 @@ class Plan:
             "distribution": self.distribution.kind,
             **self.distribution.describe(),
             "rng": self.request.rng,
+            **self.rng.metadata(self.distribution),
             "service": f"initserve {__version__}",
         }
         if self.scheme.alias_of:
@@ -170,14 +171,14 @@ def make_plan(request: TensorRequest) -> Plan:
     layout = request.layout or scheme.default_layout
     fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
     try:
-        built = scheme.build(Context(params, request.shape, layout, fans))
+        built = rng.build(scheme, Context(params, request.shape, layout, fans))
     except InitError:
         raise
     except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier
         raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
     check_fits(built.distribution.max_abs(), dtype, "dtype", f"{scheme.name} with these parameters")
-    draw = Draw(request.name, built.distribution, request.shape)
+    draw = Draw(request.name, built.distribution, request.shape, dtype.name)
     return Plan(
         request=request,
         scheme=scheme,

@@ -1,4 +1,4 @@
-"""The RNG registry: philox-v1 its one entry, found by discovery, and the attributes the engine reads.
+"""The RNG registry: philox-v1 its default entry, found by discovery, and the attributes the engine reads.
 
 A stand-in for PyTorch's CPU generator (one sequential stream per request, no random access) shows that slicing,
 chunking, working memory and many-tensor ordering follow the entry's attributes, not its id."""
@@ -24,14 +24,14 @@ from service.engine.region import Region
 from service.engine.schemes.distributions import Normal, Uniform
 
 
-def test_philox_v1_is_the_one_entry_and_the_default():
-    assert registry.RNGS == ("philox-v1",) and registry.DEFAULT_RNG == "philox-v1"
+def test_philox_v1_is_the_default_entry():
+    assert registry.RNGS == ("philox-v1", "torch-2.13") and registry.DEFAULT_RNG == "philox-v1"
     entry = registry.get_rng("philox-v1")
     assert isinstance(entry, PhiloxV1)
     assert (entry.random_access, entry.keyed_by, entry.contract) == (True, "tensor", "docs/reproducibility.md")
     with pytest.raises(InitError) as caught:
         make_plan(TensorRequest((2, 2), "normal", 0, rng="mt19937"))
-    assert caught.value.field == "rng" and "known: philox-v1" in caught.value.message
+    assert caught.value.field == "rng" and "known: philox-v1, torch-2.13" in caught.value.message
 
 
 def test_an_rng_is_one_module_of_the_registry_folder(tmp_path, monkeypatch):
@@ -48,7 +48,7 @@ def test_an_rng_is_one_module_of_the_registry_folder(tmp_path, monkeypatch):
         )
     )
     monkeypatch.setattr(rngs, "__path__", [*rngs.__path__, str(tmp_path)])
-    assert sorted(registry._discover()) == ["counter-v0", "philox-v1"]
+    assert sorted(registry._discover()) == ["counter-v0", "philox-v1", "torch-2.13"]
 
 
 class Sequential(Rng):
@@ -68,7 +68,7 @@ class Sequential(Rng):
         self.orders.append([draw.name for draw in draws])
         return [(seed, tuple(draws[:index])) for index in range(len(draws))]
 
-    def sample(self, distribution: Any, stream: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def sample(self, distribution: Any, stream: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         self.samples += 1
         seed, before = stream
         generator = np.random.Generator(np.random.PCG64(seed))

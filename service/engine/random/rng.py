@@ -11,7 +11,12 @@ document):
 * `keyed_by`: "tensor" gives each tensor its own stream, keyed by (seed, name): its bits do not depend on the
   other tensors of a request nor on their order. "request" is one stream per request consumed tensor after
   tensor in the order given to `streams` (a framework's construction order), so a tensor's bits depend on every
-  tensor drawn before it: `streams` sees every draw of the request (name, distribution, shape) at once.
+  tensor drawn before it: `streams` sees every draw of the request (name, distribution, shape, dtype) at once,
+  including `discarded` ones: draws a framework makes and later overwrites (its streams advance over them; the
+  engine never samples them).
+
+A sequential generator's bits can depend on the output dtype (PyTorch's uniform takes one 32-bit word per
+float32 and two per float64), so draws and `sample` carry it; counter-based entries ignore it.
 
 The engine only ever passes a tensor's stream back to the entry that made it: what a stream is (a key, a
 generator's state) is the entry's business.
@@ -29,6 +34,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from service.engine.schemes.distributions import Distribution
+    from service.engine.schemes.registry import Built, Context, Scheme
 
 KeyedBy = Literal["tensor", "request"]
 TensorStream = Any  # whatever the entry's `streams` returns; only that entry reads it
@@ -43,7 +49,8 @@ class Draw:
     name: str
     distribution: Distribution
     shape: tuple[int, ...]
-    discarded: bool = False
+    dtype: str = "float32"  # the output dtype's name (dtypes.DTYPES)
+    discarded: bool = False  # consumed from the stream, never output
 
 
 class Rng(ABC):
@@ -60,9 +67,21 @@ class Rng(ABC):
         the order of `draws`. Each stream gives the same values however often and in whatever order the engine
         samples it."""
 
+    def build(self, scheme: Scheme, context: Context) -> Built:
+        """The scheme's distribution under this rng: the scheme's own rule, unless the algorithm reproduces a
+        framework that computes the parameters with other roundings."""
+        return scheme.build(context)
+
+    def metadata(self, distribution: Distribution) -> dict[str, Any]:
+        """What a response says about this rng besides its id (nothing for philox-v1, whose bytes are pinned)."""
+        return {}
+
     @abstractmethod
-    def sample(self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...]) -> NDArray[np.float64]:
-        """The whole tensor's float64 values, flat row-major."""
+    def sample(
+        self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...], dtype: np.dtype
+    ) -> NDArray[np.float64]:
+        """The whole tensor's values, flat row-major, as float64 (exactly representable in `dtype` where the
+        entry computes in that dtype)."""
 
     @abstractmethod
     def generate(

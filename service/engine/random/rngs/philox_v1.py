@@ -27,7 +27,7 @@ class PhiloxV1(Rng):
         return [Stream.for_tensor(seed, draw.name) for draw in draws]
 
     def sample(
-        self, distribution: distributions.Distribution, stream: Stream, shape: tuple[int, ...]
+        self, distribution: distributions.Distribution, stream: Stream, shape: tuple[int, ...], dtype: np.dtype
     ) -> NDArray[np.float64]:
         return distribution.sample(stream, shape, 0, math.prod(shape))
 
