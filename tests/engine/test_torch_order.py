@@ -6,7 +6,8 @@ with whether it advanced the generator; rules are applied as `for name, t in mod
 Our side is the list of draws `plan_model` hands to a request-keyed rng. The two must agree draw for draw: the
 tensor written, its shape and dtype, the distribution and its parameters, and whether a later write overwrites it
 (a discarded draw). Replaying torch's logged draws on fresh tensors must leave the generator where building the
-module did, so no draw went unlogged. Values are not compared here: that needs the torch-2.13 entry itself.
+module did, so no draw went unlogged. Then the end to end proof: the file a `"rng": "torch-2.13"` model request
+returns equals, tensor for tensor (`torch.equal`), the state dict torch builds with the same seed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")  # the reference path, before torch is first imported
 torch = pytest.importorskip("torch")
 nn = torch.nn
+safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from service.engine.bundle import INTEGER_DTYPE, ModelRequest, Overwritten, plan_model  # noqa: E402
 from service.engine.random import registry  # noqa: E402
@@ -351,7 +353,7 @@ RULE_CASES: dict[str, tuple[list[Any], Callable[[], Any], list[dict[str, Any]], 
             {"param": "bias", "scheme": "zeros"},
         ],
         lambda name, t: (
-            nn.init.normal_(t, std=0.02)
+            nn.init.normal_(t, std=0.02)[0].zero_()  # the padding row stays 0 under a rule (docs/models.md)
             if name == "embed.weight"
             else nn.init.xavier_uniform_(t)
             if "weight_hh" in name
@@ -385,3 +387,41 @@ def test_rules_draw_after_construction_in_state_dict_order(case, dtype, recorder
     theirs = torch_writes(factory, torch_rule, dtype)
     assert_same_order(our_writes(recorder, layers, rules, dtype), theirs)
     assert any(w.discarded for w in theirs)  # the defaults the rules replace were drawn, and are overwritten
+
+
+# ---- end to end: the bits ------------------------------------------------------------------------------------
+
+CASES = {
+    **{name: (layers, factory, [], None) for name, (layers, factory) in ARCHITECTURES.items()},
+    **{f"rules_{name}": case for name, case in RULE_CASES.items()},
+}
+
+
+def torch_state(factory: Callable[[], Any], rule: TorchRule | None, dtype: str, seed: int) -> dict[str, Any]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(DTYPES[dtype])
+    try:
+        torch.manual_seed(seed)
+        module = factory()
+        if rule:
+            with torch.no_grad():
+                for name, tensor in module.state_dict(keep_vars=True).items():
+                    rule(name, tensor)
+        return module.state_dict()
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 + 5])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_model_file_is_torchs_state_dict_bit_for_bit(case, dtype, seed, client):
+    layers, factory, rules, torch_rule = CASES[case]
+    body = {"rng": "torch-2.13", "seed": seed, "model": {"layers": layers, "rules": rules, "dtype": dtype}}
+    response = client.post("/init", json=body)
+    assert response.status_code == 200, response.text
+    ours = safetensors_torch.load(response.content)
+    theirs = torch_state(factory, torch_rule, dtype, seed)
+    assert ours.keys() == theirs.keys()
+    differ = [name for name, tensor in theirs.items() if not torch.equal(ours[name], tensor)]
+    assert not differ, f"not bit-identical to torch: {differ}"
