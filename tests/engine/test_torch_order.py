@@ -12,6 +12,7 @@ returns equals, tensor for tensor (`torch.equal`), the state dict torch builds w
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -412,3 +413,14 @@ def test_the_model_file_is_torchs_state_dict_bit_for_bit(case, dtype, seed, clie
     assert ours.keys() == theirs.keys()
     differ = [name for name, tensor in theirs.items() if not torch.equal(ours[name], tensor)]
     assert not differ, f"not bit-identical to torch: {differ}"
+
+
+@pytest.mark.parametrize("fan_in", [3, 27, 784])
+def test_a_1d_torch_default_is_a_bias_as_reset_parameters_draws_it(fan_in, client):
+    """Bias bound 1 / math.sqrt(fan_in), not kaiming's sqrt(3) * gain / sqrt(fan_in): equal in real numbers, not
+    always in doubles (fan_in 3 differs in the last bit, which float64 keeps)."""
+    body = {"shape": [64], "scheme": "torch_default", "fan_in": fan_in, "dtype": "float64", "seed": 5}
+    response = client.post("/init", json={**body, "rng": "torch-2.13"})
+    torch.manual_seed(5)
+    expected = torch.empty(64, dtype=torch.float64).uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+    assert torch.equal(safetensors_torch.load(response.content)["weight"], expected)
