@@ -18,7 +18,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from service.engine.random.compiled.base import inline, jit
+from service.engine.random.compiled.base import fma, inline, jit
 
 N = 624
 _M = 397
@@ -51,19 +51,6 @@ c_log = _libm("log")
 c_log1p = _libm("log1p")
 c_sin = _libm("sin")
 c_cos = _libm("cos")
-
-
-@intrinsic
-def fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
-    """a * b + c rounded once (C's fma / fmaf), in the type of `a` (float32 or float64)."""
-    if not (a == b == c and isinstance(a, types.Float)):
-        return None
-    signature = a(a, b, c)
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return builder.fma(*args)
-
-    return signature, codegen
 
 
 def seed_state(seed: int) -> np.ndarray:
