@@ -4,14 +4,12 @@
 
 For each shape (float32): kaiming_uniform (uniform_) and kaiming_normal (normal_), best of 3, as
 `make_plan(...).tensor()` (the engine's whole-tensor path) beside `torch.manual_seed(1); torch.nn.init.<fn>_`
-into a preallocated tensor; prints Melem/s and ours/torch. Needs the torch extra. float32 normal_ needs
-`torch213.normal_avx2`; without it the normal rows say so.
+into a preallocated tensor; prints Melem/s and ours/torch. Needs the torch extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import time
@@ -38,15 +36,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shapes", default="4096x4096,16384x4096")
     args = parser.parse_args()
-    avx2_normal = importlib.util.find_spec("service.engine.random.torch213.normal_avx2") is not None
     print(f"torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}")
     for text in args.shapes.split(","):
         shape = tuple(int(side) for side in text.split("x"))
         numel = math.prod(shape)
         for scheme, fill in SCHEMES.items():
-            if scheme == "kaiming_normal" and not avx2_normal:
-                print(f"{text:>12} {scheme:<16} n/a (float32 normal_ needs torch213.normal_avx2)")
-                continue
             request = TensorRequest(shape, scheme, 1, rng="torch-2.13")
             tensor = torch.empty(*shape)
 

@@ -78,7 +78,8 @@ class Generator:
     def normal_(self, n: int, mean: float, std: float, dtype: np.dtype) -> NDArray:
         """tensor.normal_(mean, std): below 16 elements normal_distribution<double> per element (with the cached
         sample); else every uniform first, Box-Muller on each full block of 16, and if n % 16 != 0 the last 16
-        recomputed from 16 new uniforms. float16/bfloat16 are the float values rounded (normal_fill's buffer)."""
+        recomputed from 16 new uniforms. float16/bfloat16 are the float values rounded (normal_fill's buffer), drawn
+        a block at a time: the tail's 16 follow the last whole block."""
         if n < BULK:
             values = np.empty(n, dtype=F64)
             kernels.normal_scalar(self.state, self.cache, values, mean, std)
@@ -93,9 +94,14 @@ class Generator:
                 kernels.normal_fill64(tail64, mean, std)
                 out64[-BULK:] = tail64
             return out64
-        out = self._uniform32(n, 0.0, 1.0)
+        # float32 draws every uniform into the output first; float16/bfloat16 only whole blocks into a float
+        # buffer: n % 16 words fewer before the tail's 16.
+        blocks = n - n % BULK
+        out = self._uniform32(n if dtype == F32 else blocks, 0.0, 1.0)
         mean32, std32 = float(np.float32(mean)), float(np.float32(std))
-        _normal_fill32(out[: n - n % BULK], mean32, std32)
+        _normal_fill32(out[:blocks], mean32, std32)
+        if dtype != F32:
+            out = np.concatenate([out, np.empty(n - blocks, dtype=F32)])
         if n % BULK:
             tail = self._uniform32(BULK, 0.0, 1.0)
             _normal_fill32(tail, mean32, std32)
@@ -111,7 +117,9 @@ class Generator:
         if n < BULK:  # the scalar path reads and leaves the cached sample: compute it
             self.normal_(n, 0.0, 1.0, dtype)
             return
-        kernels.skip(self.state, np.int64((n + (BULK if n % BULK else 0)) * words_per_value(dtype)))
+        tail = BULK if n % BULK else 0
+        drawn = n if dtype in (F32, F64) else n - n % BULK  # as normal_ draws them
+        kernels.skip(self.state, np.int64((drawn + tail) * words_per_value(dtype)))
 
     # ---- trunc_normal_ (torch 2.13's algorithm, torch/nn/init.py) ----------------------------------------------
 
