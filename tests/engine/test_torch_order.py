@@ -32,7 +32,7 @@ from service.engine.random.rngs.torch_2_13 import Torch213  # noqa: E402
 from service.engine.recipes.expand import expand_ordered  # noqa: E402
 from service.engine.schemes.distributions import Constant, Normal, Uniform  # noqa: E402
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -299,7 +299,7 @@ ARCHITECTURES: dict[str, tuple[list[Any], Callable[[], Any]]] = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
 def test_default_draws_follow_torchs_construction(architecture, dtype, recorder):
     layers, factory = ARCHITECTURES[architecture]
@@ -368,7 +368,7 @@ RULE_CASES: dict[str, tuple[list[Any], Callable[[], Any], list[dict[str, Any]], 
 }
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("case", list(RULE_CASES))
 def test_rules_draw_after_construction_in_state_dict_order(case, dtype, recorder):
     layers, factory, rules, torch_rule = RULE_CASES[case]
@@ -400,8 +400,8 @@ def torch_state(factory: Callable[[], Any], rule: TorchRule | None, dtype: str, 
         torch.set_default_dtype(previous)
 
 
-@pytest.mark.parametrize("seed", [0, 2**32 + 5])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("seed", [0, 2**32 + 5, 2**64 - 1])
+@pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_model_file_is_torchs_state_dict_bit_for_bit(case, dtype, seed, client):
     layers, factory, rules, torch_rule = CASES[case]
