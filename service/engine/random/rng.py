@@ -43,7 +43,9 @@ TensorStream = Any  # whatever the entry's `streams` returns; only that entry re
 
 @dataclass(frozen=True)
 class Draw:
-    """What one tensor takes from the rng."""
+    """What one tensor takes from the rng. A discarded draw is one a framework makes and then overwrites
+    (MultiheadAttention's out_proj.bias, a default that a rule replaces): a request-keyed stream advances over its
+    values, which are never output."""
 
     name: str
     distribution: Distribution
@@ -65,8 +67,9 @@ class Rng(ABC):
 
     @abstractmethod
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[TensorStream]:
-        """One stream per tensor of a request, for tensors drawn in the order of `draws`. Each stream gives the
-        same values however often and in whatever order the engine samples it."""
+        """One stream per draw of a request (discarded ones included, their streams unused), for tensors drawn in
+        the order of `draws`. Each stream gives the same values however often and in whatever order the engine
+        samples it."""
 
     def build(self, scheme: Scheme, context: Context) -> Built:
         """The scheme's distribution under this rng: the scheme's own rule, unless the algorithm reproduces a

@@ -11,6 +11,7 @@ torch's own.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Sequence
@@ -70,6 +71,18 @@ def _kaiming(distribution: str, fixed: dict[str, Any] | None = None) -> Any:
 
 # nn.Linear / nn.Conv*d.reset_parameters: kaiming_uniform_(weight, a=math.sqrt(5)).
 _TORCH_DEFAULT = {"a": math.sqrt(5), "mode": "fan_in", "nonlinearity": "leaky_relu"}
+
+
+def _torch_default(c: Context) -> Built:
+    built = _kaiming("uniform", _TORCH_DEFAULT)(c)
+    if len(c.shape) >= 2:
+        return built
+    # A bias (torch reads no fans off fewer than 2 dims, so only a bias given its weight's fan_in is 1-d):
+    # reset_parameters draws it U(+-1 / math.sqrt(fan_in)), which rounds otherwise than kaiming's bound.
+    bound = 1 / math.sqrt(c.fans.fan_in)
+    return dataclasses.replace(built, distribution=d.Uniform(-bound, bound))
+
+
 # The torch schemes whose parameters torch/nn/init.py computes with other roundings than the shared
 # variance_scaling mechanism (sqrt(3) * gain / sqrt(fan) against sqrt(3 * gain^2 / fan)).
 TORCH_BUILDS = {
@@ -78,7 +91,7 @@ TORCH_BUILDS = {
     "kaiming_uniform": _kaiming("uniform"),
     "kaiming_normal": _kaiming("normal"),
     "msra": _kaiming("normal"),
-    "torch_default": _kaiming("uniform", _TORCH_DEFAULT),
+    "torch_default": _torch_default,
 }
 
 
