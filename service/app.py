@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -12,7 +13,7 @@ from functools import partial
 import anyio.to_thread
 from fastapi import FastAPI
 
-from service import __version__, malloc
+from service import __version__, malloc, startup
 from service.api import docs, errors, middleware, openapi, routes
 from service.api.admission import Lanes
 from service.api.budget import MemoryBudget
@@ -40,6 +41,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async def warm_up() -> None:
         # In the background, so that /healthz answers at once; /readyz turns 200 only when the engine's kernels
         # are compiled, so that no routed request pays for the compile (seconds on a cold cache).
+        started = time.monotonic()
         try:
             await anyio.to_thread.run_sync(parallel.warm_up)
         except Exception:
@@ -50,6 +52,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 logger.exception("the engine's kernels cannot be compiled: serving from the NumPy reference path")
                 parallel.configure(jit=False)  # the same bits, slower
         app.state.ready = True
+        logger.info(startup.ready_message(time.monotonic() - started, parallel.kernel_counts()))
 
     app.state.ready = False
     warming = asyncio.create_task(warm_up())

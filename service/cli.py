@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from service import startup
 from service.engine.errors import InitError
 from service.engine.random.registry import DEFAULT_RNG, RNGS
 from service.formats import DEFAULT, FORMATS, by_extension, holding
@@ -62,12 +63,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("-o", "--output", type=Path, required=True)
 
+    kernels = commands.add_parser(
+        "kernels", help="compile the engine's numba kernels into a directory, for INITSERVE_KERNEL_CACHE (image build)"
+    )
+    kernels.add_argument("directory", type=Path)
+    kernels.add_argument(
+        "--target",
+        action="append",
+        choices=[target.name for target in startup.targets()],
+        help="an LLVM CPU name (repeatable); default: all of this architecture's",
+    )
+
     spec = commands.add_parser("openapi", help="write the OpenAPI spec")
     spec.add_argument("-o", "--output", type=Path, default=DEFAULT_OPENAPI)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import logging.config
     import os
     import tempfile
 
@@ -76,6 +89,9 @@ def _serve(args: argparse.Namespace) -> None:
     from service.settings import get_settings
 
     settings = get_settings()
+    config = log_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(config)  # uvicorn applies the same again; prepare_kernels logs before it runs
+    startup.prepare_kernels(settings.kernel_cache)  # before anything imports numba
     workers = args.workers or settings.workers
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # prometheus-client aggregates several workers only through files in a shared, initially empty directory;
@@ -90,7 +106,7 @@ def _serve(args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=workers,
-        log_config=log_config(settings.log_level, settings.log_format),
+        log_config=config,
         app=args.app,
     )
 
@@ -137,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             _serve(args)
         elif args.command == "generate":
             _generate(args)
+        elif args.command == "kernels":
+            startup.build(args.directory, args.target)
         else:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(openapi_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
@@ -68,6 +69,9 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(256 << 20, ge=0, description="in-process cache of recent responses (bytes); 0: off")
     stream_threshold_bytes: int = Field(
         8 << 20, ge=0, description="responses larger than this (and JSON of many tensors) are streamed chunk by chunk"
+    )
+    kernel_cache: Path | None = Field(
+        None, description="numba kernels compiled ahead of time (`initserve kernels DIR`), copied to NUMBA_CACHE_DIR"
     )
     log_level: str = Field("info", description="log level (debug, info, warning, error)")
     log_format: Literal["json", "text"] = Field("json", description="access and error log format")

@@ -129,6 +129,16 @@ def test_build_context_holds_what_the_image_copies_and_nothing_else():
     assert copied == allowed
 
 
+def test_image_compiles_the_kernels_at_build_and_copies_them_to_a_writable_cache_at_start():
+    env = dict(item.split("=", 1) for rest in instructions("ENV") for item in rest.split())
+    shipped = env["INITSERVE_KERNEL_CACHE"]
+    assert shipped.startswith("/opt/initserve/"), "inside the virtualenv the final stage copies"
+    assert any(f"/opt/initserve/bin/initserve kernels {shipped}" in run for run in instructions("RUN"))
+    # numba refuses a cache directory it cannot write: /tmp is the one writable place (tmpfs, emptyDir).
+    assert env["NUMBA_CACHE_DIR"].startswith("/tmp/")
+    assert_valid_settings(env)
+
+
 @pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="initserve console script not installed")
 def test_healthcheck_command_passes_on_a_ready_server_and_fails_without_one():
     probe = healthcheck_command()

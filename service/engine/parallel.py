@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import heapq
+import importlib.util
 import itertools
 import os
 import threading
@@ -28,12 +29,9 @@ from dataclasses import dataclass, replace
 
 from service.engine import cancel
 
-try:
-    from service.engine.random.compiled import samplers  # noqa: F401  (compiles nothing yet: numba compiles on first call)
-
-    JIT_AVAILABLE = True
-except ImportError:  # numba absent: the NumPy reference path does everything
-    JIT_AVAILABLE = False
+# Found, not imported: numba reads its CPU target from the environment when first imported, and `initserve serve`
+# chooses that target (service/kernels.py) after reading the settings, which import this module.
+JIT_AVAILABLE = importlib.util.find_spec("numba") is not None  # absent: the NumPy reference path does everything
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 17  # 512 KiB of float32: ~1 ms of work, so chunk overhead stays below 1%
 
@@ -80,6 +78,25 @@ def warm_up(fresh: bool = False) -> None:
         if fresh:
             base.forget_disk_cache()
         samplers.compile_all()
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """How the kernels' machine code came to be in this process so far: each (kernel, signature) once."""
+
+    loaded: int  # from numba's disk cache
+    compiled: int
+    cpu: str  # the CPU numba generates code for: a name of LLVM's, e.g. x86-64-v3, or the host's own
+    cached: bool  # numba keeps them on disk (False: no writable cache directory, every process compiles)
+
+
+def kernel_counts() -> KernelCounts | None:
+    """`KernelCounts` of the numba kernels, or None when they are off (the NumPy reference path serves)."""
+    if not _config.jit:
+        return None
+    from service.engine.random.compiled import base
+
+    return KernelCounts(*base.counts())
 
 
 def configure(threads: int | None = None, chunk_elements: int | None = None, jit: bool | None = None) -> EngineConfig:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from llvmlite import ir
+from llvmlite.binding import get_host_cpu_name
 from numba import njit, types
+from numba.core import config
 from numba.extending import intrinsic
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,6 +27,7 @@ _I64 = ir.IntType(64)
 _I128 = ir.IntType(128)
 
 _cached: list[Any] = []  # the dispatchers whose compiled code numba keeps on disk
+_uncached: list[Any] = []  # those compiled in every process: no writable cache location
 
 
 def jit(function: F) -> F:
@@ -33,9 +36,23 @@ def jit(function: F) -> F:
     try:
         dispatcher = njit(cache=True, **options)(function)
     except RuntimeError:  # no writable cache location (read-only install): compile per process instead
-        return njit(**options)(function)  # type: ignore[no-any-return]
+        dispatcher = njit(**options)(function)
+        _uncached.append(dispatcher)
+        return dispatcher  # type: ignore[no-any-return]
     _cached.append(dispatcher)
     return dispatcher  # type: ignore[no-any-return]
+
+
+def counts() -> tuple[int, int, str, bool]:
+    """(kernel signatures loaded from the disk cache, compiled, the CPU name code is generated for, whether every
+    kernel has a disk cache) so far.
+
+    numba counts a cache hit or miss per signature as a kernel is first needed; a kernel called only from others
+    (fill_words) is compiled when they are, and not even loaded when they come from the cache."""
+    loaded = sum(sum(dispatcher.stats.cache_hits.values()) for dispatcher in _cached)
+    compiled = sum(sum(dispatcher.stats.cache_misses.values()) for dispatcher in _cached)
+    compiled += sum(len(dispatcher.overloads) for dispatcher in _uncached)
+    return loaded, compiled, config.CPU_NAME or get_host_cpu_name(), not _uncached
 
 
 def forget_disk_cache() -> None:

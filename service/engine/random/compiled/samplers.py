@@ -16,7 +16,10 @@ stream's (word i of element i), so the tests run these very functions on chosen 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numba import typeof
 from numpy.typing import NDArray
 
 from service.engine.random.compiled.base import inline, jit
@@ -256,14 +259,27 @@ def words(k0: np.uint64, k1: np.uint64, start: int, stop: int, out: NDArray[np.u
         i = end
 
 
-def compile_all() -> None:
-    """Compile (or load from numba's on-disk cache) every kernel for both output dtypes, e.g. at image build time:
-    `python -c "from service.engine.random.compiled.samplers import compile_all; compile_all()"`. Otherwise the
-    first request of each kind pays its compile (seconds) in every new container."""
+def serving_signatures() -> list[tuple[str, Any, tuple[Any, ...]]]:
+    """(name, kernel, argument types) of every kernel the engine calls, in the order the warm-up compiles them:
+    float32 output (the default) first, then float64. `words`, which only the tests call, is left out: it alone
+    took a third of a cold start."""
     key, starts = np.uint64(0), np.zeros(1, np.int64)
-    words(key, key, 0, 4, np.empty(4, np.uint64))
+    signatures = []
     for dtype in (np.float32, np.float64):
         out = np.empty(4, dtype)
-        uniform(key, key, starts, 4, 0.0, 1.0, out, PHILOX)
-        normal(key, key, starts, 4, 0.0, 1.0, out, PHILOX)
-        truncated_normal(key, key, starts, 4, 0.1, 0.8, False, 0.0, 1.0, -2.0, 2.0, out, PHILOX)
+        for kernel, args in (
+            (uniform, (key, key, starts, 4, 0.0, 1.0, out, PHILOX)),
+            (normal, (key, key, starts, 4, 0.0, 1.0, out, PHILOX)),
+            (truncated_normal, (key, key, starts, 4, 0.1, 0.8, False, 0.0, 1.0, -2.0, 2.0, out, PHILOX)),
+        ):
+            name = f"{kernel.__name__} {out.dtype.name}"
+            signatures.append((name, kernel, tuple(typeof(arg) for arg in args)))
+    return signatures
+
+
+def compile_all() -> None:
+    """Compile (or load from numba's on-disk cache) every kernel the engine calls, so that no request pays for a
+    compile (seconds each). Compiled for the argument types the engine passes, not run: code built for another CPU
+    than this one (NUMBA_CPU_NAME, at image build) may not run here."""
+    for _, kernel, signature in serving_signatures():
+        kernel.compile(signature)
