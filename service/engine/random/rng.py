@@ -76,6 +76,11 @@ class Rng(ABC):
         framework that computes the parameters with other roundings."""
         return scheme.build(context)
 
+    def kernels(self) -> list[tuple[str, Any, tuple[Any, ...]]]:
+        """(name, numba dispatcher, argument types) of every compiled kernel the entry calls: the warm-up and the
+        image build (`initserve kernels`) compile them by signature, without running them."""
+        return []
+
     def metadata(self, distribution: Distribution) -> dict[str, Any]:
         """What a response says about this rng besides its id (nothing for philox-v1, whose bytes are pinned)."""
         return {}

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
 from service.engine.random.rng import Draw, Rng
+from service.engine.random.torch213 import kernels
 from service.engine.random.torch213.generator import HALVES, Generator
 from service.engine.schemes import distributions as d
 from service.engine.schemes.gain import calculate_gain
@@ -206,6 +207,9 @@ class Torch213(Rng):
     ) -> NDArray:
         shared, index = stream
         return shared.values(index)
+
+    def kernels(self) -> list[tuple[str, Any, tuple[Any, ...]]]:
+        return kernels.serving_signatures()
 
     def metadata(self, distribution: d.Distribution) -> dict[str, Any]:
         exact = "within 1e-6 (QR)" if isinstance(distribution, d.Orthogonal) else "bit-identical"

@@ -201,3 +201,26 @@ def randperm_prefixes(state: np.ndarray, n: np.int64, out: np.ndarray) -> None:
             perm[i], perm[i + z] = perm[i + z], perm[i]
         for i in range(out.shape[0]):
             out[i, column] = perm[i]
+
+
+def serving_signatures() -> list[tuple[str, Any, tuple[Any, ...]]]:
+    """(name, kernel, argument types) of every kernel torch-2.13 calls, for compiling them without running them."""
+    from numba import typeof
+
+    from service.engine.random.torch213 import normal_avx2
+
+    state, f32, f64 = np.zeros(STATE_WORDS, np.uint32), np.zeros(1, np.float32), np.zeros(1, np.float64)
+    one32, one64 = np.float32(1), 1.0
+    calls = (
+        (_seed, (state, np.uint32(0))),
+        (skip, (state, np.int64(0))),
+        (uniform32, (state, f32, one32, one32)),
+        (uniform64, (state, f64, one64, one64)),
+        (clamp32, (f32, one32, one32)),
+        (clamp64, (f64, one64, one64)),
+        (normal_fill64, (f64, one64, one64)),
+        (normal_scalar, (state, f64, f64, one64, one64)),
+        (randperm_prefixes, (state, np.int64(0), np.zeros((1, 1), np.int64))),
+        (normal_avx2._normal_fill, (f32, one32, one32)),
+    )
+    return [(f"torch-2.13 {kernel.__name__}", kernel, tuple(typeof(arg) for arg in args)) for kernel, args in calls]
