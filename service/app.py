@@ -53,8 +53,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 parallel.configure(jit=False)  # the same bits, slower
         app.state.ready = True
         logger.info(startup.ready_message(time.monotonic() - started, parallel.kernel_counts()))
+        started = time.monotonic()
+        try:
+            await anyio.to_thread.run_sync(parallel.warm_up_other_rngs)
+        except Exception:
+            logger.exception("the other rngs' kernels failed to load (a corrupt numba cache?): compiling them afresh")
+            try:
+                await anyio.to_thread.run_sync(partial(parallel.warm_up_other_rngs, fresh=True))
+            except Exception:  # a request naming such an rng then fails alone, with its own error
+                logger.exception("the other rngs' kernels cannot be compiled")
+        logger.info("the other rngs' kernels are ready too (%.2f s)", time.monotonic() - started)
+        app.state.all_kernels = True
 
-    app.state.ready = False
+    app.state.ready = app.state.all_kernels = False
     warming = asyncio.create_task(warm_up())
     yield
     warming.cancel()
