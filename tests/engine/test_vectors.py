@@ -250,3 +250,16 @@ def test_double_rounding_witnesses_are_served():
         piece = {**request, "slice": [[index, index + 1]]}
         assert vectors.tensor_bytes(piece, "float64")[::-1].hex() == case["float64"]
         assert vectors.tensor_bytes(piece, case["dtype"])[::-1].hex() == case["right"] != case["wrong_direct"]
+
+
+def test_the_document_carries_every_constant():
+    # docs/reproducibility.md is self-sufficient: each constant of the JSON is in its section 11, bit for bit.
+    text = (vectors.PATH.parents[1] / "reproducibility.md").read_text(encoding="utf-8")
+    constants = SPEC["constants"]
+    listed = [c["bits"] for c in constants["float64"].values()]
+    listed += [c["bits"] for coefficients in constants["polynomials"].values() for c in coefficients]
+    listed += [f"0x{hw}" for hw in constants["high_word_thresholds"].values()]
+    philox = constants["philox4x64_10"]
+    listed += [constants["key_domain_hex"], *philox["multipliers"], *philox["key_increments"]]
+    missing = [bits for bits in listed if bits.lower() not in text.lower()]
+    assert missing == []
