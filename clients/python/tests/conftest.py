@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from initserve_client import Client  # imports no torch
+
 # torch's reference bits for rng torch-2.13 are those of its AVX2 kernels: pinned before any test imports torch.
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
-
-from initserve_client import Client  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 
