@@ -129,7 +129,8 @@ def test_bfloat16_from_known_bits():
     [
         (b"\x10\x00", "at least 8 bytes"),
         (struct.pack("<Q", 100) + b"{}", "cut short"),
-        (_safetensors({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 12), "does not fit"),
+        (_safetensors({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 12), "cut short"),
+        (_safetensors({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 12]}}, b"\0" * 12), "does not fit"),
         (_safetensors({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 12), "cut short"),
         (_safetensors({"x": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8), "unknown"),
     ],

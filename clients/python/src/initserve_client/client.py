@@ -27,13 +27,11 @@ def _error(response: httpx.Response) -> ServiceError:
     except (ValueError, KeyError, TypeError):  # not the service's shape: a proxy's page, say
         text = response.text[:500]
         detail = [{"loc": ["response"], "msg": text or response.reason_phrase, "type": "http_error"}]
-    retry = response.headers.get("retry-after")
-    return ServiceError(
-        response.status_code,
-        detail,
-        response.headers.get("x-request-id"),
-        float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
-    )
+    try:
+        retry_after = float(response.headers["retry-after"])
+    except (KeyError, ValueError):  # absent, or an HTTP date (the service sends seconds)
+        retry_after = None
+    return ServiceError(response.status_code, detail, response.headers.get("x-request-id"), retry_after)
 
 
 class Client:

@@ -163,8 +163,10 @@ def decode_safetensors(content: bytes) -> Tensors:
         start, stop = entry["data_offsets"]
         shape = tuple(entry["shape"])
         count = int(np.prod(shape, dtype=np.int64))
-        if start != end or stop - start != count * dtype.itemsize or stop > len(buffer):
+        if start != end or stop - start != count * dtype.itemsize:
             raise FormatError(f"tensor {name!r}: data [{start}, {stop}) does not fit {shape} {entry['dtype']}")
+        if stop > len(buffer):
+            raise FormatError(f"tensor {name!r} ends at byte {stop} of {len(buffer)} bytes of data: cut short?")
         arrays[name] = np.frombuffer(buffer, dtype, count, start).reshape(shape)
         end = stop
     if end != len(buffer):
