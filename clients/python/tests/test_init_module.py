@@ -167,6 +167,13 @@ def test_torch_2_13_in_other_dtypes(client, architecture, dtype):
     assert_equal_state(module, constructed(factory, 5, dtype))
 
 
+def test_construct_then_cast_is_generated_in_the_construction_dtype(client):
+    """A module built in float32 and cast with .half() is torch-2.13's float32 draws rounded: dtype="float32"."""
+    module = scrambled(LanguageModel().half())
+    init_module(module, client, 5, rng="torch-2.13", dtype="float32")
+    assert_equal_state(module, constructed(LanguageModel, 5).half())
+
+
 def _types(layers: list[Any]) -> set[str]:
     return {t for layer in layers for t in (_types(layer["layers"]) if "layers" in layer else {layer["type"]})}
 
