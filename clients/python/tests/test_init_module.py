@@ -73,12 +73,13 @@ class Encoder(nn.Module):
 
 
 class Stack(nn.Module):
-    """nn.TransformerEncoder deep-copies the layer it is given: all its layers start equal."""
+    """nn.TransformerEncoder and Decoder deep-copy the layer they are given: all their layers start equal."""
 
     def __init__(self) -> None:
         super().__init__()
         self.embed = nn.Embedding(30, 16)
         self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 24), 3, norm=nn.LayerNorm(16))
+        self.decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(16, 2, 24), 2)
         self.out = nn.Linear(16, 30)
 
 
@@ -311,6 +312,12 @@ def test_other_types_owning_parameters_are_refused_by_name_before_any_request(fa
     after = module.state_dict()
     lazy = nn.parameter.UninitializedParameter
     assert all(torch.equal(before[name], after[name]) for name in before if not isinstance(after[name], lazy))
+
+
+def test_rules_and_copied_stacks_are_refused():
+    """A rule applies to each layer of a stack after construction, which copies of one layer cannot give."""
+    with pytest.raises(UnsupportedModuleError, match=r"rules cannot be combined with nn\.TransformerEncoder"):
+        init_module(Stack(), Client("http://127.0.0.1:9"), 1, rules=[{"param": "bias", "scheme": "zeros"}])
 
 
 def test_the_services_refusals_name_the_module(client):

@@ -191,7 +191,7 @@ class Recipe:
         layers: list[Args] = []
         for name, child in module.named_children():
             at = f"{location}.layers[{len(layers)}]" if location else f"model.layers[{len(layers)}]"
-            if stack and name == "layers":
+            if stack and name == "layers" and len(child):
                 # torch deep-copies one constructed layer: the first is drawn, the others are copies of it
                 first = self.layer("0", f"{prefix}layers.0", child[0], f"{at}.layers[0]")
                 self.clones += [(f"{prefix}layers.{k}.", f"{prefix}layers.0.") for k in range(1, len(child))]
@@ -270,6 +270,12 @@ def init_module(
     Every parameter must be filled and every shape match, or nothing is written (InitserveError).
     """
     built = recipe(module)
+    if built.clones and rules:
+        # torch applies a rule to each layer of the stack after construction: no longer copies of the first
+        raise UnsupportedModuleError(
+            "rules cannot be combined with nn.TransformerEncoder/nn.TransformerDecoder, whose layers are copies of "
+            "one: build the layers as an nn.ModuleList of separately constructed layers, or pass no rules"
+        )
     if not built.layers:  # no parameters at all (the walk refuses any it cannot fill): nothing to ask for
         return Tensors({}, {}, {})
     body = {
