@@ -240,5 +240,7 @@ function build({ constants: K, polynomials: P, highWords: H }) {
     return q < 0 ? -val : val;
   }
 
-  return { exp, log, sincosTurns, erfc, ndtr, ndtri, kernelSin, kernelCos };
+  // Section 9's largest Box-Muller radius, sqrt(-2 ln 2^-53): the smallest u1 is 2^-53.
+  const normalRadius = Math.sqrt(-2.0 * log(2 ** -53));
+  return { exp, log, sincosTurns, erfc, ndtr, ndtri, kernelSin, kernelCos, normalRadius };
 }
