@@ -62,3 +62,15 @@ export function widen16(raw, dtype) {
   }
   return out;
 }
+
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/** A typed array's values as little-endian bytes (a view of it on little-endian platforms, the usual ones). */
+export function littleEndianBytes(typed) {
+  const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  if (LITTLE_ENDIAN) return bytes;
+  const swapped = new Uint8Array(bytes.length);
+  const width = typed.BYTES_PER_ELEMENT;
+  for (let i = 0; i < bytes.length; i++) swapped[i] = bytes[i - (i % width) + width - 1 - (i % width)];
+  return swapped;
+}

@@ -4,7 +4,7 @@
 // choices come from the vectors file's `schemes`, like every constant.
 
 import { mathFor } from './detmath.js';
-import { float32Bits, float32BitsToBfloat16, float32BitsToHalf, widen16 } from './dtypes.js';
+import { float32Bits, float32BitsToBfloat16, float32BitsToHalf, littleEndianBytes, widen16 } from './dtypes.js';
 import { deriveKey, streamBlock, toSeed } from './philox.js';
 import { spec } from './spec.js';
 
@@ -350,10 +350,21 @@ function prepare(d, dtype, math) {
   }
 }
 
-// Section 3, on a word given as its limbs.
+// Section 3, on words given as their limbs (high, low).
 const high53 = (hi, lo) => hi * 2097152 + (lo >>> 11); // w >> 11, exact
-const uniform01 = (hi, lo) => high53(hi, lo) * 2 ** -53;
-const uniformOpen = (hi, lo) => (hi * 1048576 + (lo >>> 12) + 0.5) * 2 ** -52;
+export const uniform01 = (hi, lo) => high53(hi, lo) * 2 ** -53;
+export const uniformOpen = (hi, lo) => (hi * 1048576 + (lo >>> 12) + 0.5) * 2 ** -52;
+
+/** normal_pair(w0, w1) into out[0], out[1] (elements 2k and 2k + 1). */
+export function normalPair(h0, l0, h1, l1, math, out) {
+  const u1 = (high53(h0, l0) + 1.0) * 2 ** -53;
+  const t = uniform01(h1, l1);
+  const r = Math.sqrt(-2.0 * math.log(u1));
+  const sc = math.sincosTurns(t);
+  out[0] = r * sc[1];
+  out[1] = r * sc[0];
+  return out;
+}
 
 /**
  * The value of the element whose flat index is `flat` and coordinates `at` (numbers, or BigInts for tensors of 2^53
@@ -367,17 +378,20 @@ function elementFunction(d, key, dims, math) {
     if (b !== cached) {
       streamBlock(key, b, 0, block);
       cached = b;
+      pairOf = -1;
     }
     return typeof flat === 'bigint' ? Number(flat & 3n) : flat % 4;
   };
+  const pair = new Float64Array(2);
+  let pairOf = -1; // which pair of the cached block `pair` holds (0 or 2: its first word)
   const normal = (flat) => {
     const j = load(flat);
-    const w0 = j & 2; // the pair (w[2k], w[2k+1]) of element i, k = i // 2
-    const u1 = (high53(block[2 * w0], block[2 * w0 + 1]) + 1.0) * 2 ** -53;
-    const t = uniform01(block[2 * w0 + 2], block[2 * w0 + 3]);
-    const r = Math.sqrt(-2.0 * math.log(u1));
-    const sc = math.sincosTurns(t);
-    return j & 1 ? r * sc[0] : r * sc[1];
+    const w0 = j & 2; // element i draws on the pair (w[2k], w[2k+1]), k = i // 2
+    if (pairOf !== w0) {
+      normalPair(block[2 * w0], block[2 * w0 + 1], block[2 * w0 + 2], block[2 * w0 + 3], math, pair);
+      pairOf = w0;
+    }
+    return pair[j & 1];
   };
   switch (d.kind) {
     case 'uniform': {
@@ -445,17 +459,6 @@ function sparseMatrix(d, key, dims, valueAt) {
     for (let z = 0; z < zeros; z++) values[word(order[z])] = 0.0;
   }
   return values;
-}
-
-const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
-
-function littleEndianBytes(typed) {
-  const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
-  if (LITTLE_ENDIAN) return bytes;
-  const swapped = new Uint8Array(bytes.length);
-  const width = typed.BYTES_PER_ELEMENT;
-  for (let i = 0; i < bytes.length; i++) swapped[i] = bytes[i - (i % width) + width - 1 - (i % width)];
-  return swapped;
 }
 
 /** float64 values -> the dtype's storage (section 8): Float64Array, Float32Array or Uint16Array of encodings. */

@@ -46,6 +46,8 @@ export function philoxBlock(key, counter, out) {
   const { multipliers, keyIncrements, rounds } = spec().philox;
   const [m0h, m0l] = multipliers[0];
   const [m1h, m1l] = multipliers[1];
+  const [i0h, i0l] = keyIncrements[0];
+  const [i1h, i1l] = keyIncrements[1];
   let k0h = key[0];
   let k0l = key[1];
   let k1h = key[2];
@@ -60,11 +62,11 @@ export function philoxBlock(key, counter, out) {
   let c3l = counter[7];
   for (let round = 0; round < rounds; round++) {
     if (round > 0) {
-      let low = k0l + keyIncrements[0][1];
-      k0h = (k0h + keyIncrements[0][0] + (low >= TWO32 ? 1 : 0)) >>> 0;
+      let low = k0l + i0l;
+      k0h = (k0h + i0h + (low >= TWO32 ? 1 : 0)) >>> 0;
       k0l = low >>> 0;
-      low = k1l + keyIncrements[1][1];
-      k1h = (k1h + keyIncrements[1][0] + (low >= TWO32 ? 1 : 0)) >>> 0;
+      low = k1l + i1l;
+      k1h = (k1h + i1h + (low >= TWO32 ? 1 : 0)) >>> 0;
       k1l = low >>> 0;
     }
     mul64(m0h, m0l, c0h, c0l, products, 0); // hi0 = products[0..2), lo0 = products[2..4)
