@@ -10,6 +10,7 @@ import { spec } from './spec.js';
 
 const TWO_POW_53 = 2 ** 53;
 const MAX_U64 = (1n << 64n) - 1n;
+const MAX_ELEMENTS = (1n << 63n) - 1n;
 const COMMON = new Set(['shape', 'scheme', 'seed', 'name', 'dtype', 'layout', 'fan_in', 'fan_out', 'slice', 'rng']);
 // `format` only chooses the container (section 10): accepted so that one request object serves fetch and generate.
 const IGNORED = new Set(['format']);
@@ -114,6 +115,8 @@ export function normalize(request) {
   const shape = request.shape;
   if (!Array.isArray(shape) || shape.length > 8) fail('shape', 'must be a list of 0 to 8 integers');
   const dims = shape.map((d, i) => toBigInt(d, ['shape', i], 1n));
+  // Flat indices are int64 in the service (learned from its 422: the spec's section 1.1 does not say it).
+  if (dims.reduce((a, b) => a * b, 1n) > MAX_ELEMENTS) fail('shape', 'at most 2^63 - 1 elements can be addressed');
 
   const dtype = request.dtype ?? 'float32';
   if (!Object.hasOwn(DTYPE_MAX, dtype)) fail('dtype', `must be one of ${Object.keys(DTYPE_MAX).join(', ')}`);
@@ -309,11 +312,38 @@ export function distributionOf(n) {
   return { distribution: d, fans };
 }
 
+// The service also refuses (422, "the parameters overflow float64 (values, their range or their variance)") a
+// distribution whose mean, range or variance overflows float64. Section 9 says only "a non-finite distribution
+// parameter": these are the rules measured on the live service, exact up to the last bit of the thresholds.
+function moments(d, dims) {
+  switch (d.kind) {
+    case 'uniform':
+      return [d.low + d.high, d.high - d.low, (d.high - d.low) * (d.high - d.low)];
+    case 'normal':
+    case 'truncated_normal':
+      return [d.std * d.std];
+    case 'eye': {
+      const diagonal = Number(dims[0] < dims[1] ? dims[0] : dims[1]);
+      return [d.gain * d.gain * diagonal];
+    }
+    case 'sparse': {
+      const rows = Number(dims[0]);
+      const kept = (rows - Math.min(Math.ceil(d.sparsity * rows), rows)) / rows;
+      return [kept * d.std * d.std];
+    }
+    default:
+      return [];
+  }
+}
+
 // Section 9, and section 5.1's conditions on a truncated normal (prepared here, once per tensor).
-function prepare(d, dtype, math) {
+function prepare(d, dtype, dims, math) {
   const numbers = Object.entries(d).filter(([, v]) => typeof v === 'number');
   for (const [key, value] of numbers) {
     if (!Number.isFinite(value)) fail('scheme', `the distribution's ${key} is not finite (${value})`);
+  }
+  if (!moments(d, dims).every(Number.isFinite)) {
+    fail('scheme', 'the parameters overflow float64 (values, their range or their variance)');
   }
   let largest;
   switch (d.kind) {
@@ -481,7 +511,7 @@ export function generate(request, options = {}) {
   const math = mathFor(compiled);
   const n = normalize(request);
   const { distribution: d, fans } = distributionOf(n);
-  prepare(d, n.dtype, math);
+  prepare(d, n.dtype, n.dims, math);
   const key = deriveKey(n.seed, n.name);
   const dims = n.dims;
   const full = dims.reduce((a, b) => a * b, 1n);

@@ -36,10 +36,14 @@ export function parseJson(text) {
   );
 }
 
-/** JSON.stringify that writes BigInt values as integer literals. */
+/** JSON.stringify that writes BigInt values as integer literals, and -0 as -0.0 (JSON.stringify writes 0). */
 export function stringifyJson(value) {
-  const nonce = `bigint${Math.random().toString(36).slice(2)}:`;
-  const text = JSON.stringify(value, (key, v) => (typeof v === 'bigint' ? `\u0000${nonce}${v}` : v));
+  const nonce = `literal${Math.random().toString(36).slice(2)}:`;
+  const literal = (v) => {
+    if (typeof v === 'bigint') return `\u0000${nonce}${v}`;
+    return Object.is(v, -0) ? `\u0000${nonce}-0.0` : v;
+  };
+  const text = JSON.stringify(value, (key, v) => literal(v));
   // JSON.stringify writes the marker's NUL as the six characters \u0000.
-  return text.replaceAll(new RegExp(`"\\\\u0000${nonce}(-?\\d+)"`, 'g'), '$1');
+  return text.replaceAll(new RegExp(`"\\\\u0000${nonce}(-?[0-9.]+)"`, 'g'), '$1');
 }
