@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { fetchTensor, generate, InitserveError, RequestError } from '../src/index.js';
+import { fetchTensor, fetchTensors, generate, InitserveError, RequestError } from '../src/index.js';
 import { spec } from '../src/spec.js';
 import { startServer } from './server.js';
 
@@ -198,4 +198,63 @@ test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED}
     'explicit fan',
   ];
   assert.deepEqual(wanted.filter((item) => !covered.has(item)), [], 'never matched');
+});
+
+test('many tensors and models: safetensors, JSON and npz agree, and each tensor is generate() of its own request', async () => {
+  const tensors = {
+    'enc.weight': { shape: [7, 5], scheme: 'kaiming_uniform', a: 2.236, dtype: 'float16' },
+    'enc.bias': { shape: [7], scheme: 'torch_default', fan_in: 5, dtype: 'float64' },
+    'dé.kernel': { shape: [3, 4], scheme: 'glorot_normal' },
+    steps: { shape: [], scheme: 'zeros', dtype: 'int64' },
+  };
+  const seed = 2n ** 64n - 2n;
+  const answers = {};
+  for (const format of ['safetensors', 'json', 'npz']) {
+    answers[format] = await fetchTensors(server.url, { seed, tensors }, { format, raw: true });
+  }
+  for (const [name, tensor] of Object.entries(answers.safetensors.tensors)) {
+    for (const format of ['json', 'npz']) {
+      const other = answers[format].tensors[name];
+      assert.deepEqual([other.shape, other.dtype], [tensor.shape, tensor.dtype], `${format} ${name}`);
+      assert.ok(Buffer.from(other.bytes).equals(Buffer.from(tensor.bytes)), `${format} ${name}`);
+      assert.deepEqual(other.metadata, tensor.metadata, `${format} ${name} metadata`);
+    }
+  }
+  assert.deepEqual(Object.keys(answers.json.tensors), Object.keys(tensors));
+  assert.equal(answers.npz.metadata.seed, seed);
+  for (const [name, spec] of Object.entries(tensors)) {
+    if (spec.dtype === 'int64') {
+      assert.deepEqual(answers.safetensors.tensors[name].data, BigInt64Array.of(0n));
+      continue;
+    }
+    const local = generate({ ...spec, seed, name }, { raw: true });
+    assert.ok(Buffer.from(local.bytes).equals(Buffer.from(answers.safetensors.tensors[name].bytes)), name);
+  }
+
+  const model = {
+    framework: 'torch',
+    layers: ['embed: embedding(11, 4, padding_idx=0)', 'linear(4, 3)', 'batchnorm1d(3)'],
+    rules: [{ layer: 'linear', param: 'weight', scheme: 'xavier_normal', dtype: 'bfloat16' }],
+  };
+  const file = await fetchTensors(server.url, { seed: 3, model });
+  const json = await fetchTensors(server.url, { seed: 3, model }, { format: 'json' });
+  assert.equal(file.metadata.framework, 'torch');
+  assert.deepEqual(Object.keys(file.tensors), Object.keys(json.tensors));
+  assert.equal(file.tensors['1.weight'].dtype, 'bfloat16');
+  assert.ok(file.tensors['1.weight'].data instanceof Float32Array);
+  assert.deepEqual(file.tensors['1.weight'].data, json.tensors['1.weight'].data);
+  assert.equal(file.tensors['embed.weight'].data[0], 0); // the padding row
+  assert.equal(file.tensors['2.num_batches_tracked'].dtype, 'int64');
+});
+
+test('the service refusing: InitserveError with its status and detail', async () => {
+  const refused = fetchTensor(server.url, { shape: [2], scheme: 'kaiming_normal', seed: 1 });
+  await assert.rejects(refused, (error) => {
+    assert.ok(error instanceof InitserveError);
+    assert.equal(error.status, 422);
+    assert.deepEqual(error.detail[0].loc, ['body', 'shape']);
+    return true;
+  });
+  const tooLarge = fetchTensor(server.url, { shape: [20000, 20000], scheme: 'normal', seed: 1 });
+  await assert.rejects(tooLarge, (error) => error.status === 413 && /INITSERVE_MAX_ELEMENTS/.test(error.message));
 });
