@@ -3,7 +3,11 @@
 // names. A 200 must carry exactly generate()'s bytes; a 422 must be refused by generate() too.
 
 import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 
 import { fetchTensor, fetchTensors, generate, InitserveError, RequestError } from '../src/index.js';
 import { spec } from '../src/spec.js';
@@ -257,4 +261,21 @@ test('the service refusing: InitserveError with its status and detail', async ()
   });
   const tooLarge = fetchTensor(server.url, { shape: [20000, 20000], scheme: 'normal', seed: 1 });
   await assert.rejects(tooLarge, (error) => error.status === 413 && /INITSERVE_MAX_ELEMENTS/.test(error.message));
+});
+
+test("the README's js examples run as written against the live server", async () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const blocks = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((match) => match[1]);
+  assert.ok(blocks.length >= 4, `only ${blocks.length} examples found`);
+  const index = new URL('../src/index.js', import.meta.url).href;
+  for (const [i, block] of blocks.entries()) {
+    const code = block.replaceAll("from 'initserve'", `from '${index}'`).replaceAll('http://127.0.0.1:8000', server.url);
+    const file = join(tmpdir(), `initserve-readme-${process.pid}-${i}.mjs`);
+    writeFileSync(file, code);
+    try {
+      await import(pathToFileURL(file).href);
+    } finally {
+      rmSync(file);
+    }
+  }
 });

@@ -10,7 +10,7 @@ import { float32Bits } from '../src/dtypes.js';
 import { generate, normalPair, uniform01, uniformOpen } from '../src/generate.js';
 import { parseJson } from '../src/json.js';
 import { deriveKey, keyInput, philoxBlock, streamBlock } from '../src/philox.js';
-import { hexToFloat, hexToWords, spec } from '../src/spec.js';
+import { hexToFloat, hexToWords, spec, useSpec } from '../src/spec.js';
 
 const FILE = new URL('../../../docs/vectors/philox-v1.json', import.meta.url);
 const { vectors } = parseJson(readFileSync(FILE, 'utf8'));
@@ -145,4 +145,13 @@ test('double_rounding: float16 and bfloat16 go through float32 (section 8)', () 
     assert.equal(narrow.toString(16).padStart(4, '0'), e.right, `${e.dtype} element ${e.index}`);
     assert.notEqual(narrow.toString(16).padStart(4, '0'), e.wrong_direct);
   }
+});
+
+test('useSpec: the constants can be given as the parsed file, and anything else is refused', () => {
+  const before = spec();
+  assert.throws(() => useSpec({ rng: 'philox-v2' }), /not the philox-v1 vectors file/);
+  assert.equal(spec(), before, 'a refused file leaves the loaded constants in place');
+  useSpec(parseJson(readFileSync(FILE, 'utf8')));
+  assert.equal(generate({ shape: [64, 33], scheme: 'kaiming_normal', seed: 0, dtype: 'float64' }).data[156],
+    hexToFloat(vectors.requests[0].float64['156']));
 });
