@@ -33,6 +33,9 @@ const GAINS = {
   selu: () => 3.0 / 4.0,
 };
 
+// Keras's named variance_scaling presets (section 6.4): [scale, mode]; `_normal` is the truncated normal.
+const KERAS_PRESETS = { glorot: [1.0, 'fan_avg'], he: [2.0, 'fan_in'], lecun: [1.0, 'fan_in'] };
+
 /** A request generate() refuses, as the service would with a 422 (or cannot reproduce): `loc` names the field. */
 export class RequestError extends Error {
   constructor(loc, message) {
@@ -274,16 +277,14 @@ export function distributionOf(n) {
       break;
     case 'glorot_uniform':
     case 'glorot_normal':
-      d = vs(1.0, 'fan_avg', n.scheme.endsWith('uniform') ? 'uniform' : 'truncated_normal');
-      break;
     case 'he_uniform':
     case 'he_normal':
-      d = vs(2.0, 'fan_in', n.scheme.endsWith('uniform') ? 'uniform' : 'truncated_normal');
-      break;
     case 'lecun_uniform':
-    case 'lecun_normal':
-      d = vs(1.0, 'fan_in', n.scheme.endsWith('uniform') ? 'uniform' : 'truncated_normal');
+    case 'lecun_normal': {
+      const [scale, mode] = KERAS_PRESETS[n.scheme.split('_')[0]];
+      d = vs(scale, mode, n.scheme.endsWith('uniform') ? 'uniform' : 'truncated_normal');
       break;
+    }
     case 'random_normal':
       d = { kind: 'normal', mean: p.mean, std: p.stddev };
       break;
