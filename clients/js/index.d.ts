@@ -125,3 +125,12 @@ export function decodeNpy(
 ): { data: TensorData; shape: number[]; dtype: string; bytes: Uint8Array };
 export function decodeNpz(bytes: Uint8Array, options?: { raw?: boolean }): Decoded;
 export function decodeJson(body: Uint8Array | string, options?: { raw?: boolean }): Decoded;
+
+/**
+ * The whole response body of POST /init for a seeded single-tensor request, byte for byte as the service of
+ * version `service` (e.g. 'initserve 0.1.0': containers name it) writes it; format: safetensors (default), npy, json.
+ */
+export function encode(
+  request: TensorRequest,
+  options: { service: string; format?: Format },
+): Uint8Array;

@@ -126,7 +126,11 @@ export function normalize(request) {
   const layout = request.layout ?? scheme.default_layout;
   if (layout !== 'torch' && layout !== 'keras') fail('layout', 'must be torch or keras');
   const params = {};
-  for (const [key, rule] of Object.entries(scheme.params)) params[key] = parameter(schemeName, key, rule, request[key]);
+  const shown = {}; // the metadata's params: `mode` and `distribution` echoed as given (section 6.4)
+  for (const [key, rule] of Object.entries(scheme.params)) {
+    params[key] = parameter(schemeName, key, rule, request[key]);
+    shown[key] = rule.type === 'string' && request[key] != null ? request[key] : params[key];
+  }
 
   let slice = null;
   if (request.slice !== undefined && request.slice !== null) {
@@ -142,7 +146,10 @@ export function normalize(request) {
   }
   return {
     scheme: schemeName,
+    family: scheme.family,
+    aliasOf: scheme.alias_of,
     params,
+    shown,
     seed,
     name: checkName(request.name ?? 'weight'),
     dtype,
@@ -209,8 +216,10 @@ export function distributionOf(n) {
   const { read, fans } = fanReader(n);
   const p = n.params;
   const vs = (scale, mode, distribution) => varianceScaling(scale, mode, distribution, read, constants);
+  let schemeGain = null; // the metadata's `gain` (section 10)
   const kaiming = (distribution) => {
     const g = gain(p.nonlinearity, p.a);
+    schemeGain = g;
     return vs(g * g, p.mode, distribution);
   };
   let d;
@@ -240,6 +249,7 @@ export function distributionOf(n) {
       break;
     case 'identity':
       requireRank(n, [2], '2-D');
+      schemeGain = p.gain;
       d = { kind: 'eye', gain: p.gain };
       break;
     case 'dirac':
@@ -249,9 +259,11 @@ export function distributionOf(n) {
       d = { kind: 'dirac', groups: p.groups };
       break;
     case 'xavier_uniform':
+      schemeGain = p.gain;
       d = vs(p.gain * p.gain, 'fan_avg', 'uniform');
       break;
     case 'xavier_normal':
+      schemeGain = p.gain;
       d = vs(p.gain * p.gain, 'fan_avg', 'untruncated_normal');
       break;
     case 'kaiming_uniform':
@@ -264,6 +276,7 @@ export function distributionOf(n) {
     case 'torch_default': {
       const a = Math.sqrt(5.0);
       const g = gain('leaky_relu', a);
+      schemeGain = g;
       d = vs(g * g, 'fan_in', 'uniform');
       break;
     }
@@ -310,7 +323,7 @@ export function distributionOf(n) {
     default:
       fail('scheme', `generate() does not know ${n.scheme}`);
   }
-  return { distribution: d, fans };
+  return { distribution: d, fans, gain: schemeGain };
 }
 
 // The service also refuses (422, "the parameters overflow float64 (values, their range or their variance)") a
@@ -503,15 +516,13 @@ export function toDtype(values, dtype) {
 }
 
 /**
- * The tensor of `request` computed locally: { data, shape, dtype, bytes, distribution, fans }. `bytes` are the
- * little-endian data bytes the service sends; `data` is a Float64Array / Float32Array, for float16 and bfloat16 a
- * Float32Array of their exact values, or with `options.raw` the Uint16Array of their encodings.
+ * The request's tensor in its dtype's storage (Float64Array, Float32Array, or Uint16Array encodings), with the
+ * normalized request, its distribution, the fans read and the scheme's gain: what generate() and encode() need.
  */
-export function generate(request, options = {}) {
-  const compiled = spec();
-  const math = mathFor(compiled);
+export function compute(request) {
+  const math = mathFor(spec());
   const n = normalize(request);
-  const { distribution: d, fans } = distributionOf(n);
+  const { distribution: d, fans, gain: schemeGain } = distributionOf(n);
   prepare(d, n.dtype, n.dims, math);
   const key = deriveKey(n.seed, n.name);
   const dims = n.dims;
@@ -538,8 +549,17 @@ export function generate(request, options = {}) {
       at[k] = region[k][0];
     }
   }
-  const stored = toDtype(values, n.dtype);
-  const data = stored instanceof Uint16Array && !options.raw ? widen16(stored, n.dtype) : stored;
   const shape = region.map(([start, stop]) => Number(stop - start));
-  return { data, shape, dtype: n.dtype, bytes: littleEndianBytes(stored), distribution: d, fans };
+  return { request: n, distribution: d, fans, gain: schemeGain, stored: toDtype(values, n.dtype), shape };
+}
+
+/**
+ * The tensor of `request` computed locally: { data, shape, dtype, bytes, distribution, fans }. `bytes` are the
+ * little-endian data bytes the service sends; `data` is a Float64Array / Float32Array, for float16 and bfloat16 a
+ * Float32Array of their exact values, or with `options.raw` the Uint16Array of their encodings.
+ */
+export function generate(request, options = {}) {
+  const { request: n, distribution, fans, stored, shape } = compute(request);
+  const data = stored instanceof Uint16Array && !options.raw ? widen16(stored, n.dtype) : stored;
+  return { data, shape, dtype: n.dtype, bytes: littleEndianBytes(stored), distribution, fans };
 }

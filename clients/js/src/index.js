@@ -2,5 +2,6 @@
 
 export { fetchTensor, fetchTensors, InitserveError } from './client.js';
 export { decode, decodeJson, decodeNpy, decodeNpz, decodeSafetensors } from './decode.js';
+export { encode } from './encode.js';
 export { generate, RequestError } from './generate.js';
 export { useSpec } from './spec.js';

@@ -1,6 +1,7 @@
 // generate() against the live service on seeded random requests: every scheme generate() computes, all dtypes,
 // formats, shapes from 0-D to 5-D, slices (of huge tensors too), explicit fans, seeds up to 2^64 - 1 and non-ASCII
-// names. A 200 must carry exactly generate()'s bytes; a 422 must be refused by generate() too.
+// names. A 200 must carry exactly generate()'s data bytes, and be exactly encode()'s whole body; a 422 must be
+// refused by generate() too.
 
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { fetchTensor, fetchTensors, generate, InitserveError, RequestError } from '../src/index.js';
+import { encode, fetchTensor, fetchTensors, generate, InitserveError, RequestError } from '../src/index.js';
 import { spec } from '../src/spec.js';
 import { startServer } from './server.js';
 
@@ -19,8 +20,11 @@ const SEED = Number(process.env.INITSERVE_JS_LIVE_SEED ?? 12);
 const IN_FLIGHT = 4;
 
 let server;
+let service; // the version the containers name (section 10), e.g. 'initserve 0.1.0'
 before(async () => {
   server = await startServer();
+  const probe = await fetchTensor(server.url, { shape: [], scheme: 'zeros', seed: 0 }, { format: 'json' });
+  service = probe.metadata.service;
 });
 after(async () => {
   await server?.stop();
@@ -132,8 +136,14 @@ const show = (request) => JSON.stringify(request, (k, v) => (typeof v === 'bigin
 async function check({ request, format }) {
   let fetched;
   let refusal;
+  let body; // the whole response body, kept by a fetch that reads a copy
+  const keepBody = async (url, init) => {
+    const response = await fetch(url, init);
+    body = new Uint8Array(await response.clone().arrayBuffer());
+    return response;
+  };
   try {
-    fetched = await fetchTensor(server.url, request, { format, raw: true });
+    fetched = await fetchTensor(server.url, request, { format, raw: true, fetch: keepBody });
   } catch (error) {
     if (!(error instanceof InitserveError)) throw error;
     refusal = error;
@@ -157,6 +167,8 @@ async function check({ request, format }) {
   assert.deepEqual(local.shape, fetched.shape, show(request));
   assert.equal(local.dtype, fetched.dtype, show(request));
   assert.ok(Buffer.from(local.bytes).equals(Buffer.from(fetched.bytes)), `bytes differ (${format}): ${show(request)}`);
+  const encoded = encode(request, { service, format });
+  assert.ok(Buffer.from(encoded).equals(Buffer.from(body)), `body differs (${format}): ${show(request)}`);
   return 'matched';
 }
 

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 
 import { mathFor } from '../src/detmath.js';
 import { float32Bits } from '../src/dtypes.js';
+import { encode, formatFloat } from '../src/encode.js';
 import { generate, normalPair, uniform01, uniformOpen } from '../src/generate.js';
 import { parseJson } from '../src/json.js';
 import { deriveKey, keyInput, philoxBlock, streamBlock } from '../src/philox.js';
@@ -154,4 +155,33 @@ test('useSpec: the constants can be given as the parsed file, and anything else 
   useSpec(parseJson(readFileSync(FILE, 'utf8')));
   assert.equal(generate({ shape: [64, 33], scheme: 'kaiming_normal', seed: 0, dtype: 'float64' }).data[156],
     hexToFloat(vectors.requests[0].float64['156']));
+});
+
+test('bodies: whole response bodies (section 10) for the service version named', () => {
+  const { service, cases } = vectors.bodies;
+  for (const { request, length, sha256: digest } of cases) {
+    const body = encode(request, { service });
+    assert.equal(body.length, length, JSON.stringify(request));
+    assert.equal(sha256(body), digest, JSON.stringify(request));
+  }
+});
+
+test('float text (section 10): shortest digits, ties to even, positional or exponent by the dtype', () => {
+  const cases = [
+    [0.314453125, true, '0.31445312'], // float32 tie between ...312 and ...313: the even digit
+    [1e-7, false, '1e-7'],
+    [0.00001, false, '0.00001'],
+    [123.5, false, '123.5'],
+    [1e16, false, '1e+16'],
+    [1e15, false, '1000000000000000.0'],
+    [1.2345678901234568e17, false, '1.2345678901234568e+17'],
+    [Math.fround(1e13), true, '1e+13'],
+    [Math.fround(1e12), true, '1000000000000.0'],
+    [Math.fround(1e-6), true, '0.000001'],
+    [Math.fround(1e-7), true, '1e-7'],
+    [-0, false, '-0.0'],
+    [2 ** -149, true, '1e-45'],
+    [Math.fround(3.4028234663852886e38), true, '3.4028235e+38'],
+  ];
+  for (const [value, single, text] of cases) assert.equal(formatFloat(value, single), text, `${value} ${single}`);
 });
