@@ -100,7 +100,9 @@ export function jsonText(value) {
 export function metadataOf({ request: n, distribution: d, fans, gain }, service) {
   const rules = spec().schemes[n.scheme].params;
   const params = {};
-  for (const [key, value] of Object.entries(n.shown)) params[key] = rules[key].type === 'number' ? new Float(value) : value;
+  for (const [key, value] of Object.entries(n.shown)) {
+    params[key] = rules[key].type === 'number' ? new Float(value) : value;
+  }
   const bigToInt = (b) => (b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b);
   const meta = {
     name: n.name,

@@ -15,8 +15,14 @@ const COMMON = new Set(['shape', 'scheme', 'seed', 'name', 'dtype', 'layout', 'f
 // `format` only chooses the container (section 10): accepted so that one request object serves fetch and generate.
 const IGNORED = new Set(['format']);
 const CASE_INSENSITIVE = new Set(['mode', 'distribution']);
-const DTYPE_MAX = { float64: Number.MAX_VALUE, float32: 3.4028234663852886e38, float16: 65504, bfloat16: 3.3895313892515355e38 };
-// Whole-matrix schemes: orthogonal's QR is LAPACK's, not bit-exact across machines (section 5.3).
+// Section 9: each dtype's largest finite value.
+const DTYPE_MAX = {
+  float64: Number.MAX_VALUE,
+  float32: 3.4028234663852886e38,
+  float16: 65504,
+  bfloat16: 3.3895313892515355e38,
+};
+// What generate() refuses though the service computes it: orthogonal is not bit-exact anywhere (section 5.3).
 const REFUSED = { orthogonal: 'its QR runs in LAPACK and is not bit-exact across machines (spec section 5.3)' };
 const GAINS = {
   linear: () => 1.0,

@@ -155,7 +155,8 @@ test('fetchTensor: the request sent (BigInt seed, -0.0, format, key) and the npy
     fetch: fakeFetch(200, 'application/x-npy', body, seen),
   });
   assert.equal(seen[0].url, 'http://127.0.0.1:1/init');
-  assert.equal(seen[0].init.body, '{"shape":[2],"scheme":"constant","val":-0.0,"seed":18446744073709551615,"format":"npy"}');
+  const sent = '{"shape":[2],"scheme":"constant","val":-0.0,"seed":18446744073709551615,"format":"npy"}';
+  assert.equal(seen[0].init.body, sent);
   assert.equal(seen[0].init.headers.authorization, 'Bearer k');
   assert.deepEqual([fetched.data, fetched.shape, fetched.format], [Float32Array.of(0.5, 1), [2], 'npy']);
   assert.deepEqual(fetched.metadata, { seed: 5, rng: 'philox-v1' });
