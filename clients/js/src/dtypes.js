@@ -74,3 +74,14 @@ export function littleEndianBytes(typed) {
   for (let i = 0; i < bytes.length; i++) swapped[i] = bytes[i - (i % width) + width - 1 - (i % width)];
   return swapped;
 }
+
+/** The byte arrays one after the other. */
+export function concatBytes(...parts) {
+  const out = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

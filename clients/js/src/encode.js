@@ -2,7 +2,7 @@
 // locally: metadata, its JSON text, and the safetensors, npy or JSON container around generate()'s data. The
 // container names the service version, so the caller says which one (`service`, e.g. 'initserve 0.1.0').
 
-import { bfloat16ToFloat, halfToFloat, littleEndianBytes } from './dtypes.js';
+import { bfloat16ToFloat, concatBytes as concat, halfToFloat, littleEndianBytes } from './dtypes.js';
 import { compute } from './generate.js';
 import { spec } from './spec.js';
 
@@ -145,16 +145,6 @@ export function metadataOf({ request: n, distribution: d, fans, gain }, service)
 }
 
 const utf8 = (text) => new TextEncoder().encode(text);
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((total, part) => total + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 const byCodePoint = ([a], [b]) => {
   const x = [...a].map((c) => c.codePointAt(0));

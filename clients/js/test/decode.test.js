@@ -5,18 +5,16 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { decode, decodeNpy, decodeSafetensors, fetchTensor, fetchTensors, InitserveError } from '../src/index.js';
-import { bfloat16ToFloat, float32Bits, float32BitsToBfloat16, float32BitsToHalf, halfToFloat } from '../src/dtypes.js';
+import {
+  bfloat16ToFloat,
+  concatBytes as concat,
+  float32Bits,
+  float32BitsToBfloat16,
+  float32BitsToHalf,
+  halfToFloat,
+} from '../src/dtypes.js';
 
 const encoder = new TextEncoder();
-const concat = (...parts) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-};
 const bytesOf = (typed) => new Uint8Array(typed.buffer.slice(0));
 
 function safetensors(header, data) {
