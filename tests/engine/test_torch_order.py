@@ -31,6 +31,7 @@ from service.engine.random.rng import Draw  # noqa: E402
 from service.engine.random.rngs.torch_2_13 import Torch213  # noqa: E402
 from service.engine.recipes.expand import expand_ordered  # noqa: E402
 from service.engine.schemes.distributions import Constant, Normal, Uniform  # noqa: E402
+from tests.torch_architectures import basic_block, language_model  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -190,42 +191,8 @@ def assert_same_order(ours: list[Write], theirs: list[Write]) -> None:
 # ---- the architectures ---------------------------------------------------------------------------------------
 
 
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock with a downsampling shortcut, written out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(32)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(32, 32, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(32)
-        self.downsample = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
-
-
-BASIC_BLOCK = [
-    "conv1: conv2d(16, 32, 3, stride=2, padding=1, bias=False)",
-    "bn1: batchnorm2d(32)",
-    "relu: relu(inplace=True)",
-    "conv2: conv2d(32, 32, 3, padding=1, bias=False)",
-    "bn2: batchnorm2d(32)",
-    {
-        "type": "sequential",
-        "name": "downsample",
-        "layers": ["conv2d(16, 32, 1, stride=2, bias=False)", "batchnorm2d(32)"],
-    },
-]
-
-
-class LanguageModel(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(50, 8, padding_idx=0)
-        self.lstm = nn.LSTM(8, 12, num_layers=2, dropout=0.1)
-        self.head = nn.Linear(12, 50)
-
-
-LANGUAGE_MODEL = ["embed: embedding(50, 8, padding_idx=0)", "lstm: lstm(8, 12, 2, dropout=0.1)", "head: linear(12, 50)"]
+BASIC_BLOCK, BasicBlock = basic_block(16, 32)
+LANGUAGE_MODEL, LanguageModel = language_model(50, 8, 12)
 
 MIXED = [
     "conv1d(8, 16, 5, groups=4)",
