@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -36,25 +36,40 @@ The same request (with a seed) returns bit-identical tensors on every machine an
 """
 
 
+async def _compile(warm_up: Callable[..., None], what: str) -> bool:
+    """Run `warm_up` (a compile of numba kernels) in a thread; after a failure (a corrupt numba cache?) once more
+    ignoring the disk cache. False when even that fails (logged)."""
+    try:
+        await anyio.to_thread.run_sync(warm_up)
+    except Exception:
+        logger.exception("%s failed to load (a corrupt numba cache?): compiling them afresh", what)
+        try:
+            await anyio.to_thread.run_sync(partial(warm_up, fresh=True))
+        except Exception:
+            logger.exception("%s cannot be compiled", what)
+            return False
+    return True
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async def warm_up() -> None:
-        # In the background, so that /healthz answers at once; /readyz turns 200 only when the engine's kernels
-        # are compiled, so that no routed request pays for the compile (seconds on a cold cache).
+        # In the background, so that /healthz answers at once; /readyz turns 200 only when the default rng's
+        # kernels are compiled, so that no routed request pays for the compile (seconds on a cold cache).
         started = time.monotonic()
-        try:
-            await anyio.to_thread.run_sync(parallel.warm_up)
-        except Exception:
-            logger.exception("the engine's kernels failed to load (a corrupt numba cache?): compiling them afresh")
-            try:
-                await anyio.to_thread.run_sync(partial(parallel.warm_up, fresh=True))
-            except Exception:
-                logger.exception("the engine's kernels cannot be compiled: serving from the NumPy reference path")
-                parallel.configure(jit=False)  # the same bits, slower
+        if not await _compile(parallel.warm_up, "the engine's kernels"):
+            logger.error("serving from the NumPy reference path (the same bits, slower)")
+            parallel.configure(jit=False)
         app.state.ready = True
         logger.info(startup.ready_message(time.monotonic() - started, parallel.kernel_counts()))
+        # The other rngs' next (they have no NumPy path): a request naming one meanwhile waits for its compile,
+        # and after a failure fails alone, with its own error.
+        started = time.monotonic()
+        await _compile(parallel.warm_up_other_rngs, "the other rngs' kernels")
+        logger.info("the other rngs' kernels are ready too (%.2f s)", time.monotonic() - started)
+        app.state.all_kernels = True
 
-    app.state.ready = False
+    app.state.ready = app.state.all_kernels = False
     warming = asyncio.create_task(warm_up())
     yield
     warming.cancel()

@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--fan-in", type=int)
     generate.add_argument("--fan-out", type=int)
     generate.add_argument("--name", default="weight")
+    # Not listed from the registry here: importing it imports numba, which `serve` must configure first.
+    generate.add_argument("--rng", help="the random algorithm, e.g. torch-2.13 (default: philox-v1)")
     generate.add_argument(
         "--format", choices=tuple(holding(True)), help="default: from the output file's extension, else safetensors"
     )
@@ -126,6 +128,7 @@ def _generate(args: argparse.Namespace) -> None:
         "layout": args.layout,
         "fan_in": args.fan_in,
         "fan_out": args.fan_out,
+        **({"rng": args.rng} if args.rng else {}),
         "format": fmt.name,
         **dict(args.param),
     }

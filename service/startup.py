@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "initserve-kernels.json"  # in a `build` directory: the targets it holds
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "numba-cache"  # where they are copied when NUMBA_CACHE_DIR is unset
-COMPILE = "from service.engine.random.compiled.samplers import compile_all; compile_all()"
+COMPILE = "from service.engine.random.registry import compile_kernels; compile_kernels()"
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,20 @@ def test_the_python_example_runs_as_written(url: str, tmp_path: Path) -> None:
     script = _block("python").replace("http://localhost:8000", url) + checks
     run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_the_torch_example_is_torchs_own_bytes(url: str, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")  # CI's torch step; tests/conftest.py pins its AVX2 kernels
+    line = next(line for line in _block("sh").splitlines() if '"rng":"torch-2.13"' in line)
+    run = subprocess.run(
+        ["bash", "-e", "-c", line.replace("localhost:8000", url.removeprefix("http://"))],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    torch.manual_seed(7)
+    weight = torch.nn.init.kaiming_normal_(torch.empty(256, 784))
+    np.save(tmp_path / "reference.npy", weight.numpy())
+    assert (tmp_path / "torch_weight.npy").read_bytes() == (tmp_path / "reference.npy").read_bytes()

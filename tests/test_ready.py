@@ -72,12 +72,34 @@ def test_the_warm_up_compiles_what_requests_use_and_nothing_else():
         deadline = time.monotonic() + 300
         while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
+        while not client.app.state.all_kernels and time.monotonic() < deadline:  # the other rngs', after
+            time.sleep(0.05)
         before = parallel.kernel_counts()
-        for dtype in ("float32", "float64"):
-            for scheme in ("uniform", "normal", "trunc_normal"):
-                for extra in ({}, {"slice": [[1, 3], [2, 9]]}):  # one run, and a strided region
-                    body = {"shape": [4, 33], "scheme": scheme, "seed": 1, "dtype": dtype, "format": "json", **extra}
-                    assert client.post("/init", json=body).status_code == 200
+        for dtype in ("float32", "float64", "bfloat16"):
+            for scheme, params in (
+                ("uniform", {}),
+                ("normal", {}),
+                ("trunc_normal", {}),
+                ("sparse", {"sparsity": 0.5}),
+            ):
+                for extra in (
+                    {},
+                    {"slice": [[1, 3], [2, 9]]},
+                    {"rng": "torch-2.13"},
+                    {"shape": [3], "rng": "torch-2.13"},
+                ):
+                    body = {
+                        "shape": [4, 33],
+                        "scheme": scheme,
+                        "seed": 1,
+                        "dtype": dtype,
+                        "format": "json",
+                        **params,
+                        **extra,
+                    }
+                    if scheme == "sparse" and len(body["shape"]) < 2:
+                        continue
+                    assert client.post("/init", json=body).status_code == 200, body
         after = parallel.kernel_counts()
     assert before is not None and after == before, "a request compiled a kernel the warm-up did not"
     # The tests' own Philox check (`words`) stays out of the warm-up: compiling it cost a third of a cold start.

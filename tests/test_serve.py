@@ -61,7 +61,7 @@ def test_sigterm_lets_the_inflight_response_finish_then_exits_zero():
 def test_a_corrupt_numba_cache_is_logged_and_rebuilt_and_the_server_becomes_ready(tmp_path):
     cache = tmp_path / "numba-cache"
     env = {"NUMBA_CACHE_DIR": str(cache)}
-    compile_all = "from service.engine.random.compiled.samplers import compile_all; compile_all()"
+    compile_all = "from service.engine.random.registry import compile_kernels; compile_kernels()"
     subprocess.run([sys.executable, "-c", compile_all], env={**os.environ, **env}, check=True, timeout=300)
     files = [path for path in cache.rglob("*") if path.suffix in (".nbi", ".nbc")]
     assert files, "numba wrote no cache"
@@ -71,6 +71,11 @@ def test_a_corrupt_numba_cache_is_logged_and_rebuilt_and_the_server_becomes_read
     request = {"shape": [3, 5], "scheme": "trunc_normal", "seed": 5, "format": "json", "dtype": "float64"}
     with serve({**env, "INITSERVE_LOG_LEVEL": "info"}, ready_timeout=300) as (url, process):
         r = httpx.post(f"{url}/init", json=request)
+        deadline = time.monotonic() + 300  # the other rngs' kernels, compiled after readiness
+        while httpx.get(f"{url}/readyz").json().get("kernels") != "all" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        torch_rng = httpx.post(f"{url}/init", json={**request, "rng": "torch-2.13"})
+    assert torch_rng.status_code == 200
     assert r.status_code == 200
     with TestClient(create_app()) as client:  # this process's engine: its own, intact cache
         assert r.json() == client.post("/init", json=request).json()

@@ -36,7 +36,8 @@ from service.engine import parallel
 from service.engine.bundle import ModelRequest, ModelTensor, check_size, plan_model
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import Plan, make_plan
-from service.engine.recipes.expand import expand
+from service.engine.random.registry import get_rng
+from service.engine.recipes.expand import expand_ordered
 from service.engine.recipes.layers import CONTAINER
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes.distributions import RUN_OVERHEAD
@@ -141,9 +142,10 @@ def admit_many(
         request = body.to_engine(seed)
     else:
         recipe = body.model
-        specs = expand(recipe.layers, recipe.framework, [rule.to_engine() for rule in recipe.rules], recipe.dtype)
+        rules = [rule.to_engine() for rule in recipe.rules]
+        specs, order = expand_ordered(recipe.layers, recipe.framework, rules, recipe.dtype)
         meta["framework"] = recipe.framework
-        request = ModelRequest(seed, specs, body.rng)
+        request = ModelRequest(seed, specs, body.rng, order)
     # The engine's names of the limits -> the settings that set them for this format.
     settings_of = dict(zip(("max_tensor_elements", "max_request_elements"), _limits(fmt), strict=True))
     try:
@@ -152,7 +154,11 @@ def admit_many(
         if error.limit is None:
             raise
         raise error.configured_by(setting(settings_of[error.limit])) from None
-    return plan_model(request), meta
+    tensors = plan_model(request)
+    if get_rng(request.rng).keyed_by == "request":
+        # Each tensor's bits depend on every draw before it: the order is part of the response (and of its ETag).
+        meta["draws"] = request.draw_order()
+    return tensors, meta
 
 
 def fill_elements() -> int:

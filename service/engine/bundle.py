@@ -27,6 +27,7 @@ from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import CHUNK_ELEMENTS, MAX_RANK, Plan, TensorRequest, check_fits, make_plan
 from service.engine.random.registry import DEFAULT_RNG, get_rng
+from service.engine.random.rng import Rng
 from service.engine.schemes.distributions import Constant
 from service.engine.schemes.fans import Fans, Layout
 from service.engine.schemes.registry import REGISTRY, Context
@@ -78,10 +79,31 @@ class TensorSpec:
 
 
 @dataclass(frozen=True)
+class Overwritten:
+    """A draw a framework makes into tensor `name` and later overwrites (MultiheadAttention's out_proj.bias, a
+    default a rule replaces): it consumes a request-keyed stream, and its values are never output."""
+
+    name: str
+    spec: TensorSpec
+
+
+DrawStep = str | Overwritten  # a tensor's own draw (by name), or an overwritten one
+
+
+@dataclass(frozen=True)
 class ModelRequest:
     seed: int
-    tensors: Mapping[str, TensorSpec]  # in the order the rng draws them when it is keyed by request
+    tensors: Mapping[str, TensorSpec]  # the response's order
     rng: str = DEFAULT_RNG
+    # The order a request-keyed rng draws in: every tensor's name once, among overwritten draws (a recipe gives
+    # its framework's construction order). None: the tensors' order, nothing overwritten. A tensor-keyed rng
+    # ignores it.
+    order: tuple[DrawStep, ...] | None = None
+
+    def draw_order(self) -> list[str]:
+        """`order` for the metadata: names, an overwritten draw's marked as such."""
+        steps = self.tensors if self.order is None else self.order
+        return [f"{step.name} (overwritten)" if isinstance(step, Overwritten) else step for step in steps]
 
     @property
     def numel(self) -> int:
@@ -310,9 +332,32 @@ def plan_model(request: ModelRequest) -> list[ModelTensor]:
     rng = get_rng(request.rng)
     tensors = [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]
     if rng.keyed_by == "request":
-        # One stream for the request, consumed tensor after tensor in this order: the streams of all draws at once.
-        drawn = [t for t in tensors if isinstance(t, RandomTensor)]
-        streams = rng.streams(request.seed, [t.plan.draw for t in drawn])
-        for tensor, stream in zip(drawn, streams, strict=True):
-            tensor.plan = dataclasses.replace(tensor.plan, stream=stream)
+        _draw_in_order(request, tensors, rng)
     return tensors
+
+
+def _draw_in_order(request: ModelRequest, tensors: list[ModelTensor], rng: Rng) -> None:
+    """One stream for the request, consumed draw after draw in the request's order (overwritten draws included):
+    the streams of all draws at once. Integer buffers draw nothing."""
+    pending = {t.name: t for t in tensors if isinstance(t, RandomTensor)}
+    steps = tuple(request.tensors) if request.order is None else request.order
+    owners: list[RandomTensor | None] = []  # per draw: the tensor it is output as, None for an overwritten one
+    draws = []
+    for step in steps:
+        if isinstance(step, Overwritten):
+            overwritten = plan_tensor(request.seed, step.name, step.spec, request.rng)
+            if isinstance(overwritten, RandomTensor):
+                owners.append(None)
+                draws.append(dataclasses.replace(overwritten.plan.draw, discarded=True))
+        elif step in pending:
+            tensor = pending.pop(step)
+            owners.append(tensor)
+            draws.append(tensor.plan.draw)
+        elif request.tensors[step].dtype != INTEGER_DTYPE:
+            raise ValueError(f"the draw order names tensor {step!r} twice")
+    if pending:
+        raise ValueError(f"the draw order misses tensors {sorted(pending)}")
+    streams = rng.streams(request.seed, draws)
+    for owner, stream in zip(owners, streams, strict=True):
+        if owner is not None:
+            owner.plan = dataclasses.replace(owner.plan, stream=stream)

@@ -68,16 +68,30 @@ def config() -> EngineConfig:
 
 
 def warm_up(fresh: bool = False) -> None:
-    """Compile (or load from numba's disk cache) the kernels the configuration uses, so that no request pays for
-    it: seconds on a cold cache, under one on a warm one. The application's readiness waits for it.
+    """Compile (or load from numba's disk cache) the kernels the default rng uses under this configuration, so
+    that no request pays for it: seconds on a cold cache, under one on a warm one. The application's readiness
+    waits for it.
 
     `fresh`: ignore the disk cache and rewrite it (after a failed load: a corrupt cache fails every call)."""
     if _config.jit:
-        from service.engine.random.compiled import base, samplers
+        from service.engine.random.compiled import base
+        from service.engine.random.registry import DEFAULT_RNG, compile_kernels
 
         if fresh:
             base.forget_disk_cache()
-        samplers.compile_all()
+        compile_kernels([DEFAULT_RNG])
+
+
+def warm_up_other_rngs(fresh: bool = False) -> None:
+    """The kernels of the rngs a request must name (always compiled: they have no NumPy path), after readiness:
+    a request naming one meanwhile waits for its kernel's compile instead of every start waiting for all."""
+    from service.engine.random.compiled import base
+    from service.engine.random.registry import DEFAULT_RNG, RNGS, compile_kernels
+
+    if fresh:
+        base.forget_disk_cache()
+
+    compile_kernels([rng_id for rng_id in RNGS if rng_id != DEFAULT_RNG])
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class Plan:
 
     @property
     def draw(self) -> Draw:
-        return Draw(self.request.name, self.distribution, self.shape)
+        return Draw(self.request.name, self.distribution, self.shape, self.dtype.name)
 
     @property
     def random_access(self) -> bool:
@@ -78,9 +78,9 @@ class Plan:
         return self.distribution.random_access and self.rng.random_access
 
     @cached_property
-    def _whole(self) -> NDArray[np.float64]:
+    def _whole(self) -> NDArray:
         # Structured distributions (orthogonal, sparse) and sequential rngs need the whole tensor: once per plan.
-        return self.rng.sample(self.distribution, self.stream, self.shape)
+        return self.rng.sample(self.distribution, self.stream, self.shape, self.dtype.numpy)
 
     def _slice(self, start: int, stop: int | None) -> tuple[int, int]:
         stop = self.numel if stop is None else stop
@@ -93,7 +93,7 @@ class Plan:
         start, stop = self._slice(start, stop)
         if self.random_access:
             return self.rng.generate(self.distribution, self.stream, self.shape, start, stop, np.dtype(np.float64))
-        return self._whole[start:stop]
+        return self._whole[start:stop].astype(np.float64, copy=False)
 
     def working_bytes(self, chunk_elements: int) -> int:
         """Memory generating this tensor `chunk_elements` at a time holds at once, an upper bound (tracemalloc
@@ -154,6 +154,7 @@ class Plan:
             "distribution": self.distribution.kind,
             **self.distribution.describe(),
             "rng": self.request.rng,
+            **self.rng.metadata(self.distribution),
             "service": f"initserve {__version__}",
         }
         if self.scheme.alias_of:
@@ -177,7 +178,7 @@ def make_plan(request: TensorRequest) -> Plan:
     layout = request.layout or scheme.default_layout
     fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
     try:
-        built = scheme.build(Context(params, request.shape, layout, fans))
+        built = rng.build(scheme, Context(params, request.shape, layout, fans))
     except InitError:
         raise
     except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier
@@ -185,7 +186,7 @@ def make_plan(request: TensorRequest) -> Plan:
     _check_finite(scheme, built.distribution)
     check_fits(built.distribution.max_abs(), dtype, "dtype", f"{scheme.name} with these parameters")
     rng.prepare(built.distribution, dtype.numpy)
-    draw = Draw(request.name, built.distribution, request.shape)
+    draw = Draw(request.name, built.distribution, request.shape, dtype.name)
     return Plan(
         request=request,
         scheme=scheme,

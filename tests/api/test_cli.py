@@ -32,6 +32,15 @@ def test_generate_writes_the_same_bytes_as_the_api(client, tmp_path):
     assert out.read_bytes() == client.post("/init", json=body).content
 
 
+def test_generate_takes_the_rng(client, tmp_path):
+    out = tmp_path / "w.npy"
+    argv = ["generate", "--shape", "5", "7", "--scheme", "normal", "--seed", "3", "--rng", "torch-2.13", "-o", str(out)]
+    assert main(argv) == 0
+    body = {"shape": [5, 7], "scheme": "normal", "seed": 3, "rng": "torch-2.13", "format": "npy"}
+    assert out.read_bytes() == client.post("/init", json=body).content
+    assert out.read_bytes() != client.post("/init", json={**body, "rng": "philox-v1"}).content
+
+
 def test_generate_picks_format_from_extension(client, tmp_path):
     out = tmp_path / "w.npy"
     assert main(["generate", "--shape", "4", "--scheme", "ones", "--seed", "1", "-o", str(out)]) == 0

@@ -13,12 +13,14 @@ from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
 from service.api.admission import admit_many, fill_elements
-from service.api.delivery import STREAM_CHUNK_ELEMENTS, buffered_body, many, streamed_body
+from service.api.delivery import STREAM_CHUNK_ELEMENTS, buffered_body, etag, many, streamed_body
 from service.api.schemas import ModelInit
 from service.app import create_app
 from service.engine.plan import TensorRequest, make_plan
-from service.formats import FORMATS
+from service.engine.random import registry
+from service.formats import FORMATS, Bundle
 from service.settings import Settings
+from tests.engine.test_rngs import Sequential
 
 TENSORS = {
     "fc1.weight": {"shape": [32, 16], "scheme": "kaiming_normal", "mode": "fan_out", "nonlinearity": "relu"},
@@ -170,6 +172,32 @@ def test_etag_and_drawn_seed(client):
     assert not first.headers["etag"].startswith("W/")
     lapack = client.post("/init", json={"seed": 9, "tensors": {"q": {"shape": [4, 4], "scheme": "orthogonal"}}})
     assert lapack.headers["etag"].startswith('W/"')  # equal elsewhere only to rounding error
+
+
+def test_a_request_keyed_rngs_draw_order_is_in_the_metadata_and_the_etag(monkeypatch):
+    """Under an rng keyed by request a tensor's bits depend on the draws before it: two recipes with the same
+    tensors built in another order must not share an ETag, and the metadata says the order, overwritten draws
+    included (MultiheadAttention's out_proj.bias). A tensor-keyed rng's metadata is unchanged."""
+    entry = Sequential()
+    monkeypatch.setitem(registry.REGISTRY, entry.id, entry)
+    fmt, settings = FORMATS["safetensors"], Settings()
+
+    def admitted(layers: list, rng: str) -> Bundle:
+        body = ModelInit.model_validate({"seed": 1, "model": {"layers": layers}}).model_copy(update={"rng": rng})
+        return many(*admit_many(body, fmt, settings))
+
+    ab, ba = ["a: linear(2, 2)", "b: linear(2, 2)"], ["b: linear(2, 2)", "a: linear(2, 2)"]
+    assert admitted(ab, entry.id).metadata["draws"] == ["a.weight", "a.bias", "b.weight", "b.bias"]
+    assert admitted(ab, entry.id).metadata["tensors"] == admitted(ba, entry.id).metadata["tensors"]
+    assert etag(admitted(ab, entry.id), fmt) != etag(admitted(ba, entry.id), fmt)
+    assert admitted(["multihead_attention(4, 2)"], entry.id).metadata["draws"] == [
+        "0.out_proj.weight",
+        "0.out_proj.bias (overwritten)",
+        "0.in_proj_weight",
+        "0.in_proj_bias",
+        "0.out_proj.bias",
+    ]
+    assert "draws" not in admitted(ab, "philox-v1").metadata
 
 
 def test_limits_apply_to_each_tensor_and_to_the_sum_of_elements(small):

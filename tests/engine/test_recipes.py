@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from service.engine.bundle import ModelRequest, RowFill, plan_model
+from service.engine.bundle import ModelRequest, Overwritten, RowFill, plan_model
 from service.engine.errors import InitError, TooLargeError
-from service.engine.recipes.expand import expand
+from service.engine.recipes.expand import expand, expand_ordered
 from service.engine.recipes.syntax import parse_layer
 
 
@@ -479,3 +479,37 @@ def test_docs_describe_every_layer_type():
     for layer in LAYER_TYPES:
         family = f"`{layer.name[:-2]}1d/2d/3d`"  # conv_transpose1d/2d/3d and the like are listed together
         assert f"`{layer.name}`" in text or family in text, layer.name
+
+
+# ---- draw order (for an rng keyed by request; tests/engine/test_torch_order.py checks it against torch) ----
+
+
+@pytest.mark.parametrize(
+    "layer", [layer for layer, expected in TORCH_SHAPES if expected] + ["transformer_decoder_layer(8, 2, 4)"]
+)
+def test_torch_order_draws_every_tensor_once_after_any_overwritten_draw(layer):
+    specs, order = expand_ordered([layer])
+    drawn = [step for step in order if isinstance(step, str)]
+    assert sorted(drawn) == sorted(specs)  # each tensor's own draw once, integer buffers included (they draw nothing)
+    for index, step in enumerate(order):
+        if isinstance(step, Overwritten):
+            assert index < order.index(step.name)  # an overwritten draw comes before the tensor's own
+
+
+def test_rules_draw_after_construction_in_state_dict_order_over_the_models_dtype():
+    rules = [
+        {"param": "bias", "scheme": "zeros"},
+        {"layer": "0", "param": "weight", "scheme": "normal", "dtype": "float64"},
+    ]
+    specs, order = expand_ordered(["linear(3, 2)", "linear(2, 1)"], rules=rules, dtype="float16")
+    assert [(s.name, s.spec.scheme, s.spec.dtype) for s in order if isinstance(s, Overwritten)] == [
+        ("0.weight", "torch_default", "float16"),  # built in the model's dtype, then the rule converts and draws
+        ("0.bias", "torch_default", "float16"),
+        ("1.bias", "torch_default", "float16"),
+    ]
+    assert [s for s in order if isinstance(s, str)] == ["1.weight", "0.weight", "0.bias", "1.bias"]
+    assert specs["0.weight"].dtype == "float64" and specs["1.weight"].dtype == "float16"
+
+
+def test_keras_draws_each_tensor_once_in_state_dict_order():
+    assert expand_ordered(["linear(3, 2)", "multihead_attention(4, 2)"], "keras")[1] is None

@@ -1,4 +1,5 @@
-"""The RNG registry: philox-v1 (the default) and philox-v2, found by discovery, and the attributes the engine reads.
+"""The RNG registry: philox-v1 its default entry beside philox-v2 and torch-2.13, found by discovery, and the
+attributes the engine reads.
 
 A stand-in for PyTorch's CPU generator (one sequential stream per request, no random access) shows that slicing,
 chunking, working memory and many-tensor ordering follow the entry's attributes, not its id."""
@@ -6,6 +7,7 @@ chunking, working memory and many-tensor ordering follow the entry's attributes,
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.engine.bundle import ModelRequest, TensorSpec, plan_model
+from service.engine.bundle import ModelRequest, Overwritten, TensorSpec, plan_model
 from service.engine.errors import InitError
 from service.engine.plan import TensorRequest, make_plan
 from service.engine.random import registry, rngs
@@ -24,7 +26,7 @@ from service.engine.schemes.distributions import Normal, Uniform
 
 
 def test_philox_v1_stays_the_default_beside_philox_v2():
-    assert registry.RNGS == ("philox-v1", "philox-v2") and registry.DEFAULT_RNG == "philox-v1"
+    assert registry.RNGS == ("philox-v1", "philox-v2", "torch-2.13") and registry.DEFAULT_RNG == "philox-v1"
     assert TensorRequest((2, 2), "normal", 0).rng == "philox-v1"
     entry = registry.get_rng("philox-v1")
     assert isinstance(entry, PhiloxV1)
@@ -33,7 +35,7 @@ def test_philox_v1_stays_the_default_beside_philox_v2():
     assert (v2.random_access, v2.keyed_by, v2.contract) == (True, "tensor", "docs/philox-v2.md")
     with pytest.raises(InitError) as caught:
         make_plan(TensorRequest((2, 2), "normal", 0, rng="mt19937"))
-    assert caught.value.field == "rng" and "known: philox-v1, philox-v2" in caught.value.message
+    assert caught.value.field == "rng" and "known: philox-v1, philox-v2, torch-2.13" in caught.value.message
 
 
 def test_an_rng_is_one_module_of_the_registry_folder(tmp_path, monkeypatch):
@@ -50,7 +52,7 @@ def test_an_rng_is_one_module_of_the_registry_folder(tmp_path, monkeypatch):
         )
     )
     monkeypatch.setattr(rngs, "__path__", [*rngs.__path__, str(tmp_path)])
-    assert sorted(registry._discover()) == ["counter-v0", "philox-v1", "philox-v2"]
+    assert sorted(registry._discover()) == ["counter-v0", "philox-v1", "philox-v2", "torch-2.13"]
 
 
 class Sequential(Rng):
@@ -70,7 +72,7 @@ class Sequential(Rng):
         self.orders.append([draw.name for draw in draws])
         return [(seed, tuple(draws[:index])) for index in range(len(draws))]
 
-    def sample(self, distribution: Any, stream: Any, shape: tuple[int, ...]) -> np.ndarray:
+    def sample(self, distribution: Any, stream: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         self.samples += 1
         seed, before = stream
         generator = np.random.Generator(np.random.PCG64(seed))
@@ -127,3 +129,32 @@ def test_keyed_by_tensor_bits_do_not_depend_on_the_other_tensors():
     both = plan_model(ModelRequest(5, specs))
     alone = plan_model(ModelRequest(5, {"b": specs["b"]}))
     assert both[1].tensor().tobytes() == alone[0].tensor().tobytes()
+
+
+def test_overwritten_draws_consume_the_stream_and_are_not_output(sequential):
+    specs = {"a": TensorSpec((4, 4), "normal"), "b": TensorSpec((3,), "uniform")}
+    order = (Overwritten("b", TensorSpec((5,), "uniform")), "b", "a")
+    tensors = plan_model(ModelRequest(5, specs, rng="sequential-test", order=order))
+    assert sequential.orders[-1] == ["b", "b", "a"]
+    generator = np.random.Generator(np.random.PCG64(5))
+    generator.random(5)  # the overwritten draw: consumed, never output
+    b, a = generator.random(3), generator.standard_normal(16)
+    assert [t.name for t in tensors] == ["a", "b"]  # the response keeps the tensors' order
+    assert np.array_equal(tensors[0].tensor().reshape(-1), a.astype(np.float32))
+    assert np.array_equal(tensors[1].tensor().reshape(-1), b.astype(np.float32))
+    philox = plan_model(ModelRequest(5, specs, order=order))  # keyed by tensor: the order changes nothing
+    assert [t.tensor().tobytes() for t in philox] == [t.tensor().tobytes() for t in plan_model(ModelRequest(5, specs))]
+
+
+@pytest.mark.parametrize(
+    ("order", "words"),
+    [(("a",), "misses tensors ['b']"), (("a", "b", "a"), "names tensor 'a' twice")],
+)
+def test_a_draw_order_names_every_drawn_tensor_once(sequential, order, words):
+    specs = {
+        "a": TensorSpec((2,), "normal"),
+        "b": TensorSpec((2,), "normal"),
+        "n": TensorSpec((), "zeros", dtype="int64"),
+    }
+    with pytest.raises(ValueError, match=re.escape(words)):
+        plan_model(ModelRequest(1, specs, rng="sequential-test", order=order))

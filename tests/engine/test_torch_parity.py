@@ -25,51 +25,14 @@ from service.api.delivery import buffered_body, many  # noqa: E402
 from service.engine.bundle import ModelRequest, TensorSpec, plan_model, plan_tensor  # noqa: E402
 from service.engine.recipes.expand import expand  # noqa: E402
 from service.formats import FORMATS  # noqa: E402
+from tests.torch_architectures import basic_block, language_model  # noqa: E402
 
 MIN_SAMPLES = 4000
 P_FLOOR = 1e-4
 
 
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock with a downsampling shortcut, written out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.downsample = nn.Sequential(nn.Conv2d(32, 64, 1, stride=2, bias=False), nn.BatchNorm2d(64))
-
-
-BASIC_BLOCK = [
-    "conv1: conv2d(32, 64, 3, stride=2, padding=1, bias=False)",
-    "bn1: batchnorm2d(64)",
-    "relu: relu(inplace=True)",
-    "conv2: conv2d(64, 64, 3, padding=1, bias=False)",
-    "bn2: batchnorm2d(64)",
-    {
-        "type": "sequential",
-        "name": "downsample",
-        "layers": ["conv2d(32, 64, 1, stride=2, bias=False)", "batchnorm2d(64)"],
-    },
-]
-
-
-class LanguageModel(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(500, 32, padding_idx=0)
-        self.lstm = nn.LSTM(32, 64, num_layers=2, dropout=0.1)
-        self.head = nn.Linear(64, 500)
-
-
-LANGUAGE_MODEL = [
-    "embed: embedding(500, 32, padding_idx=0)",
-    "lstm: lstm(32, 64, 2, dropout=0.1)",
-    "head: linear(64, 500)",
-]
+BASIC_BLOCK, BasicBlock = basic_block(32, 64)
+LANGUAGE_MODEL, LanguageModel = language_model(500, 32, 64)
 
 
 class Mixed(nn.Sequential):

@@ -27,7 +27,9 @@ def readyz(request: Request) -> JSONResponse:
     reason = request.app.state.budget.unready_reason()
     if reason is not None:
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    # Ready once the default rng's kernels are; the other rngs' compile after (a request naming one waits for it).
+    kernels = "all" if getattr(request.app.state, "all_kernels", False) else "default rng"
+    return JSONResponse({"status": "ready", "kernels": kernels})
 
 
 router.add_api_route(

@@ -233,6 +233,17 @@ _AS241_F = (
     2.04426310338993978564e-15,
 )
 
+# Thresholds on the high word of |x| (bits 62..32 of its encoding), as fdlibm writes them.
+_EXP_TINY_HW = 0x3E300000  # |x| < 2^-28: exp(x) = 1 + x
+_EXP_REDUCE_HW = 0x3FD62E42  # |x| > ~0.5 ln2: reduce by k ln2
+_ERFC_TINY_HW = 0x3C700000  # |v| < 2^-56: erfc(v) = 1 - v
+_ERFC_QUARTER_HW = 0x3FD00000  # |v| < 0.25
+_ERFC_ERF_HW = 0x3FEB0000  # |v| < 0.84375: the pp/qq rational function
+_ERFC_ERX_HW = 0x3FF40000  # |v| < 1.25: the pa/qa rational function around 1
+_ERFC_NEAR_TAIL_HW = 0x4006DB6D  # |v| < 1/0.35: ra/sa, else rb/sb
+_ERFC_NEG_SIX_HW = 0x40180000  # |v| >= 6: erfc(v) = 2 for negative v
+_ERFC_FAR_HW = 0x403C0000  # |v| >= 28: 0 or 2
+
 # Element-wise functions run on slices of this many elements: the temporaries then stay in cache.
 _BLOCK = 1 << 16
 _HIGH_MASK = np.uint64(0xFFFFFFFF00000000)
@@ -379,8 +390,8 @@ def _exp_block(x: F64) -> F64:
     ok = ~(over | under | np.isnan(x))
     xs = np.where(ok, x, 0.0)
     hx = _abs_high_word(xs)
-    tiny = hx < 0x3E300000
-    kf = np.where(hx > 0x3FD62E42, np.trunc(xs * _INVLN2 + np.copysign(0.5, xs)), 0.0)
+    tiny = hx < _EXP_TINY_HW
+    kf = np.where(hx > _EXP_REDUCE_HW, np.trunc(xs * _INVLN2 + np.copysign(0.5, xs)), 0.0)
     hi = xs - kf * _LN2_HI
     lo = kf * _LN2_LO
     r = hi - lo
@@ -477,29 +488,29 @@ def _erfc_core(v: F64, tail_exponent: _TailExponent) -> F64:
     out = np.where(neg, 2.0, 0.0)  # |v| >= 28 and the infinities; also the v <= -6 lanes of the tail
     out = np.where(np.isnan(v), np.nan, out)
 
-    m = ix < 0x3C700000
+    m = ix < _ERFC_TINY_HW
     out[m] = 1.0 - v[m]
 
-    m = (ix >= 0x3C700000) & (ix < 0x3FEB0000)
+    m = (ix >= _ERFC_TINY_HW) & (ix < _ERFC_ERF_HW)
     if m.any():
         vm = v[m]
         z = vm * vm
         y = _horner(z, _PP) / _horner(z, _QQ)
-        below_quarter = neg[m] | (ix[m] < 0x3FD00000)
+        below_quarter = neg[m] | (ix[m] < _ERFC_QUARTER_HW)
         out[m] = np.where(below_quarter, 1.0 - (vm + vm * y), 0.5 - (vm * y + (vm - 0.5)))
 
-    m = (ix >= 0x3FEB0000) & (ix < 0x3FF40000)
+    m = (ix >= _ERFC_ERF_HW) & (ix < _ERFC_ERX_HW)
     if m.any():
         vm = v[m]
         s = np.abs(vm) - 1.0
         pq = _horner(s, _PA) / _horner(s, _QA)
         out[m] = np.where(neg[m], 1.0 + (_ERX + pq), _ONE_MINUS_ERX - pq)
 
-    m = (ix >= 0x3FF40000) & (ix < 0x403C0000) & ~(neg & (ix >= 0x40180000))
+    m = (ix >= _ERFC_ERX_HW) & (ix < _ERFC_FAR_HW) & ~(neg & (ix >= _ERFC_NEG_SIX_HW))
     if m.any():
         a = np.abs(v[m])
         s = 1.0 / (a * a)
-        near = ix[m] < 0x4006DB6D
+        near = ix[m] < _ERFC_NEAR_TAIL_HW
         ratio = np.empty_like(a)
         sn, sf = s[near], s[~near]
         ratio[near] = _horner(sn, _RA) / _horner(sn, _SA)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 
 from service.engine.errors import InitError
 from service.engine.random import rngs
@@ -32,3 +33,12 @@ def get_rng(rng_id: str) -> Rng:
         return REGISTRY[rng_id]
     except KeyError:
         raise InitError("rng", f"unknown rng {rng_id!r}; known: {', '.join(RNGS)}") from None
+
+
+def compile_kernels(rng_ids: Iterable[str] = RNGS) -> None:
+    """Compile (or load from numba's on-disk cache) every kernel these rngs call, so that no request pays for a
+    compile (seconds each). Compiled for the argument types the engine passes, not run: code built for another CPU
+    than this one (NUMBA_CPU_NAME, at image build) may not run here."""
+    for rng_id in rng_ids:
+        for _, kernel, signature in REGISTRY[rng_id].kernels():
+            kernel.compile(signature)

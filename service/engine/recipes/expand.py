@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from service.engine.bundle import MAX_TENSORS, TensorSpec
+from service.engine.bundle import MAX_TENSORS, DrawStep, Overwritten, TensorSpec
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError, TooLargeError
 from service.engine.recipes.layer_args import bind
-from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, Framework, LayerType, Weight, get_layer
+from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, Framework, Init, LayerType, Step, Weight, get_layer
 from service.engine.recipes.syntax import LayerCall, parse_layer
 from service.engine.schemes.registry import get_scheme
 
@@ -114,6 +114,8 @@ class _Expander:
         self.separator = _SEPARATOR[framework]
         self.specs: dict[str, TensorSpec] = {}
         self.owners: dict[str, str] = {}
+        self.constructed: list[tuple[str, TensorSpec]] = []  # PyTorch: every draw of construction, in its order
+        self.ruled: set[str] = set()
         self.keras_names: Counter[str] = Counter()
         self.layers = 0
         # param pattern -> layer pattern -> the last rule with both: a parameter's rule is then found by looking
@@ -224,9 +226,11 @@ class _Expander:
             for child_name, child_type, child_args in layer_type.children(args):
                 child = get_layer(child_type)
                 child_builder = self._builder(child)
-                weights = child_builder(bind(child.name, child.args, [], child_args)) if child_builder else []
+                bound = bind(child.name, child.args, [], child_args)
+                weights = child_builder(bound) if child_builder else []
                 child_path, child_prefixes = (*path, name, child_name), self._prefixes(inner, child_name, at)
-                self._params(_Layer(child, child_path, child_prefixes, (*ancestors, layer_type.name), at), weights)
+                child_layer = _Layer(child, child_path, child_prefixes, (*ancestors, layer_type.name), at)
+                self._params(child_layer, weights, self._steps(child, bound, weights))
             return
         if builder is None:
             raise InitError(f"{at}.type", f"{at}: {layer_type.name} has no {self.framework} equivalent")
@@ -244,14 +248,22 @@ class _Expander:
                 name = self._module_name(call, index, layer_type.keras_stem, at)
             unit_weights = [w for w in weights if w.unit == unit]
             layer = _Layer(layer_type, (*path, name), self._prefixes(prefixes, name, at), ancestors, at)
-            self._params(layer, unit_weights)
+            self._params(layer, unit_weights, self._steps(layer_type, args, unit_weights))
 
     def _builder(self, layer_type: LayerType) -> Callable[[Mapping[str, Any]], list[Weight]] | None:
         return layer_type.torch if self.framework == "torch" else layer_type.keras
 
-    def _params(self, layer: _Layer, weights: list[Weight]) -> None:
+    def _steps(self, layer_type: LayerType, args: Mapping[str, Any], weights: list[Weight]) -> list[Step]:
+        if self.framework == "torch" and layer_type.torch_steps:
+            return layer_type.torch_steps(args)
+        return [(weight.name, weight.default) for weight in weights]
+
+    def _name(self, layer: _Layer, weight_name: str) -> str:
+        return self.separator.join(part for part in (*layer.path, weight_name) if part)
+
+    def _params(self, layer: _Layer, weights: list[Weight], steps: list[Step]) -> None:
         for weight in weights:
-            name = self.separator.join(part for part in (*layer.path, weight.name) if part)
+            name = self._name(layer, weight.name)
             if len(name) > MAX_NAME:
                 raise InitError(f"{layer.where}.name", f"{layer.where}: tensor name exceeds {MAX_NAME} characters")
             if name in self.specs:
@@ -263,6 +275,25 @@ class _Expander:
                 raise TooLargeError(layer.where, f"a recipe expands to at most {MAX_TENSORS} tensors")
             self.specs[name] = self._spec(layer, weight)
             self.owners[name] = layer.where
+        if self.framework == "torch":
+            by_name = {weight.name: weight for weight in weights}
+            for weight_name, init in steps:
+                spec = self._default(layer, by_name[weight_name], init)
+                self.constructed.append((self._name(layer, weight_name), spec))
+
+    def order(self) -> tuple[DrawStep, ...] | None:
+        """PyTorch: the draws of `torch.manual_seed(s); model = Model()` and then, as `for name, t in
+        model.state_dict().items(): init(t)` for the tensors a rule matches, the rules' draws in the state dict's
+        order; every draw into a tensor but its last is overwritten. Keras: None (each tensor is drawn once, by the
+        initializer its layer is constructed with, in the state dict's order)."""
+        if self.framework != "torch":
+            return None
+        last = {name: index for index, (name, _) in enumerate(self.constructed)}
+        steps: list[DrawStep] = [
+            name if index == last[name] and name not in self.ruled else Overwritten(name, spec)
+            for index, (name, spec) in enumerate(self.constructed)
+        ]
+        return (*steps, *(name for name in self.specs if name in self.ruled))
 
     # ---- rules and defaults ----
 
@@ -289,29 +320,35 @@ class _Expander:
             "param": weight.key,
             "init": "default" if rule is None else f"rules[{rule.index}]",
         }
-        layout = self.framework
         if rule is None:
-            return TensorSpec(
-                shape=weight.shape,
-                scheme=weight.default.scheme,
-                params=dict(weight.default.params),
-                dtype=weight.dtype or self.dtype,
-                layout=layout,
-                fan_in=weight.default.fan_in,
-                fill_rows=weight.default.fill_rows,
-                origin=origin,
-            )
+            return self._default(layer, weight, weight.default, origin)
+        self.ruled.add(self._name(layer, weight.name))
         fan_in, fan_out = weight.fans if rule.fans == "layer" and weight.fans else (None, None)
         return TensorSpec(
             shape=weight.shape,
             scheme=rule.scheme,
             params=dict(rule.params),
             dtype=weight.dtype or rule.dtype or self.dtype,
-            layout=layout,
+            layout=self.framework,
             fan_in=fan_in,
             fan_out=fan_out,
             fill_rows=weight.default.fill_rows,  # structural (padding row, unit forget bias): kept under rules
             origin=origin,
+        )
+
+    def _default(
+        self, layer: _Layer, weight: Weight, init: Init, origin: Mapping[str, Any] | None = None
+    ) -> TensorSpec:
+        """`weight` initialised by the framework's own `init` (its default, or a step of PyTorch's construction)."""
+        return TensorSpec(
+            shape=weight.shape,
+            scheme=init.scheme,
+            params=dict(init.params),
+            dtype=weight.dtype or self.dtype,
+            layout=self.framework,
+            fan_in=init.fan_in,
+            fill_rows=init.fill_rows,
+            origin=origin or {},
         )
 
 
@@ -322,6 +359,16 @@ def expand(
     dtype: str = "float32",
 ) -> dict[str, TensorSpec]:
     """The state dict of `layers` in `framework`, name -> spec, in the framework's order."""
+    return expand_ordered(layers, framework, rules, dtype)[0]
+
+
+def expand_ordered(
+    layers: Sequence[Any],
+    framework: str = "torch",
+    rules: Sequence[Mapping[str, Any]] = (),
+    dtype: str = "float32",
+) -> tuple[dict[str, TensorSpec], tuple[DrawStep, ...] | None]:
+    """`expand`, and the order a request-keyed rng draws the tensors in (`_Expander.order`)."""
     if framework not in FRAMEWORKS:
         raise InitError("model.framework", f"framework must be one of {list(FRAMEWORKS)}, got {framework!r}")
     if dtype not in DTYPES:
@@ -332,4 +379,4 @@ def expand(
     expander.walk(layers, (), (), (), "model.layers")
     if not expander.specs:
         raise InitError("model.layers", "the layers have no parameters")
-    return expander.specs
+    return expander.specs, expander.order()

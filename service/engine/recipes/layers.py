@@ -52,6 +52,7 @@ class Weight:
 
 Builder = Callable[[Args], list[Weight]]
 Child = tuple[str, str, dict[str, Any]]  # (name, layer type, arguments)
+Step = tuple[str, Init]  # one initialisation PyTorch's constructor applies: (parameter name, what it draws)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class LayerType:
     check: Callable[[Args], None] | None = None
     children: Callable[[Args], list[Child]] | None = None  # composite layers: named sub-layers
     parameterless: bool = False  # any arguments accepted: they change no parameter
+    # The initialisations PyTorch's constructor applies, in its order, where they are not simply each parameter's
+    # default in the builder's (state-dict) order: a parameter drawn twice keeps its last draw.
+    torch_steps: Callable[[Args], list[Step]] | None = None
 
 
 TORCH_DEFAULT = Init("torch_default")
@@ -390,6 +394,16 @@ def _attention_torch(a: Args) -> list[Weight]:
     return weights
 
 
+def _attention_torch_steps(a: Args) -> list[Step]:
+    # MultiheadAttention.__init__ first builds out_proj, an nn.Linear, which draws its weight and bias; then
+    # _reset_parameters draws in_proj_weight and zeroes both biases, so out_proj.bias's draw is overwritten.
+    dim = a["embed_dim"]
+    out_proj = _linear_torch({"in_features": dim, "out_features": dim, "bias": a["bias"]})
+    defaults = {weight.name: weight.default for weight in _attention_torch(a)}
+    resets = ("in_proj_weight", "in_proj_bias", "out_proj.bias") if a["bias"] else ("in_proj_weight",)
+    return [*((f"out_proj.{weight.name}", weight.default) for weight in out_proj), *((n, defaults[n]) for n in resets)]
+
+
 def _attention_keras(a: Args) -> list[Weight]:
     dim, heads = a["embed_dim"], a["num_heads"]
     head_dim = dim // heads
@@ -615,6 +629,7 @@ LAYER_TYPES: tuple[LayerType, ...] = (
         _attention_keras,
         "multi_head_attention",
         _attention_check,
+        torch_steps=_attention_torch_steps,
     ),
     LayerType(
         "prelu",

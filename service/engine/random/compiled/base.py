@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _I128 = ir.IntType(128)
 
@@ -103,3 +104,44 @@ def bits_f64(typingctx: Any, bits: Any) -> Any:
         return builder.bitcast(args[0], ir.DoubleType())
 
     return signature, codegen
+
+
+@intrinsic
+def fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """a * b + c rounded once (C's fma / fmaf, LLVM's llvm.fma), in the type of `a`: float32 or float64.
+
+    Exact on every CPU (a single correctly rounded operation), unlike a contraction left to the compiler."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def f32_bits(typingctx: Any, x: Any) -> Any:
+    """The IEEE 754 encoding of a float32, as int32: numba widens it to int64 in arithmetic, where a uint32 would
+    become uint64 and turn any mix with a signed integer into float64."""
+    signature = types.int32(types.float32)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], _I32)
+
+    return signature, codegen
+
+
+@intrinsic
+def bits_f32(typingctx: Any, bits: Any) -> Any:
+    """The float32 whose encoding is the low 32 bits of the integer ``bits`` (numba widens small integers)."""
+    if not isinstance(bits, types.Integer) or bits.bitwidth < 32:
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        value = args[0]
+        if value.type.width > 32:
+            value = builder.trunc(value, _I32)
+        return builder.bitcast(value, ir.FloatType())
+
+    return types.float32(bits), codegen

@@ -275,11 +275,3 @@ def serving_signatures() -> list[tuple[str, Any, tuple[Any, ...]]]:
             name = f"{kernel.__name__} {out.dtype.name}"
             signatures.append((name, kernel, tuple(typeof(arg) for arg in args)))
     return signatures
-
-
-def compile_all() -> None:
-    """Compile (or load from numba's on-disk cache) every kernel the engine calls, so that no request pays for a
-    compile (seconds each). Compiled for the argument types the engine passes, not run: code built for another CPU
-    than this one (NUMBA_CPU_NAME, at image build) may not run here."""
-    for _, kernel, signature in serving_signatures():
-        kernel.compile(signature)

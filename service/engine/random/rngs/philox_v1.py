@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,9 +29,14 @@ class PhiloxV1(Rng):
         return [Stream.for_tensor(seed, draw.name) for draw in draws]
 
     def sample(
-        self, distribution: distributions.Distribution, stream: Stream, shape: tuple[int, ...]
+        self, distribution: distributions.Distribution, stream: Stream, shape: tuple[int, ...], dtype: np.dtype
     ) -> NDArray[np.float64]:
         return distribution.sample(stream, shape, 0, math.prod(shape))
+
+    def kernels(self) -> list[tuple[str, Any, tuple[Any, ...]]]:
+        from service.engine.random.compiled import samplers  # imports numba: only when kernels are wanted
+
+        return samplers.serving_signatures()
 
     # Ranges and runs are the distributions' own chunked, threaded fills of this stream.
     generate = staticmethod(distributions.generate)

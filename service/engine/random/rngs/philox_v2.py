@@ -55,7 +55,7 @@ class PhiloxV2(Rng):
         distribution: distributions.Distribution,
         stream: Stream,
         shape: tuple[int, ...],
-        dtype: np.dtype | None = None,  # the whole-tensor kinds below draw float64 normals whatever the output
+        dtype: np.dtype,  # unused: the whole-tensor kinds below draw float64 normals whatever the output
     ) -> NDArray[np.float64]:
         if isinstance(distribution, distributions.Orthogonal):
             tall, short = distribution.normals_shape

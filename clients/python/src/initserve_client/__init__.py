@@ -1,0 +1,23 @@
+"""initserve's Python client: reproducible weight tensors as NumPy arrays (or torch tensors), and
+`init_module` to fill a torch.nn.Module's parameters in one request."""
+
+from initserve_client.client import Client, fetch_tensor, fetch_tensors
+from initserve_client.decode import Tensor, Tensors
+from initserve_client.errors import FormatError, InitserveError, ServiceError, UnsupportedModuleError
+from initserve_client.torch_init import init_module, supported_types
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "FormatError",
+    "InitserveError",
+    "ServiceError",
+    "Tensor",
+    "Tensors",
+    "UnsupportedModuleError",
+    "fetch_tensor",
+    "fetch_tensors",
+    "init_module",
+    "supported_types",
+]

@@ -1,0 +1,46 @@
+"""The client's tests run against a real server: INITSERVE_URL if set, else `initserve serve` started on a free
+loopback port by the main repository's tests/server.py (the client's tests live in the service's repository)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from initserve_client import Client  # imports no torch
+
+# torch's reference bits for rng torch-2.13 are those of its AVX2 kernels: pinned before any test imports torch.
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _server_module():  # the repo's tests/server.py, loaded by path: this tests/ directory is not that package
+    spec = importlib.util.spec_from_file_location("initserve_test_server", REPO / "tests" / "server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def serve():
+    return _server_module().serve
+
+
+@pytest.fixture(scope="session")
+def url(serve) -> Iterator[str]:
+    if os.environ.get("INITSERVE_URL"):
+        yield os.environ["INITSERVE_URL"]
+        return
+    with serve() as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="session")
+def client(url: str) -> Iterator[Client]:
+    with Client(url) as connection:
+        yield connection
