@@ -21,9 +21,10 @@ from numba import typeof
 from numpy.typing import NDArray
 
 from service.engine.random.compiled.base import inline, jit
-from service.engine.random.compiled.detmath import is_central, log_normal, ndtri, ndtri_central, sincos_turns
+from service.engine.random.compiled.detmath import is_central, log_normal, ndtri, ndtri_central
 from service.engine.random.compiled.detmath import small_int_f64 as _small
 from service.engine.random.compiled.samplers import MAX_STOP
+from service.engine.random.philox2 import ziggurat
 
 TILE = 1024  # elements per tile, a multiple of 4
 # The full ndtri inlined, so that a loop of it vectorises: the very function (same operations, same bits).
@@ -40,6 +41,18 @@ _S12 = np.uint64(12)
 _TWO_POW_M32 = 2.0**-32
 _TWO_POW_M52 = 2.0**-52
 _TWO_POW_M53 = 2.0**-53
+_LAYER = np.uint64(ziggurat.LAYERS - 1)
+_ONE = np.uint64(1)
+_S7 = np.uint64(7)
+_S8 = np.uint64(8)
+# The ziggurat's tables (numba freezes global arrays into the compiled code).
+_X = ziggurat.X
+_F = ziggurat.F
+_R = float(ziggurat.R)
+_SCALE_NARROW = ziggurat.SCALE_NARROW
+_SCALE_WIDE = ziggurat.SCALE_WIDE
+_LIMIT_NARROW = ziggurat.LIMIT_NARROW
+_LIMIT_WIDE = ziggurat.LIMIT_WIDE
 
 
 @inline
@@ -192,11 +205,83 @@ def uniform64(
 
 
 @inline
+def _retry_word(r4: np.uint64, r5: np.uint64, r6: np.uint64, i: int, k: int) -> np.uint64:
+    """Element i's retry word R[k] (ziggurat.retry_word): words 2(k mod 2), 2(k mod 2) + 1 of retry block k // 2."""
+    b = np.uint64(i)
+    w0, w1, w2, w3 = _block(b & _LOW32, b >> _S32, np.uint64(k // 2), r6, r4, r5)
+    return (w0 << _S32) | w1 if k % 2 == 0 else (w2 << _S32) | w3
+
+
+@inline
+def _uniform52(word: np.uint64) -> float:
+    """A retry word as a uniform in (0, 1): ((W >> 12) + 0.5) * 2^-52."""
+    return (_small(word >> _S12) + 0.5) * _TWO_POW_M52
+
+
+@jit
+def _redo(r4: np.uint64, r5: np.uint64, r6: np.uint64, i: int, j: int, negative: bool, x: float) -> float:
+    """ziggurat.redo, then the sign: the signed z of element i whose first try (j, negative, x) left the fast path.
+    Scalar and rare (about 1 element in 1,000), so a compiled function of its own rather than inlined."""
+    k = 0
+    while not x < _X[j + 1]:
+        if j == 0:  # beyond r: Marsaglia's tail method
+            while True:
+                a = -log_normal(_uniform52(_retry_word(r4, r5, r6, i, k))) / _R
+                b = -log_normal(_uniform52(_retry_word(r4, r5, r6, i, k + 1)))
+                k += 2
+                if b + b > a * a:
+                    x = _R + a
+                    break
+            break
+        y = _F[j] + _uniform52(_retry_word(r4, r5, r6, i, k)) * (_F[j + 1] - _F[j])
+        k += 1
+        if -2.0 * log_normal(y) > x * x:
+            break  # under f in the wedge
+        word = _retry_word(r4, r5, r6, i, k)  # rejected: a new try, from a whole retry word
+        k += 1
+        j = int(word & _LAYER)
+        negative = ((word >> _S7) & _ONE) == _ONE
+        x = (_small(word >> _S12) + 0.5) * _SCALE_WIDE[j]
+    return -x if negative else x
+
+
+@inline
+def _fast_path(
+    draws: NDArray[np.uint64],
+    first: int,
+    count: int,
+    shift: np.uint64,
+    scale: NDArray[np.float64],
+    limit: NDArray[np.uint64],
+    mean: float,
+    std: float,
+    out: NDArray,
+    base: int,
+    listed: NDArray[np.int64],
+) -> int:
+    """Every element's first try, x = (m + 0.5) * scale[j] signed, into out (one vectorised loop: the two table
+    reads are gathers); then the elements whose try is not under f (m >= limit[j]) into `listed`; their count."""
+    for e in range(count):
+        draw = draws[first + e]
+        x = (_small(draw >> shift) + 0.5) * scale[draw & _LAYER]
+        out[base + e] = mean + std * (-x if (draw >> _S7) & _ONE else x)
+    n = 0
+    for e in range(count):  # branch-free listing: LLVM vectorises no loop that lists, so it is a loop of its own
+        draw = draws[first + e]
+        listed[n] = e
+        n += (draw >> shift) >= limit[draw & _LAYER]
+    return n
+
+
+@inline
 def _normal(
     k0: np.uint64,
     k1: np.uint64,
     d2: np.uint64,
     d3: np.uint64,
+    r4: np.uint64,
+    r5: np.uint64,
+    r6: np.uint64,
     starts: NDArray[np.int64],
     length: int,
     wide: bool,
@@ -204,35 +289,65 @@ def _normal(
     std: float,
     out: NDArray,
 ) -> None:
-    """Box-Muller on the draws of pair k = elements (2k, 2k + 1): element 2k = r cos(2 pi t), 2k + 1 = r sin."""
+    """The ziggurat (philox2.ziggurat.standard_normal, operation for operation) a tile at a time: the fast path for
+    every element (`_fast_path`), then for the 2.8% it lists the first retry block at once, vectorised: the wedge
+    test of the first try and, where it rejects, the fast path of the second try; then `_redo` for the rest (the
+    tail, and a second try off the fast path: about 1 element in 1,100)."""
     _check(starts, length, out)
     key = (k0, k1, d2, d3)
     words = np.empty(2 * TILE, np.uint64)  # a wide tile holds TILE / 2 blocks of 4 words
-    z = np.empty(TILE, np.float64)
+    merged = np.empty(TILE, np.uint64)  # a wide tile's 64-bit draws
+    listed = np.empty(TILE, np.int64)
+    x = np.empty(TILE, np.float64)
+    low = np.empty(TILE, np.float64)
+    height = np.empty(TILE, np.float64)
+    wedge = np.empty(TILE, np.bool_)
+    kept = np.empty(TILE, np.bool_)
+    again = np.empty(TILE, np.uint64)
+    index = np.empty(TILE, np.uint64)
+    scale = _SCALE_WIDE if wide else _SCALE_NARROW
+    limit = _LIMIT_WIDE if wide else _LIMIT_NARROW
+    shift = _S12 if wide else _S8
     for r in range(starts.size):
         i, stop = starts[r], starts[r] + length
         while i < stop:
             end, offset = _tile(key, 0, wide, i, stop, words)
-            pairs = (offset + end - i + 1) // 2
-            if wide:
-                for k in range(pairs):
-                    u1 = (_top53(_wide(words, 2 * k)) + 1.0) * _TWO_POW_M53
-                    turns = _top53(_wide(words, 2 * k + 1)) * _TWO_POW_M53
-                    radius = np.sqrt(-2.0 * log_normal(u1))
-                    sin, cos = sincos_turns(turns)
-                    z[2 * k] = radius * cos
-                    z[2 * k + 1] = radius * sin
-            else:
-                for k in range(pairs):
-                    u1 = (_small(words[2 * k]) + 1.0) * _TWO_POW_M32
-                    turns = _small(words[2 * k + 1]) * _TWO_POW_M32
-                    radius = np.sqrt(-2.0 * log_normal(u1))
-                    sin, cos = sincos_turns(turns)
-                    z[2 * k] = radius * cos
-                    z[2 * k + 1] = radius * sin
+            count = end - i
             base = r * length + i - starts[r]
-            for e in range(end - i):
-                out[base + e] = mean + std * z[offset + e]
+            if wide:
+                for e in range(count):
+                    merged[e] = _wide(words, offset + e)
+                draws, first = merged, 0
+            else:
+                draws, first = words, offset
+            n = _fast_path(draws, first, count, shift, scale, limit, mean, std, out, base, listed)
+            for q in range(n):
+                draw = draws[first + listed[q]]
+                j = draw & _LAYER
+                x[q] = (_small(draw >> shift) + 0.5) * scale[j]
+                low[q] = _F[j]
+                height[q] = _F[j + _ONE] - _F[j]
+                wedge[q] = j > 0
+                index[q] = np.uint64(i + listed[q])
+            for q in range(n):
+                b = index[q]
+                w0, w1, w2, w3 = _block(b & _LOW32, b >> _S32, np.uint64(0), r6, r4, r5)
+                y = low[q] + _uniform52((w0 << _S32) | w1) * height[q]
+                kept[q] = wedge[q] & (-2.0 * log_normal(y) > x[q] * x[q])
+                again[q] = (w2 << _S32) | w3
+            for q in range(n):
+                if kept[q]:  # under f in the wedge: the fast path's value stands
+                    continue
+                e = listed[q]
+                if wedge[q]:  # rejected: the second try, from R[1]
+                    j = again[q] & _LAYER
+                    x2 = (_small(again[q] >> _S12) + 0.5) * _SCALE_WIDE[j]
+                    if x2 < _X[j + _ONE]:
+                        out[base + e] = mean + std * (-x2 if (again[q] >> _S7) & _ONE else x2)
+                        continue
+                draw = draws[first + e]
+                z = _redo(r4, r5, r6, i + e, int(draw & _LAYER), ((draw >> _S7) & _ONE) == _ONE, x[q])
+                out[base + e] = mean + std * z
             i = end
 
 
@@ -242,6 +357,9 @@ def normal32(
     k1: np.uint64,
     d2: np.uint64,
     d3: np.uint64,
+    r4: np.uint64,
+    r5: np.uint64,
+    r6: np.uint64,
     starts: NDArray[np.int64],
     length: int,
     mean: float,
@@ -249,7 +367,7 @@ def normal32(
     out: NDArray,
 ) -> None:
     """`_normal` for float32, float16 and bfloat16 output (one 32-bit word per element)."""
-    _normal(k0, k1, d2, d3, starts, length, False, mean, std, out)
+    _normal(k0, k1, d2, d3, r4, r5, r6, starts, length, False, mean, std, out)
 
 
 @jit
@@ -258,6 +376,9 @@ def normal64(
     k1: np.uint64,
     d2: np.uint64,
     d3: np.uint64,
+    r4: np.uint64,
+    r5: np.uint64,
+    r6: np.uint64,
     starts: NDArray[np.int64],
     length: int,
     mean: float,
@@ -265,7 +386,7 @@ def normal64(
     out: NDArray,
 ) -> None:
     """`_normal` for float64 output (one 64-bit draw per element)."""
-    _normal(k0, k1, d2, d3, starts, length, True, mean, std, out)
+    _normal(k0, k1, d2, d3, r4, r5, r6, starts, length, True, mean, std, out)
 
 
 @inline
@@ -402,7 +523,7 @@ def serving_signatures() -> list[tuple[str, Any, tuple[Any, ...]]]:
         out = np.empty(4, dtype)
         for name, args in (
             ("uniform", (key, key, key, key, starts, 4, 0.0, 1.0, 0.5, out)),
-            ("normal", (key, key, key, key, starts, 4, 0.0, 1.0, out)),
+            ("normal", (key, key, key, key, key, key, key, starts, 4, 0.0, 1.0, out)),
             ("truncated_normal", (key, key, key, key, starts, 4, 0.1, 0.8, False, 0.0, 1.0, -2.0, 2.0, out)),
         ):
             kernel = globals()[f"{name}{width}"]

@@ -34,6 +34,7 @@ from service.engine import parallel
 from service.engine.dtypes import DTYPES, DType, round_to
 from service.engine.errors import InitError
 from service.engine.random import detmath
+from service.engine.random.philox2 import ziggurat
 from service.engine.random.philox2.stream import Stream
 from service.engine.schemes import distributions as d
 from service.engine.schemes.distributions import F64, Distribution, Moments, run_indices
@@ -172,32 +173,26 @@ class Uniform(Sampler):
 
 @dataclass(frozen=True)
 class Normal(Sampler):
-    """Box-Muller on pair k = elements (2k, 2k + 1): u1 from draw 2k, t from draw 2k + 1."""
+    """mean + std * z, z from the ziggurat on each element's own draw (`philox2.ziggurat`)."""
 
     def values_at(self, stream: Stream, index: NDArray[np.int64]) -> F64:
-        pair = index - index % 2
-        return self.transform(draws(stream, pair, self.wide), draws(stream, pair + 1, self.wide), index % 2 == 1)
-
-    def transform(self, first: NDArray[np.uint64], second: NDArray[np.uint64], odd: NDArray[np.bool_]) -> F64:
-        """Values of the elements whose pair's draws are (first, second): r sin(2 pi t) where `odd`, else r cos."""
-        if self.wide:
-            u1 = ((first >> _S11).astype(np.float64) + 1.0) * 2.0**-53
-            turns = (second >> _S11).astype(np.float64) * 2.0**-53
-        else:
-            u1 = (first.astype(np.float64) + 1.0) * 2.0**-32
-            turns = second.astype(np.float64) * 2.0**-32
-        radius = np.sqrt(-2.0 * detmath.log(u1))
-        sin, cos = detmath.sincos_turns(turns)
-        z = np.where(odd, radius * sin, radius * cos)
         source = self.source
         assert isinstance(source, d.Normal)
-        return source.mean + source.std * z
+        return source.mean + source.std * ziggurat.standard_normal(
+            stream, index, draws(stream, index, self.wide), self.wide
+        )
 
     def kernel(self, stream: Stream, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         source = self.source
         assert isinstance(source, d.Normal)
         kernel = kernels.normal64 if self.wide else kernels.normal32
-        kernel(*_key(stream), starts, length, source.mean, source.std, out)
+        retry = tuple(np.uint64(word) for word in stream.retry3)
+        kernel(*_key(stream), *retry, starts, length, source.mean, source.std, out)
+
+    def max_abs(self) -> float:
+        source = self.source
+        assert isinstance(source, d.Normal)
+        return abs(source.mean) + source.std * ziggurat.MAX_Z
 
 
 @dataclass(frozen=True)

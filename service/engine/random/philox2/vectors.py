@@ -19,8 +19,16 @@ import numpy as np
 
 from service.engine.dtypes import DTYPES
 from service.engine.plan import TensorRequest, make_plan
-from service.engine.random.philox2 import samplers
-from service.engine.random.philox2.stream import _KEY_DOMAIN, MULTIPLIERS, ROUNDS, WEYL, Stream, philox4x32
+from service.engine.random.philox2 import samplers, ziggurat
+from service.engine.random.philox2.stream import (
+    _KEY_DOMAIN,
+    MULTIPLIERS,
+    ROUNDS,
+    WEYL,
+    Stream,
+    digest_words,
+    philox4x32,
+)
 
 PATH = Path(__file__).resolve().parents[4] / "docs" / "vectors" / "philox-v2.json"
 DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
@@ -74,7 +82,12 @@ def build() -> dict[str, Any]:
                 "key_increments": [f"{w:08x}" for w in WEYL],
                 "rounds": ROUNDS,
             },
-            "elementary_functions": "philox-v1's log, sincos_turns, ndtr, ndtri: docs/vectors/philox-v1.json",
+            "elementary_functions": "philox-v1's log, ndtr, ndtri: docs/vectors/philox-v1.json",
+            "ziggurat": {
+                "layers": ziggurat.LAYERS,
+                "X": [f64_hex(x) for x in ziggurat.X],
+                "F": [f64_hex(y) for y in ziggurat.F],
+            },
         },
         "vectors": {
             "philox_blocks": [  # Random123's known answers for philox4x32_10
@@ -87,7 +100,7 @@ def build() -> dict[str, Any]:
                     "seed": str(s),
                     "name": n,
                     "sha256_input_hex": (_KEY_DOMAIN + s.to_bytes(8, "little") + n.encode()).hex(),
-                    "words": [f"{w:08x}" for w in Stream.for_tensor(s, n).words4],
+                    "words": [f"{w:08x}" for w in digest_words(s, n)],
                 }
                 for s, n in ((0, "weight"), (7, "weight"), (2**64 - 1, "layers.0.attn.in_proj_weight"), (5, "é"))
             ],
@@ -100,6 +113,16 @@ def build() -> dict[str, Any]:
                     "output": [f"{int(w):08x}" for w in stream.block_words(np.array([block]), purpose)[0]],
                 }
                 for block, purpose in ((0, 0), (1, 0), ((1 << 32) + 5, 0), (3, 1))
+            ],
+            "retry_blocks": [
+                {
+                    "seed": str(seed),
+                    "name": name,
+                    "element": str(element),
+                    "n": n,
+                    "output": [f"{int(w):08x}" for w in stream.retry_blocks(np.array([element]), n)[0]],
+                }
+                for element, n in ((0, 0), (5, 1), ((1 << 40) + 3, 2))
             ],
             "cuts": [
                 {
