@@ -19,7 +19,8 @@ from service.engine.bundle import ModelRequest, TensorSpec, plan_model
 from service.engine.dtypes import DTYPES, round_to
 from service.engine.errors import InitError
 from service.engine.plan import TensorRequest, make_plan
-from service.engine.random.philox2 import samplers, vectors
+from service.engine.random import detmath
+from service.engine.random.philox2 import samplers, vectors, ziggurat
 from service.engine.random.philox2.stream import Stream, digest_words, philox4x32
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes import distributions as d
@@ -299,6 +300,127 @@ def test_low_precision_values_follow_the_rounded_law_exactly(distribution, dtype
     chi = stats.chisquare(observed[keep], expected[keep] / expected[keep].sum() * observed[keep].sum())
     assert chi.pvalue > KS_P_MIN, f"chi-square p={chi.pvalue:.3g} over {keep.sum()} values"
     assert abs(observed[~keep].sum() - expected[~keep].sum()) < 5 * math.sqrt(expected[~keep].sum()) + 5
+
+
+# ---- the ziggurat -------------------------------------------------------------------------------------------------
+
+
+def test_ziggurat_tables_are_the_procedures_float64s():
+    """The shipped hex tables are the documented procedure's values rounded to float64, and their strips have equal
+    areas (to rounding) and close at f(0) = 1."""
+    pytest.importorskip("mpmath")
+    xs, fs = ziggurat.compute_tables()
+    same_bits(np.array(xs), ziggurat.X)
+    same_bits(np.array(fs), ziggurat.F)
+    v = ziggurat.X[0] * ziggurat.F[1]
+    areas = ziggurat.X[1:128] * (ziggurat.F[2:] - ziggurat.F[1:128])
+    np.testing.assert_allclose(areas, v, rtol=1e-13)
+    assert ziggurat.X[128] == 0.0 and ziggurat.F[128] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("scale", "limit", "bits"), [("SCALE_NARROW", "LIMIT_NARROW", 24), ("SCALE_WIDE", "LIMIT_WIDE", 52)]
+)
+def test_the_kernels_integer_test_is_the_fast_paths_float_test(scale, limit, bits):
+    """m < K[j] exactly when (m + 0.5) * scale[j] < X[j + 1]: checked on each side of every limit."""
+    scales, limits = getattr(ziggurat, scale), getattr(ziggurat, limit).astype(np.int64)
+    for j in range(ziggurat.LAYERS):
+        for m in (limits[j] - 1, limits[j]):
+            if 0 <= m < 1 << bits:
+                assert ((m + 0.5) * scales[j] < ziggurat.X[j + 1]) == (m < limits[j])
+
+
+def paths(stream: Stream, index: np.ndarray, wide: bool) -> dict[str, np.ndarray]:
+    """Which way each element went: fast, wedge (kept at the first wedge test), second (the retry's fast path),
+    redo (anything else: the tail, a second try off the fast path)."""
+    j, _, x = ziggurat.first_try(samplers.draws(stream, index, wide), wide)
+    fast = x < ziggurat.X[j + 1]
+    block = stream.retry_blocks(index, 0)
+    y = ziggurat.F[j] + ziggurat.uniform((block[:, 0] << np.uint64(32)) | block[:, 1]) * (
+        ziggurat.F[j + 1] - ziggurat.F[j]
+    )
+    wedge = ~fast & (j > 0) & (-2.0 * detmath.log(y) > x * x)
+    j2, _, x2 = ziggurat.first_try((block[:, 2] << np.uint64(32)) | block[:, 3], True)
+    second = ~fast & ~wedge & (j > 0) & (x2 < ziggurat.X[j2 + 1])
+    return {"fast": fast, "wedge": wedge, "second": second, "redo": ~(fast | wedge | second), "tail": ~fast & (j == 0)}
+
+
+@needs_jit
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_path_of_the_ziggurat_gives_the_reference_bits_element_by_element(dtype):
+    """Elements on each path (the tail and the redo included), generated alone by the kernel, are the reference's
+    and their neighbours' slice: each depends on its index only."""
+    stream, wide = Stream.for_tensor(11, "weight"), dtype == "float64"
+    index = np.arange(1 << 16, dtype=np.int64)
+    found = paths(stream, index, wide)
+    request = v2((LAST,), "normal", {"mean": 0.5, "std": 2.0}, seed=11, dtype=dtype)
+    for name, mask in found.items():
+        picked = index[mask][:8]
+        assert picked.size == 8, f"no {name} element in the first 2^16"
+        for i in picked.tolist():
+            with parallel.configured(jit=False):
+                want = Region(make_plan(request), ((i, i + 1),)).generate()
+            with parallel.configured(jit=True):
+                alone = Region(make_plan(request), ((i, i + 1),)).generate()
+                around = Region(make_plan(request), ((max(i - 700, 0), i + 900),)).generate()
+            same_bits(alone, want)
+            same_bits(around[i - max(i - 700, 0) : i - max(i - 700, 0) + 1], want)
+
+
+def test_layer_and_wedge_hits_follow_the_strips_areas():
+    """Chi-square: each strip is drawn with probability 1/128 and its first try kept on the fast path with
+    probability X[j + 1] / X[j] (the base strip: r / X[0]); the wedge keeps a point with the probability that the
+    wedge's area under f has in the wedge's rectangle (computed from the exact normal, not the sampler)."""
+    n = 1 << 20
+    stream = Stream.for_tensor(21, "weight")
+    index = np.arange(n, dtype=np.int64)
+    draws = samplers.draws(stream, index, False)
+    j = (draws & np.uint64(127)).astype(np.int64)
+    found = paths(stream, index, False)
+    counts = np.bincount(j, minlength=128)
+    assert stats.chisquare(counts).pvalue > KS_P_MIN
+    ratio = ziggurat.X[1:] / ziggurat.X[:128]
+    fast = np.bincount(j[found["fast"]], minlength=128)
+    expected = np.stack([counts * ratio, counts * (1 - ratio)])
+    observed = np.stack([fast, counts - fast])
+    keep = expected.min(axis=0) >= 20
+    chi = stats.chisquare(observed[:, keep].ravel(), expected[:, keep].ravel(), ddof=0)
+    assert chi.pvalue > KS_P_MIN
+    # the wedge of strip j >= 1 keeps a point with probability (area under f - core) / (rectangle - core)
+    x_hi, x_lo = ziggurat.X[1:128], ziggurat.X[2:129]
+    f_lo, f_hi = ziggurat.F[1:128], ziggurat.F[2:129]
+    under = math.sqrt(math.pi / 2) * (stats.norm.cdf(x_hi) - stats.norm.cdf(x_lo)) * 2 - f_lo * (x_hi - x_lo)
+    p_keep = under / ((x_hi - x_lo) * (f_hi - f_lo))
+    in_wedge = ~found["fast"] & (j > 0)
+    tried = np.bincount(j[in_wedge], minlength=128)[1:]
+    kept = np.bincount(j[found["wedge"]], minlength=128)[1:]
+    expected_kept = tried * p_keep
+    z = (kept.sum() - expected_kept.sum()) / math.sqrt((expected_kept * (1 - p_keep)).sum())
+    assert abs(z) < 5, f"wedge acceptances off by {z:.1f} sigma"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tail_frequencies_at_2_to_the_24_are_the_normals(dtype):
+    """Beyond 3, 4 and 5 standard deviations (and below their negatives), over 2^24 draws: counts within 4.5
+    binomial sigmas of the exact normal's. The fast path never reaches past r = 3.44; beyond it every value comes
+    from the tail method, so a wrong tail shows here."""
+    n = EXHAUSTIVE
+    z = as_f64(make_plan(v2((n,), "normal", {"mean": 0.0, "std": 1.0}, seed=31, dtype=dtype)).generate())
+    for t in (3.0, 4.0, 5.0):
+        p = float(stats.norm.sf(t))
+        for count in ((z > t).sum(), (z < -t).sum()):
+            assert abs(count - n * p) < 4.5 * math.sqrt(n * p * (1 - p)) + 1, (t, count, n * p)
+    assert abs(z).max() < ziggurat.MAX_Z
+
+
+def test_a_normal_whose_tail_would_overflow_the_dtype_is_refused():
+    """The tail reaches MAX_Z = 14.1 standard deviations (Box-Muller's 8.57 under philox-v1): a std that fits
+    philox-v1 in float16 may not fit philox-v2."""
+    fine = make_plan(TensorRequest((4,), "normal", 0, {"std": 5000.0}, dtype="float16"))
+    assert fine.generate().size == 4
+    with pytest.raises(InitError) as caught:
+        make_plan(v2((4,), "normal", {"std": 5000.0}, dtype="float16"))
+    assert caught.value.field == "dtype" and "overflows float16" in caught.value.message
 
 
 # ---- invariance: chunks, threads, slices, many tensors -----------------------------------------------------------

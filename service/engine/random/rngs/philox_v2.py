@@ -7,11 +7,9 @@ What it changes from philox-v1, and why (measurements in bench/philox_v2.py and 
   re-weighting anything (`philox2.samplers`). The transforms therefore depend on the output dtype: the same request
   in float32 and float64 gives values that agree to float32 rounding, not bit for bit after rounding.
 * Philox4x32-10 instead of 4x64-10: its multiplies vectorise (`philox2.stream`).
-* Output dtypes of 32 bits or fewer take one 32-bit word per element (float64 two): half the Philox work. 32 bits
-  are 8 more than float32 holds; a normal's tail then ends at sqrt(-2 ln 2^-32) = 6.66 standard deviations
-  (probability 2.7e-11 beyond; float32's torch.randn stops at 5.8).
-* Box-Muller, as in philox-v1, for the normal: a ziggurat's fast path was measured 1.45x faster than it here, not
-  enough for the normal's target and not worth exact tables and a fallback stream yet (docs/philox-v2.md section 9).
+* Output dtypes of 32 bits or fewer take one 32-bit word per element (float64 two).
+* The normal is a 128-strip ziggurat (`philox2.ziggurat`) instead of philox-v1's Box-Muller: a table read and a
+  multiply for 97% of elements, the rest redone from a retry stream addressed by the element's index.
 
 Orthogonal and sparse draw float64 normals (64-bit draws) whatever the output dtype, as they round a whole
 float64 matrix; sparse's mask keys are 32-bit words of stream purpose 1.
@@ -27,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine import parallel
+from service.engine.dtypes import DTYPES
 from service.engine.random.philox2 import samplers
 from service.engine.random.philox2.stream import SPARSE_MASK, Stream
 from service.engine.random.rng import Draw, Rng
@@ -48,7 +47,12 @@ class PhiloxV2(Rng):
         return [Stream.for_tensor(seed, draw.name) for draw in draws]
 
     def prepare(self, distribution: distributions.Distribution, dtype: np.dtype) -> None:
-        samplers.sampler(distribution, dtype)
+        sampler = samplers.sampler(distribution, dtype)
+        if isinstance(sampler, samplers.Normal):  # the ziggurat's tail reaches further than philox-v1's Box-Muller
+            from service.engine.plan import check_fits  # plan imports the registry, which imports this module
+
+            target = next(t for t in DTYPES.values() if t.numpy == dtype)
+            check_fits(sampler.max_abs(), target, "dtype", f"{distribution.kind} with these parameters")
 
     def sample(
         self,
