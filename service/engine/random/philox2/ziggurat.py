@@ -371,15 +371,19 @@ def standard_normal(
     stream: Any, index: NDArray[np.int64], draws: NDArray[np.uint64], wide: bool
 ) -> NDArray[np.float64]:
     """z of the elements `index` of `stream` (a `philox2.stream.Stream`), whose draws are `draws`: the fast path for
-    all, the first retry's wedge test for those it rejects (both vectorised), the rest (about 1 in 1,000) one by
-    one (`redo`)."""
+    all, the first retry block's wedge test and second try for those it rejects (vectorised), the rest (about 1 in
+    1,100) one by one (`redo`)."""
     j, negative, x = first_try(draws, wide)
     todo = np.flatnonzero(~(x < X[j + 1]))
     if todo.size:
         block = stream.retry_blocks(index[todo], 0)
         jt, xt = j[todo], x[todo]
         y = F[jt] + uniform((block[:, 0] << _S32) | block[:, 1]) * (F[jt + 1] - F[jt])
-        for e in todo[~((jt > 0) & (-2.0 * detmath.log(y) > xt * xt))]:
+        rejected = (jt > 0) & ~(-2.0 * detmath.log(y) > xt * xt)  # a wedge point above f: the second try, R[1]
+        j2, negative2, x2 = first_try((block[:, 2] << _S32) | block[:, 3], wide=True)
+        second = rejected & (x2 < X[j2 + 1])
+        x[todo[second]], negative[todo[second]] = x2[second], negative2[second]
+        for e in todo[(jt == 0) | (rejected & ~second)]:
             x[e], negative[e] = redo(stream, int(index[e]), int(j[e]), bool(negative[e]), float(x[e]))
     return np.where(negative, -x, x)
 
