@@ -472,16 +472,22 @@ def _truncation(mean: float, std: float, a: float, b: float) -> _Truncation:
     return _Truncation(bool(mirrored), p_lo, float(elementary.ndtr(hi)[0]) - p_lo)
 
 
+def _shown_numbers(dist: _Distribution) -> dict[str, float | int]:
+    """The distribution's numbers as the metadata names them: a symmetric Uniform(-bound, bound) by its bound."""
+    if dist.kind == "uniform" and dist.numbers["low"] == -dist.numbers["high"]:
+        return {"bound": dist.numbers["high"]}
+    return dict(dist.numbers)
+
+
 def _check(request: _Request, dist: _Distribution) -> _Truncation | None:
     """Refuse what would give non-finite numbers or overflow the dtype, as the service does; section 9 states the
     dtype rule; the float64 overflow rule (values, range, variance) is the service's behaviour, not in the spec."""
     scheme, params = request.scheme, list(request.params)
     first = params[0] if params else "scheme"
-    numbers = {**dist.numbers, **({"gain": dist.gain} if dist.kind == "eye" else {})}
+    numbers = {**_shown_numbers(dist), **({"gain": dist.gain} if dist.kind == "eye" else {})}
     for key, value in numbers.items():
         if isinstance(value, float) and not math.isfinite(value):
-            shown = "bound" if key in ("low", "high") and dist.numbers["low"] == -dist.numbers["high"] else key
-            raise _refuse(first, f"{scheme}: {', '.join(params)} give a non-finite {shown} ({value!r})")
+            raise _refuse(first, f"{scheme}: {', '.join(params)} give a non-finite {key} ({value!r})")
     truncation = None
     with np.errstate(over="ignore", invalid="ignore"):
         if dist.kind == "truncated_normal":
@@ -689,10 +695,7 @@ def _metadata(request: _Request, dist: _Distribution) -> dict[str, Any]:
         "gain": dist.gain,
         "distribution": dist.kind,
     }
-    numbers = dict(dist.numbers)
-    if dist.kind == "uniform" and numbers["low"] == -numbers["high"]:
-        numbers = {"bound": numbers["high"]}
-    metadata.update(numbers)
+    metadata.update(_shown_numbers(dist))
     metadata["rng"] = RNG
     if "alias_of" in spec:
         metadata["alias_of"] = spec["alias_of"]
