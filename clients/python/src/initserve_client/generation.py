@@ -23,7 +23,6 @@ from initserve_client.errors import RequestError
 SCHEMES: dict[str, dict[str, Any]] = document()["schemes"]
 NOT_LOCAL = ("orthogonal",)  # the whole-matrix schemes that are not bit-exact across machines (section 5.3)
 COMMON = ("shape", "scheme", "seed", "name", "dtype", "layout", "fan_in", "fan_out", "slice", "rng", "format")
-NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 MAX_SEED = 2**64 - 1
 MAX_DIMS = 8
 MAX_NAME = 256
@@ -284,9 +283,16 @@ class _Fans:
         return {"fan_in": shape[1] * rf, "fan_out": shape[0] * rf}
 
 
+def _choices(scheme: str, param: str) -> list[str]:
+    """A string parameter's accepted values, from the contract's JSON."""
+    return SCHEMES[scheme]["params"][param]["choices"]
+
+
 def _gain(nonlinearity: str, a: float) -> float:
-    if nonlinearity in (*NONLINEARITIES, "sigmoid"):
-        return 1.0
+    """Section 6.2: every accepted name but these four has gain 1.0."""
+    accepted = _choices("kaiming_uniform", "nonlinearity")
+    if nonlinearity not in accepted:
+        raise _refuse("nonlinearity", f"Unsupported nonlinearity {nonlinearity}; accepted: {', '.join(accepted)}")
     if nonlinearity == "tanh":
         return 5.0 / 3.0
     if nonlinearity == "relu":
@@ -295,8 +301,7 @@ def _gain(nonlinearity: str, a: float) -> float:
         return math.sqrt(2.0 / (1.0 + a * a))
     if nonlinearity == "selu":
         return 3.0 / 4.0
-    accepted = ", ".join((*NONLINEARITIES, "sigmoid", "tanh", "relu", "leaky_relu", "selu"))
-    raise _refuse("nonlinearity", f"Unsupported nonlinearity {nonlinearity}; accepted: {accepted}")
+    return 1.0
 
 
 def _variance_scaling(scale: float, mode: str, distribution: str, fan: _Fans) -> _Distribution:
@@ -320,9 +325,9 @@ def _variance_scaling(scale: float, mode: str, distribution: str, fan: _Fans) ->
 
 
 def _kaiming(p: Mapping[str, Any], distribution: str, fan: _Fans) -> _Distribution:
-    mode = p["mode"].lower()
-    if mode not in ("fan_in", "fan_out"):
-        raise _refuse("mode", f"Mode {p['mode']} not supported, please use one of ['fan_in', 'fan_out']")
+    mode, modes = p["mode"].lower(), _choices("kaiming_uniform", "mode")
+    if mode not in modes:
+        raise _refuse("mode", f"Mode {p['mode']} not supported, please use one of {modes}")
     g = _gain(p["nonlinearity"], p["a"])
     dist = _variance_scaling(g * g, mode, distribution, fan)
     dist.gain = g
@@ -330,19 +335,18 @@ def _kaiming(p: Mapping[str, Any], distribution: str, fan: _Fans) -> _Distributi
 
 
 def _keras_variance_scaling(p: Mapping[str, Any], fan: _Fans) -> _Distribution:
-    modes = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
-    distributions = ("truncated_normal", "untruncated_normal", "uniform")
+    modes, distributions = _choices("variance_scaling", "mode"), _choices("variance_scaling", "distribution")
     mode, distribution = p["mode"].lower(), p["distribution"].lower()
     if mode not in modes:
-        raise _refuse("mode", f"Invalid `mode` argument: {p['mode']}. Please use one of {list(modes)}")
+        raise _refuse("mode", f"Invalid `mode` argument: {p['mode']}. Please use one of {modes}")
     if distribution == "normal":
         message = (
             "distribution 'normal' is ambiguous: Keras reads it as 'truncated_normal', JAX as 'untruncated_normal'; "
-            f"name one of {list(distributions)}"
+            f"name one of {distributions}"
         )
         raise _refuse("distribution", message)
     if distribution not in distributions:
-        message = f"Invalid `distribution` argument: {p['distribution']}. Please use one of {list(distributions)}"
+        message = f"Invalid `distribution` argument: {p['distribution']}. Please use one of {distributions}"
         raise _refuse("distribution", message)
     return _variance_scaling(p["scale"], mode, distribution, fan)
 
