@@ -571,9 +571,10 @@ def normal_pair(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return r * c, r * s
 
 
-def _standard_normal(key: tuple[int, int], index: np.ndarray, purpose: int = 0) -> np.ndarray:
+def _standard_normal(key: tuple[int, int], index: np.ndarray) -> np.ndarray:
+    """N(0, 1) of each element (ascending flat indices): one Box-Muller pair per pair of elements (section 2.3)."""
     pairs, position = _first_of_runs(index >> np.uint64(1))
-    words = _words(key, pairs, 2, purpose)
+    words = _words(key, pairs, 2, 0)
     even, odd = normal_pair(words[:, 0], words[:, 1])
     return np.where((index & np.uint64(1)).astype(bool), odd[position], even[position])
 
