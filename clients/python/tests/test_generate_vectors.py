@@ -129,4 +129,3 @@ def test_double_rounding():
         assert f"{int(generate(request).array.view(np.uint32)[0]):08x}" == element["float32"]
         half = generate({**request, "dtype": element["dtype"]}).array.view(np.uint16)[0]
         assert f"{int(half):04x}" == element["right"] != element["wrong_direct"]
-
