@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from initserve_client import RequestError, ServiceError, generate
+from initserve_client.contract import document
 from initserve_client.generation import NOT_LOCAL, SCHEMES
 
 COUNT = 1200
@@ -196,6 +197,17 @@ REFUSED = [
     {"shape": [4, 3], "scheme": "trunc_normal", "a": 40, "b": 41},
     {"shape": [2, 3], "scheme": "xavier_uniform", "gain": 1e200},
     {"shape": [2, 2], "scheme": "truncated_normal", "mean": 1e308, "stddev": 1e308},
+    # section 9: alpha infinite (a - mean overflows) makes v NaN, which the service refuses
+    {"shape": [4], "scheme": "trunc_normal", "mean": 1.7e308, "a": -1.7e308, "b": 1.7e308, "dtype": "float64"},
+    # section 5.1's std > 0 and a < b, for truncated normals another scheme derives
+    {"shape": [4, 4], "scheme": "variance_scaling", "scale": 5e-324, "fan_in": 2**64 - 1},
+    {"shape": [4, 4], "scheme": "truncated_normal", "mean": 1e300, "stddev": 1e-300},
+    # section 1.1's 2^63 - 1 elements: after the fields' own rules and the slice's bounds, before the scheme's rules
+    {"shape": [2**62, 3], "scheme": "normal", "slice": [[0, 1], [0, 1]]},
+    {"shape": [2**62, 3], "scheme": "normal", "seed": -1, "slice": [[0, 1], [0, 1]]},
+    {"shape": [2**62, 3], "scheme": "normal", "slice": [[0, 1], [0, 4]]},
+    {"shape": [2**62, 3], "scheme": "uniform", "a": 2, "b": 1, "slice": [[0, 1], [0, 1]]},
+    {"shape": [2**62, 3], "scheme": "normal", "format": "npy", "dtype": "bfloat16", "slice": [[0, 1], [0, 1]]},
     {"shape": [2, 3], "scheme": "kaiming_uniform", "nonlinearity": "gelu"},
     {"shape": [2, 3], "scheme": "kaiming_uniform", "nonlinearity": "RELU"},
     {"shape": [2, 3], "scheme": "kaiming_uniform", "mode": "fan_avg"},
@@ -228,6 +240,22 @@ def test_refused_as_the_service_refuses(client, request_body):
     with pytest.raises(RequestError) as local:
         generate(request_body)
     assert served.value.status == local.value.status == 422
+    assert local.value.detail == served.value.detail[:1]
+
+
+@pytest.mark.parametrize(
+    "case", document()["vectors"]["admission"], ids=lambda case: f"{case['request']['scheme']}-{case['refused_at']}"
+)
+def test_admission_vectors_as_the_service_admits_them(client, case):
+    # Section 9's boundaries from both sides: the same refusal (loc, msg, type), or the same bytes.
+    request = {key: int(value) if key == "seed" else value for key, value in case["request"].items()}
+    if case["refused_at"] is None:
+        assert generate(request).array.tobytes() == client.fetch_tensor(request).array.tobytes()
+        return
+    with pytest.raises(ServiceError) as served:
+        client.fetch_tensor(request)
+    with pytest.raises(RequestError) as local:
+        generate(request)
     assert local.value.detail == served.value.detail[:1]
 
 

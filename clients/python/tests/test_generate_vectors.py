@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initserve_client import elementary, generate, philox
+from initserve_client import RequestError, elementary, generate, philox
 from initserve_client import generation as gen
 from initserve_client.contract import document, float_of
 
@@ -129,3 +129,16 @@ def test_double_rounding():
         assert f"{int(generate(request).array.view(np.uint32)[0]):08x}" == element["float32"]
         half = generate({**request, "dtype": element["dtype"]}).array.view(np.uint16)[0]
         assert f"{int(half):04x}" == element["right"] != element["wrong_direct"]
+
+
+@pytest.mark.parametrize(
+    "case", VECTORS["admission"], ids=lambda case: f"{case['request']['scheme']}-{case['refused_at']}"
+)
+def test_admission(case):
+    request = _sent(case["request"])
+    if case["refused_at"] is None:
+        generate({**request, "slice": request.get("slice") or [[0, 1]] * len(request["shape"])})
+        return
+    with pytest.raises(RequestError) as caught:
+        generate(request)
+    assert caught.value.detail[0]["loc"][-1] == case["refused_at"]

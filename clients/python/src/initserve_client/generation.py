@@ -12,29 +12,29 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from initserve_client import elementary, philox
-from initserve_client.contract import RNG, F, document
+from initserve_client.contract import RNG, F, document, float_of
 from initserve_client.decode import DTYPES, Tensor
 from initserve_client.errors import RequestError
 
 SCHEMES: dict[str, dict[str, Any]] = document()["schemes"]
 NOT_LOCAL = ("orthogonal",)  # the whole-matrix schemes that are not bit-exact across machines (section 5.3)
 COMMON = ("shape", "scheme", "seed", "name", "dtype", "layout", "fan_in", "fan_out", "slice", "rng", "format")
-MAX_SEED = 2**64 - 1
-MAX_DIMS = 8
-MAX_NAME = 256
+LIMITS: dict[str, Any] = document()["constants"]["limits"]  # section 1.1; beyond 2^53 as decimal strings
+MAX_SEED = int(LIMITS["max_seed"])
+MAX_FAN = int(LIMITS["max_fan"])
+MAX_DIMS = LIMITS["max_rank"]
+MAX_NAME = LIMITS["max_name_chars"]
+MAX_ELEMENTS = int(LIMITS["max_elements"])
 FORMATS = ("safetensors", "json", "npy")
-DTYPE_MAX = {name: float(ml_dtypes.finfo(DTYPES[name]).max) for name in ("float64", "float32", "float16", "bfloat16")}
+DTYPE_MAX = {name: float_of(entry["bits"]) for name, entry in document()["constants"]["dtype_max"].items()}
 CHUNK = 1 << 15  # elements a step: the temporaries of the elementary functions stay in cache
 
 _2_M53 = 2.0**-53
 _2_M52 = 2.0**-52
 _11, _12 = np.uint64(11), np.uint64(12)
-# The largest Box-Muller radius, sqrt(-2 ln 2^-53) (section 9), from the contract's own log.
-MAX_RADIUS = float(np.sqrt(-2.0 * elementary.log(_2_M53))[0])
 
 
 def _refuse(field_name: str | int | tuple[str | int, ...], message: str, kind: str = "value_error") -> RequestError:
@@ -118,6 +118,14 @@ def _shape(value: Any) -> tuple[int, ...]:
         message = f"List should have at most {MAX_DIMS} items after validation, not {len(value)}"
         raise _pydantic(("shape",), message, "too_long")
     return tuple(_integer(dim, ("shape", i), ge=1) for i, dim in enumerate(value))
+
+
+def _addressable(shape: tuple[int, ...]) -> None:
+    """Flat indices are signed 64-bit (section 1.1): the whole tensor's count is refused beyond them, whatever slice
+    asks for. The service checks it after every field's own rules and the slice's bounds."""
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise _refuse("shape", f"shape {list(shape)} has {count} elements; at most 2^63 - 1 can be addressed")
 
 
 def _name(value: Any) -> str:
@@ -231,13 +239,16 @@ def _read(request: Mapping[str, Any]) -> _Request:
     layout = request.get("layout")
     layout = SCHEMES[scheme]["default_layout"] if layout is None else _literal(layout, "layout", ("torch", "keras"))
     fans_given = {
-        key: _integer(request[key], (key,), ge=1, le=MAX_SEED)
+        key: _integer(request[key], (key,), ge=1, le=MAX_FAN)
         for key in ("fan_in", "fan_out")
         if request.get(key) is not None
     }
     region = None if request.get("slice") is None else _slice(request["slice"], shape)
     fmt = request.get("format")
-    if fmt is not None and _literal(fmt, "format", FORMATS) == "npy" and dtype == "bfloat16":
+    if fmt is not None:
+        _literal(fmt, "format", FORMATS)
+    _addressable(shape)
+    if fmt == "npy" and dtype == "bfloat16":
         message = (
             "format 'npy' cannot hold bfloat16 (NumPy has no standard code for it); use safetensors, or another dtype"
         )
@@ -434,8 +445,6 @@ def _build(request: _Request) -> _Distribution:
         raise _refuse("a", f"uniform_ expects to return a [from, to) range, but found from={p['a']!r} > to={p['b']!r}")
     if base == "random_uniform" and p["minval"] > p["maxval"]:
         raise _refuse("minval", f"random_uniform expects minval <= maxval, got {p['minval']!r} > {p['maxval']!r}")
-    if base == "trunc_normal" and not p["a"] < p["b"]:
-        raise _refuse("b", f"truncated normal needs a < b, got a={p['a']!r}, b={p['b']!r}")
     dist = builders[base]()
     if base in ("xavier_uniform", "xavier_normal", "identity"):
         dist.gain = p["gain"]
@@ -462,18 +471,21 @@ def _sparse(p: Mapping[str, Any], shape: tuple[int, ...]) -> _Distribution:
 class _Truncation:
     """Section 5.1's per-tensor quantities."""
 
+    lo: float
+    hi: float
     mirrored: bool
     p_lo: float
     mass: float
 
 
 def _truncation(mean: float, std: float, a: float, b: float) -> _Truncation:
-    alpha = float((np.float64(a) - mean) / np.float64(std))  # NumPy's IEEE division: std may have underflowed to 0
-    beta = float((np.float64(b) - mean) / np.float64(std))
+    """Section 5.1, for std > 0 (an overflowing a - mean gives an infinite alpha: IEEE, no exception)."""
+    alpha = (a - mean) / std
+    beta = (b - mean) / std
     mirrored = alpha + beta > 0
     lo, hi = (-beta, -alpha) if mirrored else (alpha, beta)
     p_lo = float(elementary.ndtr(lo)[0])
-    return _Truncation(bool(mirrored), p_lo, float(elementary.ndtr(hi)[0]) - p_lo)
+    return _Truncation(lo, hi, mirrored, p_lo, float(elementary.ndtr(hi)[0]) - p_lo)
 
 
 def _shown_numbers(dist: _Distribution) -> dict[str, float | int]:
@@ -483,51 +495,90 @@ def _shown_numbers(dist: _Distribution) -> dict[str, float | int]:
     return dict(dist.numbers)
 
 
+def _admit_truncation(dist: _Distribution) -> _Truncation | None:
+    """Section 5.1's conditions on a truncated normal, whichever scheme gave it: std > 0, a < b, mass > 0."""
+    if dist.kind != "truncated_normal":
+        return None
+    mean, std, a, b = (float(dist.numbers[k]) for k in ("mean", "std", "a", "b"))
+    if not std > 0:  # a variance_scaling std may underflow to 0.0
+        raise _refuse("std", f"truncated normal needs std > 0, got {std!r}")
+    if not a < b:
+        raise _refuse("b", f"truncated normal needs a < b, got a={a!r}, b={b!r}")
+    truncation = _truncation(mean, std, a, b)
+    if not truncation.mass > 0:
+        message = (
+            f"the interval [{a!r}, {b!r}] lies too far in the tail of N({mean!r}, {std!r}^2): "
+            "its probability underflows float64"
+        )
+        raise _refuse("b", message)
+    return truncation
+
+
+def _largest(dist: _Distribution) -> float:
+    """Section 9's L, the largest |value| the distribution can give."""
+    n = dist.numbers
+    if dist.kind == "uniform":
+        return max(abs(n["low"]), abs(n["high"]))
+    if dist.kind == "normal":
+        return abs(n["mean"]) + n["std"] * F["MAX_NORMAL_RADIUS"]
+    if dist.kind == "sparse":
+        return n["std"] * F["MAX_NORMAL_RADIUS"]
+    if dist.kind == "truncated_normal":
+        return max(abs(n["a"]), abs(n["b"]))
+    if dist.kind == "constant":
+        return abs(n["value"])
+    if dist.kind == "eye":
+        assert dist.gain is not None
+        return abs(dist.gain)
+    return 1.0  # dirac
+
+
+def _moments(request: _Request, dist: _Distribution, truncation: _Truncation | None) -> tuple[float, ...]:
+    """Section 9 step 1's table: the operations behind the distribution's mean and variance, in its order (Python
+    floats: an overflow gives inf, an invalid operation NaN, never an exception)."""
+    n = dist.numbers
+    if dist.kind == "uniform":
+        low, high = n["low"], n["high"]
+        return low + high, (high - low) * (high - low)
+    if dist.kind == "normal":
+        return (n["std"] * n["std"],)
+    if dist.kind == "truncated_normal":
+        assert truncation is not None
+        mean, std, lo, hi, mass = n["mean"], n["std"], truncation.lo, truncation.hi, truncation.mass
+        pdf_lo = float(elementary.exp(-0.5 * (lo * lo))[0]) / F["SQRT_2PI"]
+        pdf_hi = float(elementary.exp(-0.5 * (hi * hi))[0]) / F["SQRT_2PI"]
+        shift = (pdf_lo - pdf_hi) / mass
+        v = (1.0 + (lo * pdf_lo - hi * pdf_hi) / mass) - shift * shift
+        # A NaN v stays NaN (the page's `v if v > 0.0 else 0.0` would make it 0.0): it arises exactly when alpha or
+        # beta is infinite (their pdf is 0.0, times inf), and the service refuses those requests.
+        return mean + std * (-shift if truncation.mirrored else shift), (std * std) * (0.0 if v <= 0.0 else v)
+    if dist.kind == "eye":
+        assert dist.gain is not None
+        return ((dist.gain * dist.gain) * float(min(request.shape)),)
+    if dist.kind == "sparse":
+        # The integers' quotient rounded once (Python's int / int), not (rows - zeros) / rows: the last bit differs.
+        kept = 1.0 - n["zeros_per_column"] / request.shape[0]
+        return (((kept * n["std"]) * n["std"]),)
+    return ()  # constant, dirac
+
+
 def _check(request: _Request, dist: _Distribution) -> _Truncation | None:
-    """Refuse what would give non-finite numbers or overflow the dtype, as the service does; section 9 states the
-    dtype rule; the float64 overflow rule (values, range, variance) is the service's behaviour, not in the spec."""
+    """Section 5.1's conditions, then section 9: step 1, float64 overflow (at the scheme's first parameter, at
+    `scheme` if it has none); step 2, the dtype's range (at `dtype`), on the float64 L itself, not its rounding."""
+    truncation = _admit_truncation(dist)
     scheme, params = request.scheme, list(request.params)
     first = params[0] if params else "scheme"
     numbers = {**_shown_numbers(dist), **({"gain": dist.gain} if dist.kind == "eye" else {})}
     for key, value in numbers.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise _refuse(first, f"{scheme}: {', '.join(params)} give a non-finite {key} ({value!r})")
-    truncation = None
-    with np.errstate(over="ignore", invalid="ignore"):
-        if dist.kind == "truncated_normal":
-            mean, std, a, b = (float(dist.numbers[k]) for k in ("mean", "std", "a", "b"))
-            truncation = _truncation(mean, std, a, b)
-            if not truncation.mass > 0:
-                message = (
-                    f"the interval [{a!r}, {b!r}] lies too far in the tail of N({mean!r}, {std!r}^2): "
-                    "its probability underflows float64"
-                )
-                raise _refuse("b", message)
-            spread = [float((np.float64(x) - mean) / np.float64(std)) for x in (a, b)] + [std * std]
-        elif dist.kind == "uniform":
-            width = float(np.float64(dist.numbers["high"]) - np.float64(dist.numbers["low"]))
-            spread = [width, width * width]
-        elif dist.kind in ("normal", "sparse"):
-            spread = [float(np.float64(dist.numbers["std"]) ** 2)]
-        elif dist.kind == "eye":
-            spread = [float(np.float64(dist.gain) * np.float64(dist.gain) * min(request.shape))]
-        else:
-            spread = []
-    if not all(math.isfinite(x) for x in spread):
+    largest = _largest(dist)
+    if not all(math.isfinite(x) for x in (largest, *_moments(request, dist, truncation))):
         raise _refuse(first, f"{scheme}: the parameters overflow float64 (values, their range or their variance)")
-    reach = {
-        "uniform": lambda: max(abs(dist.numbers["low"]), abs(dist.numbers["high"])),
-        "normal": lambda: abs(dist.numbers["mean"]) + dist.numbers["std"] * MAX_RADIUS,
-        "sparse": lambda: dist.numbers["std"] * MAX_RADIUS,
-        "truncated_normal": lambda: max(abs(dist.numbers["a"]), abs(dist.numbers["b"])),
-        "constant": lambda: abs(dist.numbers["value"]),
-        "eye": lambda: abs(dist.gain),
-        "dirac": lambda: 1.0,
-    }[dist.kind]()
-    if reach > DTYPE_MAX[request.dtype]:
+    if largest > DTYPE_MAX[request.dtype]:
         message = (
-            f"{scheme} with these parameters can reach |x| = {_bound_text(reach)}, which overflows {request.dtype} "
-            f"(max {_bound_text(DTYPE_MAX[request.dtype])})"
+            f"{scheme} with these parameters can reach |x| = {_bound_text(largest)}, which overflows "
+            f"{request.dtype} (max {_bound_text(DTYPE_MAX[request.dtype])})"
         )
         raise _refuse("dtype", message)
     return truncation
