@@ -3,11 +3,14 @@
 The file is what every implementation of docs/reproducibility.md (this engine, the clients, any port) reads:
 the constants and polynomial coefficients (taken here from `detmath` and `philox`, their one home in Python, so a
 client reads them from the JSON instead of copying tables), and vectors chosen to discriminate: each variant that
-the issue found plausible but wrong (Sun fdlibm 5.3 sin/cos kernels, ndtr = 0.5*erfc(-x/sqrt2), AS 241 as
-q*(A/B), rint rounding halves away from zero, float16 rounded straight from float64) fails at least one of them
+the issue found plausible but wrong (Sun fdlibm 5.3's sin and, separately, cos kernel, ndtr = 0.5*erfc(-x/sqrt2),
+AS 241 as q*(A/B), rint rounding halves away from zero, float16 rounded straight from float64, and section 9's
+refusals checked another way) fails at least one of them
 (tests/engine/test_vectors.py proves it on a pure-Python port written from the document). `--check` exits 1 when
 the file is stale. Floats are written as the 16 hex digits of their IEEE 754 encoding ("3ff0000000000000" is 1.0),
-uint64 words as 16 hex digits, so that no decimal conversion stands between the file and the bits.
+uint64 words as 16 hex digits, so that no decimal conversion stands between the file and the bits; integers a valid
+request can push beyond 2^53 (seeds, fans, block numbers, element indices) as decimal strings, which no JSON parser
+rounds (JavaScript's JSON.parse would).
 
 It lives beside the CLI, not in the engine, because its response-body vectors need the containers (service.formats).
 """
@@ -26,8 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from service.api.schemas import MAX_FAN, MAX_NAME_CHARS
+from service.engine.dtypes import DTYPES
+from service.engine.plan import MAX_RANK
 from service.engine.random import detmath as dm
 from service.engine.random import philox
+from service.engine.region import MAX_ADDRESSABLE
+from service.engine.schemes import distributions
 from service.engine.schemes.registry import SCHEMES, TRUNCATED_NORMAL_STD_2
 
 PATH = Path(__file__).resolve().parent.parent / "docs" / "vectors" / "philox-v1.json"
@@ -78,7 +86,19 @@ def constants() -> dict[str, Any]:
                 ("ONE_MINUS_ERX", dm._ONE_MINUS_ERX),
                 ("SQRT1_2", dm._SQRT1_2),
                 ("TRUNCATED_NORMAL_STD_2", TRUNCATED_NORMAL_STD_2),
+                ("MAX_NORMAL_RADIUS", distributions.MAX_NORMAL_RADIUS),
+                ("SQRT_2PI", distributions.SQRT_2PI),
             )
+        },
+        # Section 9: a tensor whose largest |value| exceeds its dtype's largest finite value is refused.
+        "dtype_max": {name: _constant(DTYPES[name].max) for name in DTYPE_NAMES},
+        # Section 1.1's request rules (integers beyond 2^53 as decimal strings).
+        "limits": {
+            "max_rank": MAX_RANK,
+            "max_name_chars": MAX_NAME_CHARS,
+            "max_seed": str(_MAX_SEED),
+            "max_fan": str(MAX_FAN),
+            "max_elements": str(MAX_ADDRESSABLE),
         },
         # Coefficients in increasing powers: [c0, c1, ..., cn] is c0 + z*(c1 + z*(... + z*cn)).
         "polynomials": {
@@ -180,6 +200,12 @@ EXP_POINTS = (
 # Turns where Sun fdlibm 5.3's __kernel_sin/__kernel_cos give other bits than the revised (FreeBSD msun, musl)
 # kernels, found by search; beside them the rint halves, exact quarters and their neighbours.
 SUN_KERNEL_TURNS = (
+    # __kernel_sin's one Horner polynomial (Sun) against the revised split: one turn in each quadrant n = 0..3
+    float.fromhex("0x1.c7d5b6ea4c8aep-1"),
+    float.fromhex("0x1.2c6ed5de28a40p-3"),
+    float.fromhex("0x1.2fcc189583e00p-1"),
+    float.fromhex("0x1.42a03181cc730p-1"),
+    # __kernel_cos's qx correction (Sun) against the revised w = 1 - hz
     float.fromhex("0x1.3611210c67fd9p-1"),
     float.fromhex("0x1.14fa878633074p-1"),
     float.fromhex("0x1.bd62675dd67dep-1"),
@@ -249,6 +275,12 @@ REQUESTS: tuple[dict[str, Any], ...] = (
     {"shape": [64, 33], "scheme": "kaiming_normal", "seed": 0, "slice": [[3, 40], [5, 30]]},
     {"shape": [4, 6, 5], "scheme": "trunc_normal", "seed": 1, "slice": [[1, 3], [0, 6], [2, 3]]},
     {"shape": [4, 6, 5], "scheme": "glorot_uniform", "seed": 1, "slice": [[0, 4], [5, 6], [0, 5]]},
+    # -0.0 is a value of its own (section 1.1): every element -0.0; and -0.0 + (0.0 * z) is -0.0 where z < 0
+    {"shape": [3], "scheme": "constant", "val": -0.0, "seed": 0},
+    {"shape": [6], "scheme": "normal", "mean": -0.0, "std": 0.0, "seed": 0},
+    # the last 4 elements of the largest addressable tensor (2^63 - 1 elements): flat indices and blocks near 2^63
+    {"shape": [454279, 31252369, 649657], "scheme": "kaiming_normal", "seed": 5,
+     "slice": [[454278, 454279], [31252368, 31252369], [649653, 649657]]},
 )  # fmt: skip
 ELEMENTS = (0, 1, 2, 3, 156)  # float64 elements given for each request (those < its size)
 DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
@@ -263,15 +295,98 @@ BODIES: tuple[dict[str, Any], ...] = (
     {"shape": [5], "scheme": "msra", "seed": 2, "dtype": "bfloat16", "format": "json", "fan_in": 3},
     {"shape": [4, 3], "scheme": "eye", "seed": 1, "dtype": "float16", "format": "npy"},
     {"shape": [], "scheme": "normal", "seed": 1},
+    # exact ties in the shortest digits (section 10): float32 0.314453125 is written 0.31445312, the even digit
+    {"shape": [2], "scheme": "constant", "val": 0.314453125, "seed": 0, "format": "json"},
+    {"shape": [2], "scheme": "constant", "val": 1125899906842624.25, "seed": 0, "dtype": "float64", "format": "json"},
+)  # fmt: skip
+_MAX = float.fromhex("0x1.fffffffffffffp+1023")
+_SQUARE_MAX = float.fromhex("0x1.fffffffffffffp+511")  # the largest x whose x * x is finite
+
+
+def _up(x: float) -> float:
+    """The next float64 above x."""
+    return math.nextafter(x, math.inf)
+
+
+# Requests the service refuses (section 1.1's element count; section 9's float64 overflow of a distribution's numbers,
+# its mean or variance, and the dtype's range), most beside the accepted request across the boundary. The field
+# each is refused at comes from the engine (`refused_at`), and the HTTP test checks the service says the same.
+ADMISSION: tuple[dict[str, Any], ...] = (
+    {"shape": [454279, 31252369, 649658], "scheme": "normal", "seed": 0, "slice": [[0, 1], [0, 1], [0, 1]]},
+    {"shape": [454279, 31252369, 649657], "scheme": "normal", "seed": 0, "slice": [[0, 1], [0, 1], [0, 1]]},
+    # uniform: low + high, then (high - low) * (high - low)
+    {"shape": [4], "scheme": "uniform", "a": _MAX / 2, "b": _MAX / 2, "seed": 0, "dtype": "float64"},
+    {"shape": [4], "scheme": "uniform", "a": _up(_MAX / 2), "b": _up(_MAX / 2), "seed": 0, "dtype": "float64"},
+    {"shape": [4], "scheme": "random_uniform", "minval": 0.0, "maxval": _SQUARE_MAX, "seed": 0, "dtype": "float64"},
+    {"shape": [4], "scheme": "random_uniform", "minval": 0.0, "maxval": _up(_SQUARE_MAX), "seed": 0,
+     "dtype": "float64"},
+    {"shape": [4], "scheme": "uniform_unit_scaling", "factor": _MAX, "seed": 0, "dtype": "float64"},
+    # normal: std * std; overflow is refused before the dtype is looked at
+    {"shape": [4], "scheme": "normal", "std": _SQUARE_MAX, "seed": 0, "dtype": "float64"},
+    {"shape": [4], "scheme": "normal", "std": _up(_SQUARE_MAX), "seed": 0, "dtype": "float64"},
+    {"shape": [4], "scheme": "random_normal", "stddev": _up(_SQUARE_MAX), "seed": 0, "dtype": "float16"},
+    # truncated normal: its a and b, and the mean and variance of section 9 (wild in a far tail of tiny mass)
+    {"shape": [4], "scheme": "trunc_normal", "std": 1.0, "a": -38.57000000000001, "b": -38.47000000000001, "seed": 0,
+     "dtype": "float64"},
+    {"shape": [4], "scheme": "trunc_normal", "std": _SQUARE_MAX, "a": -38.57000000000001 * _SQUARE_MAX,
+     "b": -38.47000000000001 * _SQUARE_MAX, "seed": 0, "dtype": "float64"},
+    {"shape": [4], "scheme": "trunc_normal", "a": -40.0, "b": -39.0, "seed": 0},
+    # identity: (gain * gain) * min(rows, cols)
+    {"shape": [2, 3], "scheme": "identity", "gain": float.fromhex("0x1.6a09e667f3bccp+511"), "seed": 0,
+     "dtype": "float64"},
+    {"shape": [2, 3], "scheme": "identity", "gain": float.fromhex("0x1.6a09e667f3bcdp+511"), "seed": 0,
+     "dtype": "float64"},
+    # sparse: (kept * std) * std with kept = 1.0 - zeros / rows, not (rows - zeros) / rows (they differ here)
+    {"shape": [3, 2], "scheme": "sparse", "sparsity": 0.5, "std": float.fromhex("0x1.bb67ae8584caap+512"),
+     "seed": 0, "dtype": "float64"},
+    {"shape": [5, 2], "scheme": "sparse", "sparsity": 0.8, "std": float.fromhex("0x1.1e3779b97f4a8p+513"),
+     "seed": 0, "dtype": "float64"},
+    # sparse with no value kept: its variance is 0, and std * MAX_NORMAL_RADIUS is what overflows
+    {"shape": [3, 2], "scheme": "sparse", "sparsity": 1.0, "std": float.fromhex("0x1.ddda5be51dd53p+1020"),
+     "seed": 0, "dtype": "float64"},
+    {"shape": [3, 2], "scheme": "sparse", "sparsity": 1.0, "std": float.fromhex("0x1.ddda5be51dd54p+1020"),
+     "seed": 0, "dtype": "float64"},
+    # the dtype's largest finite value, compared with the float64 value (65504.00000000001 would round to 65504)
+    {"shape": [4], "scheme": "constant", "val": 65504.0, "seed": 0, "dtype": "float16"},
+    {"shape": [4], "scheme": "constant", "val": _up(65504.0), "seed": 0, "dtype": "float16"},
+    {"shape": [4], "scheme": "normal", "std": float.fromhex("0x1.dd9ea099a1318p+12"), "seed": 0, "dtype": "float16"},
+    {"shape": [4], "scheme": "normal", "std": float.fromhex("0x1.dd9ea099a1319p+12"), "seed": 0, "dtype": "float16"},
+    {"shape": [4], "scheme": "uniform", "a": -3.3895313892515355e38, "b": 0.0, "seed": 0, "dtype": "bfloat16"},
+    {"shape": [4], "scheme": "uniform", "a": -_up(3.3895313892515355e38), "b": 0.0, "seed": 0, "dtype": "bfloat16"},
+    {"shape": [4], "scheme": "constant", "val": 3.4028234663852886e38, "seed": 0, "dtype": "float32"},
+    {"shape": [4], "scheme": "constant", "val": _up(3.4028234663852886e38), "seed": 0, "dtype": "float32"},
+)  # fmt: skip
+# The float text of section 10: exact ties (both ways to the even digit) and the notation's edges.
+FLOAT_TEXT = (
+    ("float32", 0.314453125), ("float32", 0.130859375), ("float64", 1125899906842624.25),
+    ("float64", 1125899906842624.75), ("float64", -0.0), ("float64", 1e-5), ("float64", 1e-6), ("float64", 1e15),
+    ("float64", 1e16), ("float64", 1.2345678901234568e17), ("float64", 5e-324), ("float64", _MAX),
+    ("float32", 1e-6), ("float32", 1e-7), ("float32", 1e12), ("float32", 1e13), ("float32", 2.0**-149),
+    ("float32", 3.4028234663852886e38), ("float32", -0.0), ("float32", 123.5),
 )  # fmt: skip
 # Where float64 -> float16 (or bfloat16) rounded directly differs from the float32 route: elements of this request.
 DOUBLE_ROUNDING_REQUEST = {"shape": [1 << 20], "scheme": "normal", "seed": 0, "name": "double-rounding"}
+
+
+# Request fields a valid request can push beyond 2^53: decimal strings in the file, JSON integers on the wire.
+_DECIMAL_FIELDS = ("seed", "fan_in", "fan_out")
+
+
+def written(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as the file stores it: seed, fan_in and fan_out as decimal strings (they reach 2^64 - 1)."""
+    return {k: str(v) if k in _DECIMAL_FIELDS else v for k, v in request.items()}
+
+
+def sent(request: dict[str, Any]) -> dict[str, Any]:
+    """A request of the file as the service takes it: seed, fan_in and fan_out as JSON integers."""
+    return {k: int(v) if k in _DECIMAL_FIELDS else v for k, v in request.items()}
 
 
 def _plan(request: dict[str, Any], dtype: str | None = None) -> Any:
     from service.engine.plan import TensorRequest, make_plan
     from service.engine.schemes.registry import get_scheme
 
+    request = sent(request)
     fields = ("shape", "scheme", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "slice", "format")
     params = {k: v for k, v in request.items() if k not in fields}
     scheme = get_scheme(request["scheme"])
@@ -296,6 +411,20 @@ def tensor_bytes(request: dict[str, Any], dtype: str) -> bytes:
 
     bounds = tuple(tuple(pair) for pair in request["slice"]) if "slice" in request else None
     return Region(_plan(request, dtype), bounds).generate().tobytes()  # type: ignore[arg-type]
+
+
+def refused_at(request: dict[str, Any]) -> str | None:
+    """The field the service refuses `request` at (422), or None: the element count of a whole tensor (checked by
+    the API before the plan, as here), then the engine's rules."""
+    from service.engine.errors import InitError
+
+    if math.prod(request["shape"]) > MAX_ADDRESSABLE:
+        return "shape"
+    try:
+        _plan(request)
+    except InitError as error:
+        return error.field
+    return None
 
 
 def _distribution_fields(distribution: Any) -> dict[str, Any]:
@@ -359,7 +488,7 @@ def _truncated() -> list[dict[str, Any]]:
                 "hi": f64_hex(t._hi),
                 "p_lo": f64_hex(t._p_lo),
                 "mass": f64_hex(t._mass),
-                "seed": 1,
+                "seed": "1",
                 "name": "t",
                 "first_8": _f64s(t.sample(Stream.for_tensor(1, "t"), (8,), 0, 8)),
             }
@@ -374,9 +503,9 @@ def _requests() -> list[dict[str, Any]]:
         values = np.frombuffer(tensor_bytes(request, "float64"), dtype="<f8")
         out.append(
             {
-                "request": request,
+                "request": written(request),
                 "distribution": _distribution_fields(plan.distribution),
-                "fans": plan.fans,
+                "fans": {which: str(fan) for which, fan in plan.fans.items()},
                 "sha256": {dtype: hashlib.sha256(tensor_bytes(request, dtype)).hexdigest() for dtype in DTYPE_NAMES},
                 "float64": {str(i): f64_hex(values[i]) for i in ELEMENTS if i < values.size},
             }
@@ -415,7 +544,7 @@ def _double_rounding() -> list[dict[str, Any]]:
             found.append(
                 {
                     "dtype": name,
-                    "index": int(index),
+                    "index": str(index),
                     "float64": f64_hex(values[index]),
                     "float32": route[index : index + 1].tobytes()[::-1].hex(),
                     "right": route[index : index + 1].astype(dtype).tobytes()[::-1].hex(),
@@ -437,8 +566,17 @@ def _bodies() -> list[dict[str, Any]]:
         fmt = FORMATS[request.get("format", "safetensors")]
         _, parts = fmt.write(single(region), 1 << 20)
         body = b"".join(bytes(part) for part in parts)
-        out.append({"request": request, "length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+        out.append({"request": written(request), "length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
     return out
+
+
+def _float_text(dtype: str, x: float) -> list[str]:
+    """[dtype, encoding, text]: the value as the service writes it in JSON (its float32 or float64 writer)."""
+    import orjson
+
+    value = np.array([x], dtype=dtype)
+    text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode()
+    return [dtype, value.tobytes()[::-1].hex(), text]
 
 
 def build() -> dict[str, Any]:
@@ -450,7 +588,10 @@ def build() -> dict[str, Any]:
         "rng": "philox-v1",
         "spec": "docs/reproducibility.md",
         "generated_by": "python -m service.vectors",
-        "encoding": "floats: the 16 hex digits of their IEEE 754 binary64 encoding; uint64 words: 16 hex digits",
+        "encoding": (
+            "floats: the 16 hex digits of their IEEE 754 binary64 encoding; uint64 words: 16 hex digits; seeds, fans, "
+            "block numbers and element indices: decimal strings"
+        ),
         "constants": constants(),
         "schemes": schemes(),
         "vectors": {
@@ -485,7 +626,9 @@ def build() -> dict[str, Any]:
             "elementary": _elementary(),
             "truncated_normal": _truncated(),
             "requests": _requests(),
-            "double_rounding": {"request": DOUBLE_ROUNDING_REQUEST, "elements": _double_rounding()},
+            "double_rounding": {"request": written(DOUBLE_ROUNDING_REQUEST), "elements": _double_rounding()},
+            "admission": [{"request": written(r), "refused_at": refused_at(r)} for r in ADMISSION],
+            "float_text": [_float_text(dtype, x) for dtype, x in FLOAT_TEXT],
             "bodies": {"service": f"initserve {__version__}", "cases": _bodies()},
         },
     }

@@ -55,7 +55,8 @@ Fan = Annotated[int, Field(ge=1, le=MAX_FAN)]
 Seed = Annotated[
     int, Field(ge=0, le=MAX_SEED, examples=[7], description="in [0, 2^64); drawn (< 2^53) and returned when omitted")
 ]
-Name = Annotated[str, Field(min_length=1, max_length=256, json_schema_extra=NOT_RESERVED)]
+MAX_NAME_CHARS = 256  # code points
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, json_schema_extra=NOT_RESERVED)]
 Shape = Annotated[list[Dim], Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 1")]
 
 

@@ -6,7 +6,7 @@ fused multiply-add, so each line below is one correctly rounded operation, in th
 
 tests/engine/test_vectors.py checks that it reproduces every vector of the file, and that each plausible wrong
 variant (monkeypatched over a function here: `sin_kernel`, `cos_kernel`, `ndtr`, `as241_central`, `rint`,
-`round_half`) fails at least one.
+`round_half`, `sparse_kept`, `truncated_moments`, `fits`) fails at least one.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def float_of(bits: int) -> float:
 
 
 K = {name: from_hex(c["bits"]) for name, c in _C["float64"].items()}
+DTYPE_MAX = {name: from_hex(c["bits"]) for name, c in _C["dtype_max"].items()}
+MAX_ELEMENTS = int(_C["limits"]["max_elements"])
 POLY = {name: [from_hex(c["bits"]) for c in coeffs] for name, coeffs in _C["polynomials"].items()}
 HW = {name: int(value, 16) for name, value in _C["high_word_thresholds"].items()}
 M0, M1 = (int(m, 16) for m in _C["philox4x64_10"]["multipliers"])
@@ -451,7 +453,7 @@ def distribution(request: dict[str, Any]) -> dict[str, Any]:
     if scheme == "sparse":
         return {"kind": "sparse", "sparsity": p["sparsity"], "std": p["std"], "rows": shape[0], "cols": shape[1]}
     if scheme in ("eye", "identity"):
-        return {"kind": "eye", "gain": p.get("gain", 1.0), "cols": shape[1]}
+        return {"kind": "eye", "gain": p.get("gain", 1.0), "rows": shape[0], "cols": shape[1]}
     if scheme in ("xavier_uniform", "xavier_normal"):
         dist = "uniform" if scheme == "xavier_uniform" else "untruncated_normal"
         return vs(p["gain"] * p["gain"], "fan_avg", dist)
@@ -471,6 +473,72 @@ def distribution(request: dict[str, Any]) -> dict[str, Any]:
         bound = math.sqrt(3.0 / max(input_size, 1.0)) * p["factor"]
         return {"kind": "uniform", "low": -abs(bound), "high": abs(bound)}
     raise ValueError(f"the port has no scheme {scheme}")
+
+
+# ---- sections 1.1 and 9: requests refused ---------------------------------------------------------------------
+
+
+def sparse_kept(zeros: int, rows: int) -> float:
+    return 1.0 - float(zeros) / float(rows)
+
+
+def truncated_moments(dist: dict[str, Any]) -> tuple[float, float]:
+    """Section 9's mean and variance of a truncated normal (section 5.1's set-up done)."""
+    setup = truncated_setup(dist["mean"], dist["std"], dist["a"], dist["b"])
+    lo, hi, mass = setup["lo"], setup["hi"], setup["mass"]
+    pdf_lo = exp(-0.5 * (lo * lo)) / K["SQRT_2PI"]
+    pdf_hi = exp(-0.5 * (hi * hi)) / K["SQRT_2PI"]
+    shift = (pdf_lo - pdf_hi) / mass
+    v = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift * shift
+    m = -shift if setup["mirrored"] else shift
+    return dist["mean"] + dist["std"] * m, (dist["std"] * dist["std"]) * (v if v > 0.0 else 0.0)
+
+
+def fits(largest: float, dtype: str) -> bool:
+    return largest <= DTYPE_MAX[dtype]
+
+
+def refused_at(request: dict[str, Any]) -> str | None:
+    """The field a request is refused at (HTTP 422), or None: section 1.1's element count, section 5.1's set-up,
+    then section 9 (only the rules the vectors exercise; the port trusts the request's other fields)."""
+    shape = request["shape"]
+    if math.prod(shape) > MAX_ELEMENTS:
+        return "shape"
+    dist = distribution(request)
+    first = next(iter(SPEC["schemes"][request["scheme"]]["params"]), "scheme")
+    kind = dist["kind"]
+    if kind == "truncated_normal":
+        if not dist["std"] > 0.0:
+            return "std"
+        if not dist["a"] < dist["b"]:
+            return "b"
+        if not truncated_setup(dist["mean"], dist["std"], dist["a"], dist["b"])["mass"] > 0.0:
+            return "b"
+    numbers = [v for k, v in dist.items() if k in ("low", "high", "mean", "std", "a", "b", "value", "gain")]
+    if kind == "uniform":
+        low, high = dist["low"], dist["high"]
+        largest = max(abs(low), abs(high))
+        numbers += [low + high, (high - low) * (high - low)]
+    elif kind == "normal":
+        largest = abs(dist["mean"]) + dist["std"] * K["MAX_NORMAL_RADIUS"]
+        numbers += [dist["std"] * dist["std"]]
+    elif kind == "truncated_normal":
+        largest = max(abs(dist["a"]), abs(dist["b"]))
+        numbers += list(truncated_moments(dist))
+    elif kind == "constant":
+        largest = abs(dist["value"])
+    elif kind == "eye":
+        largest = abs(dist["gain"])
+        numbers += [(dist["gain"] * dist["gain"]) * float(min(dist["rows"], dist["cols"]))]
+    elif kind == "sparse":
+        zeros = min(math.ceil(dist["sparsity"] * float(dist["rows"])), dist["rows"])
+        largest = dist["std"] * K["MAX_NORMAL_RADIUS"]
+        numbers += [(sparse_kept(zeros, dist["rows"]) * dist["std"]) * dist["std"]]
+    else:
+        largest = 1.0
+    if not all(math.isfinite(x) for x in [*numbers, largest]):
+        return first
+    return None if fits(largest, request.get("dtype", "float32")) else "dtype"
 
 
 # ---- section 7: rounding to the output dtype ----------------------------------------------------------------
@@ -511,7 +579,7 @@ def region_indices(shape: Sequence[int], bounds: Sequence[Sequence[int]] | None)
 def tensor_values(request: dict[str, Any]) -> list[float]:
     """float64 values of the request's region (element-wise schemes, eye and constants)."""
     dist = distribution(request)
-    stream = Stream(key(request["seed"], request.get("name", "weight")))
+    stream = Stream(key(int(request["seed"]), request.get("name", "weight")))
     indices = region_indices(request["shape"], request.get("slice"))
     if dist["kind"] == "sparse":
         whole = sparse(dist, stream)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,7 +71,7 @@ def mismatches(port: Any) -> Iterator[str]:
         for x, *expected in table:
             got = port.sincos_turns(h(x)) if name == "sincos_turns" else (getattr(port, name)(h(x)),)
             if [port.to_hex(y) for y in got] != expected:
-                yield f"{name}({h(x)!r})"
+                yield f"elementary {name}({h(x)!r})"
     for case in V["truncated_normal"]:
         setup = port.truncated_setup(h(case["mean"]), h(case["std"]), h(case["a"]), h(case["b"]))
         if [port.to_hex(setup[k]) for k in ("lo", "hi", "p_lo", "mass")] != [
@@ -77,7 +79,7 @@ def mismatches(port: Any) -> Iterator[str]:
         ]:
             yield f"truncated setup {case['a']} {case['b']}"
         dist = {"kind": "truncated_normal", **{k: h(case[k]) for k in ("mean", "std", "a", "b")}}
-        stream = port.Stream(port.key(case["seed"], case["name"]))
+        stream = port.Stream(port.key(int(case["seed"]), case["name"]))
         if [port.to_hex(port.element(dist, stream, i)) for i in range(8)] != case["first_8"]:
             yield f"truncated values {case['a']} {case['b']}"
     for case in V["requests"]:
@@ -89,12 +91,15 @@ def mismatches(port: Any) -> Iterator[str]:
             if hashlib.sha256(b"".join(port.encode(x, dtype) for x in values)).hexdigest() != digest:
                 yield f"request {case['request']} {dtype}"
     rounding = V["double_rounding"]
-    stream = port.Stream(port.key(rounding["request"]["seed"], rounding["request"]["name"]))
+    stream = port.Stream(port.key(int(rounding["request"]["seed"]), rounding["request"]["name"]))
     normal = {"kind": "normal", "mean": 0.0, "std": 1.0}
     for case in rounding["elements"]:
-        x = port.element(normal, stream, case["index"])
+        x = port.element(normal, stream, int(case["index"]))
         if port.to_hex(x) != case["float64"] or port.encode(x, case["dtype"])[::-1].hex() != case["right"]:
             yield f"double rounding {case['dtype']} {case['index']}"
+    for case in V["admission"]:
+        if port.refused_at(case["request"]) != case["refused_at"]:
+            yield f"admission {case['request']}"
 
 
 def test_the_port_reproduces_every_vector():
@@ -130,24 +135,51 @@ def _half_away(y: float) -> float:
     return math.copysign(math.floor(abs(y) + 0.5), y)
 
 
-WRONG_VARIANTS: dict[str, dict[str, Callable[..., Any]]] = {
-    "Sun fdlibm 5.3 kernels": {"sin_kernel": _sun_sin, "cos_kernel": _sun_cos},
-    "ndtr = 0.5 * erfc(-x / sqrt(2))": {"ndtr": lambda x: 0.5 * spec_port.erfc(-x / math.sqrt(2.0))},
-    "ndtr = 0.5 * erfc(-x * SQRT1_2)": {"ndtr": lambda x: 0.5 * spec_port.erfc(0.0 - x * spec_port.K["SQRT1_2"])},
-    "AS 241 as q * (A / B)": {
-        "as241_central": lambda q, r: (
-            q * (spec_port.horner(r, spec_port.POLY["AS241_A"]) / spec_port.horner(r, spec_port.POLY["AS241_B"]))
-        )
-    },
-    "rint halves away from zero": {"rint": _half_away},
+def _normal_moments_only(dist: dict[str, Any]) -> tuple[float, float]:
+    """A truncated normal checked like a normal: std * std, not its own mean and variance."""
+    return dist["mean"], dist["std"] * dist["std"]
+
+
+def _fits_rounded(largest: float, dtype: str) -> bool:
+    """The value rounded to the dtype compared, not the float64 value (65504.00000000001 rounds to 65504)."""
+    try:
+        struct.pack({"float16": "<e", "float32": "<f", "bfloat16": "<f"}.get(dtype, "<d"), largest)
+    except OverflowError:
+        return False
+    return True
+
+
+# Each wrong variant and the group of vectors that must catch it.
+WRONG_VARIANTS: dict[str, tuple[str, dict[str, Callable[..., Any]]]] = {
+    "Sun fdlibm 5.3 __kernel_sin": ("elementary", {"sin_kernel": _sun_sin}),
+    "Sun fdlibm 5.3 __kernel_cos": ("elementary", {"cos_kernel": _sun_cos}),
+    "ndtr = 0.5 * erfc(-x / sqrt(2))": ("elementary", {"ndtr": lambda x: 0.5 * spec_port.erfc(-x / math.sqrt(2.0))}),
+    "ndtr = 0.5 * erfc(-x * SQRT1_2)": (
+        "elementary",
+        {"ndtr": lambda x: 0.5 * spec_port.erfc(0.0 - x * spec_port.K["SQRT1_2"])},
+    ),
+    "AS 241 as q * (A / B)": (
+        "elementary",
+        {
+            "as241_central": lambda q, r: (
+                q * (spec_port.horner(r, spec_port.POLY["AS241_A"]) / spec_port.horner(r, spec_port.POLY["AS241_B"]))
+            )
+        },
+    ),
+    "rint halves away from zero": ("elementary", {"rint": _half_away}),
+    "sparse kept = (rows - zeros) / rows": ("admission", {"sparse_kept": lambda zeros, rows: (rows - zeros) / rows}),
+    "truncated normal checked by std * std only": ("admission", {"truncated_moments": _normal_moments_only}),
+    "dtype range checked after rounding": ("admission", {"fits": _fits_rounded}),
 }
 
 
 @pytest.mark.parametrize("variant", sorted(WRONG_VARIANTS))
 def test_each_wrong_variant_fails_a_vector(monkeypatch, variant):
-    for name, replacement in WRONG_VARIANTS[variant].items():
+    group, replacements = WRONG_VARIANTS[variant]
+    for name, replacement in replacements.items():
         monkeypatch.setattr(spec_port, name, replacement)
-    assert next(mismatches(spec_port), None) is not None, f"no vector catches: {variant}"
+    caught = list(mismatches(spec_port))
+    assert any(m.startswith(group) for m in caught), f"no {group} vector catches: {variant} (only {caught[:3]})"
 
 
 def test_rounding_straight_from_float64_fails_a_vector(monkeypatch):
@@ -238,28 +270,88 @@ def test_engine_requests(jit):
 def test_http_bodies(client):
     assert V["bodies"]["service"] == f"initserve {__version__}"  # the metadata names the version: bytes change with it
     for case in V["bodies"]["cases"]:
-        response = client.post("/init", json=case["request"])
+        response = client.post("/init", json=vectors.sent(case["request"]))
         assert response.status_code == 200, response.text
         assert (len(response.content), hashlib.sha256(response.content).hexdigest()) == (case["length"], case["sha256"])
+
+
+def test_admission_is_the_services(client):
+    # Each request is refused (422) at the field the vectors name, or served: the API's element count and the
+    # engine's float64 and dtype checks, on both sides of each boundary.
+    for case in V["admission"]:
+        response = client.post("/init", json=vectors.sent(case["request"]))
+        if case["refused_at"] is None:
+            assert response.status_code == 200, (case, response.text)
+        else:
+            assert response.status_code == 422, (case, response.text)
+            assert response.json()["detail"][0]["loc"] == ["body", case["refused_at"]], case
+
+
+def test_float_text_is_the_services(client):
+    # Section 10's digits, ties to even included, as the JSON format writes them (its float32 and float64 writers).
+    for dtype, bits, text in V["float_text"]:
+        value = np.frombuffer(bytes.fromhex(bits)[::-1], dtype=dtype)[0]
+        request = {"shape": [1], "scheme": "constant", "val": float(value), "seed": 0, "dtype": dtype, "format": "json"}
+        response = client.post("/init", json=request)
+        assert response.status_code == 200, response.text
+        assert response.content.endswith(b'"data":[' + text.encode() + b"]}"), (dtype, bits, text)
+
+
+def test_no_json_number_loses_digits():
+    # Seeds, fans, block numbers and element indices reach 2^64 - 1 and 2^63 - 1: decimal strings, since a JSON
+    # parser may read a number as a float64 (JavaScript's JSON.parse does); every JSON integer stays below 2^53.
+    big = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 1 << 53:
+            big.append(path)
+
+    walk(SPEC, "")
+    assert big == []
+    for case in [*V["requests"], *V["admission"], *V["bodies"]["cases"], V["double_rounding"], *V["key_derivation"]]:
+        request = case.get("request", case)
+        assert all(isinstance(request[k], str) for k in ("seed", "fan_in", "fan_out") if k in request), case
 
 
 def test_double_rounding_witnesses_are_served():
     request = V["double_rounding"]["request"]
     for case in V["double_rounding"]["elements"]:
-        index = case["index"]
+        index = int(case["index"])
         piece = {**request, "slice": [[index, index + 1]]}
         assert vectors.tensor_bytes(piece, "float64")[::-1].hex() == case["float64"]
         assert vectors.tensor_bytes(piece, case["dtype"])[::-1].hex() == case["right"] != case["wrong_direct"]
 
 
+DOCUMENT = (vectors.PATH.parents[1] / "reproducibility.md").read_text(encoding="utf-8")
+
+
 def test_the_document_carries_every_constant():
     # docs/reproducibility.md is self-sufficient: each constant of the JSON is in its section 11, bit for bit.
-    text = (vectors.PATH.parents[1] / "reproducibility.md").read_text(encoding="utf-8")
     constants = SPEC["constants"]
     listed = [c["bits"] for c in constants["float64"].values()]
     listed += [c["bits"] for coefficients in constants["polynomials"].values() for c in coefficients]
+    listed += [c["bits"] for c in constants["dtype_max"].values()]
     listed += [f"0x{hw}" for hw in constants["high_word_thresholds"].values()]
+    listed += [f"| {value} |" for value in constants["limits"].values()]
     philox = constants["philox4x64_10"]
     listed += [constants["key_domain_hex"], *philox["multipliers"], *philox["key_increments"]]
-    missing = [bits for bits in listed if bits.lower() not in text.lower()]
+    missing = [bits for bits in listed if bits.lower() not in DOCUMENT.lower()]
     assert missing == []
+
+
+def test_every_constant_of_the_document_is_in_the_json():
+    # The other way: every float64 encoding section 11 prints (16 hex digits) is one the JSON carries, so a port
+    # reading the JSON misses none of them.
+    section = DOCUMENT[DOCUMENT.index("## 11. Constants") : DOCUMENT.index("## 12. Test vectors")]
+    printed = set(re.findall(r"(?:`|= )([0-9a-f]{16})\b", section))  # `bits` in tables, `c0 = bits` in lists
+    constants = SPEC["constants"]
+    carried = {c["bits"] for group in ("float64", "dtype_max") for c in constants[group].values()}
+    carried |= {c["bits"] for coefficients in constants["polynomials"].values() for c in coefficients}
+    assert len(printed) > 100
+    assert printed - carried == set()

@@ -6,7 +6,7 @@
 import { mathFor } from './detmath.js';
 import { float32Bits, float32BitsToBfloat16, float32BitsToHalf, littleEndianBytes, widen16 } from './dtypes.js';
 import { deriveKey, streamBlock, toSeed } from './philox.js';
-import { spec } from './spec.js';
+import { hexToFloat, spec } from './spec.js';
 
 const TWO_POW_53 = 2 ** 53;
 const MAX_U64 = (1n << 64n) - 1n;
@@ -15,13 +15,7 @@ const COMMON = new Set(['shape', 'scheme', 'seed', 'name', 'dtype', 'layout', 'f
 // `format` only chooses the container (section 10): accepted so that one request object serves fetch and generate.
 const IGNORED = new Set(['format']);
 const CASE_INSENSITIVE = new Set(['mode', 'distribution']);
-// Section 9: each dtype's largest finite value.
-const DTYPE_MAX = {
-  float64: Number.MAX_VALUE,
-  float32: 3.4028234663852886e38,
-  float16: 65504,
-  bfloat16: 3.3895313892515355e38,
-};
+const DTYPES = ['float32', 'float64', 'float16', 'bfloat16'];
 // What generate() refuses though the service computes it: orthogonal is not bit-exact anywhere (section 5.3).
 const REFUSED = { orthogonal: 'its QR runs in LAPACK and is not bit-exact across machines (spec section 5.3)' };
 const GAINS = {
@@ -124,11 +118,11 @@ export function normalize(request) {
   const shape = request.shape;
   if (!Array.isArray(shape) || shape.length > 8) fail('shape', 'must be a list of 0 to 8 integers');
   const dims = shape.map((d, i) => toBigInt(d, ['shape', i], 1n));
-  // Flat indices are int64 in the service (learned from its 422: the spec's section 1.1 does not say it).
+  // Section 1.1: flat indices are signed 64-bit, so a tensor has at most 2^63 - 1 elements.
   if (dims.reduce((a, b) => a * b, 1n) > MAX_ELEMENTS) fail('shape', 'at most 2^63 - 1 elements can be addressed');
 
   const dtype = request.dtype ?? 'float32';
-  if (!Object.hasOwn(DTYPE_MAX, dtype)) fail('dtype', `must be one of ${Object.keys(DTYPE_MAX).join(', ')}`);
+  if (!DTYPES.includes(dtype)) fail('dtype', `must be one of ${DTYPES.join(', ')}`);
   const layout = request.layout ?? scheme.default_layout;
   if (layout !== 'torch' && layout !== 'keras') fail('layout', 'must be torch or keras');
   const params = {};
@@ -332,23 +326,28 @@ export function distributionOf(n) {
   return { distribution: d, fans, gain: schemeGain };
 }
 
-// The service also refuses (422, "the parameters overflow float64 (values, their range or their variance)") a
-// distribution whose mean, range or variance overflows float64. Section 9 says only "a non-finite distribution
-// parameter": these are the rules measured on the live service, exact up to the last bit of the thresholds.
-function moments(d, dims) {
+// Section 9, step 1: the computations of the distribution's mean and variance that must not overflow float64.
+function moments(d, dims, math) {
   switch (d.kind) {
     case 'uniform':
-      return [d.low + d.high, d.high - d.low, (d.high - d.low) * (d.high - d.low)];
+      return [d.low + d.high, (d.high - d.low) * (d.high - d.low)];
     case 'normal':
-    case 'truncated_normal':
       return [d.std * d.std];
+    case 'truncated_normal': {
+      const sqrt2pi = spec().constants.SQRT_2PI;
+      const pdfLo = math.exp(-0.5 * (d.lo * d.lo)) / sqrt2pi;
+      const pdfHi = math.exp(-0.5 * (d.hi * d.hi)) / sqrt2pi;
+      const shift = (pdfLo - pdfHi) / d.mass;
+      const v = 1.0 + (d.lo * pdfLo - d.hi * pdfHi) / d.mass - shift * shift;
+      return [d.mean + d.std * (d.mirrored ? -shift : shift), d.std * d.std * (v > 0.0 ? v : 0.0)];
+    }
     case 'eye': {
       const diagonal = Number(dims[0] < dims[1] ? dims[0] : dims[1]);
       return [d.gain * d.gain * diagonal];
     }
     case 'sparse': {
       const rows = Number(dims[0]);
-      const kept = (rows - Math.min(Math.ceil(d.sparsity * rows), rows)) / rows;
+      const kept = 1.0 - Math.min(Math.ceil(d.sparsity * rows), rows) / rows; // not (rows - zeros) / rows
       return [kept * d.std * d.std];
     }
     default:
@@ -356,14 +355,23 @@ function moments(d, dims) {
   }
 }
 
-// Section 9, and section 5.1's conditions on a truncated normal (prepared here, once per tensor).
-function prepare(d, dtype, dims, math) {
+// Section 5.1's conditions on a truncated normal (prepared here, once per tensor), then section 9: float64 overflow
+// refused at the scheme's first parameter (`field`), the dtype's range at `dtype`.
+function prepare(d, dtype, dims, math, field) {
+  if (d.kind === 'truncated_normal') {
+    if (!(d.std > 0)) fail('std', 'a truncated normal needs std > 0');
+    if (!(d.a < d.b)) fail('b', 'a truncated normal needs a < b');
+    const alpha = (d.a - d.mean) / d.std;
+    const beta = (d.b - d.mean) / d.std;
+    d.mirrored = alpha + beta > 0;
+    [d.lo, d.hi] = d.mirrored ? [-beta, -alpha] : [alpha, beta];
+    d.p_lo = math.ndtr(d.lo);
+    d.mass = math.ndtr(d.hi) - d.p_lo;
+    if (!(d.mass > 0)) fail('b', `the interval [${d.a}, ${d.b}] has no probability mass in float64`);
+  }
   const numbers = Object.entries(d).filter(([, v]) => typeof v === 'number');
   for (const [key, value] of numbers) {
-    if (!Number.isFinite(value)) fail('scheme', `the distribution's ${key} is not finite (${value})`);
-  }
-  if (!moments(d, dims).every(Number.isFinite)) {
-    fail('scheme', 'the parameters overflow float64 (values, their range or their variance)');
+    if (!Number.isFinite(value)) fail(field, `the distribution's ${key} is not finite (${value})`);
   }
   let largest;
   switch (d.kind) {
@@ -374,18 +382,9 @@ function prepare(d, dtype, dims, math) {
     case 'sparse':
       largest = Math.abs(d.mean ?? 0.0) + d.std * math.normalRadius;
       break;
-    case 'truncated_normal': {
-      if (!(d.std > 0) || !(d.a < d.b)) fail('scheme', 'a truncated normal needs std > 0 and a < b');
+    case 'truncated_normal':
       largest = Math.max(Math.abs(d.a), Math.abs(d.b));
-      const alpha = (d.a - d.mean) / d.std;
-      const beta = (d.b - d.mean) / d.std;
-      d.mirrored = alpha + beta > 0;
-      [d.lo, d.hi] = d.mirrored ? [-beta, -alpha] : [alpha, beta];
-      d.p_lo = math.ndtr(d.lo);
-      d.mass = math.ndtr(d.hi) - d.p_lo;
-      if (!(d.mass > 0)) fail('scheme', `the interval [${d.a}, ${d.b}] has no probability mass in float64`);
       break;
-    }
     case 'constant':
       largest = Math.abs(d.value);
       break;
@@ -395,9 +394,11 @@ function prepare(d, dtype, dims, math) {
     default:
       largest = 1.0;
   }
-  if (largest > DTYPE_MAX[dtype]) {
-    fail('dtype', `values up to ${largest} exceed ${dtype}'s largest finite value ${DTYPE_MAX[dtype]}`);
+  if (!moments(d, dims, math).every(Number.isFinite) || !Number.isFinite(largest)) {
+    fail(field, 'the parameters overflow float64 (values, their range or their variance)');
   }
+  const max = hexToFloat(spec().json.constants.dtype_max[dtype].bits);
+  if (largest > max) fail('dtype', `values up to ${largest} exceed ${dtype}'s largest finite value ${max}`);
 }
 
 // Section 3, on words given as their limbs (high, low).
@@ -529,7 +530,7 @@ export function compute(request) {
   const math = mathFor(spec());
   const n = normalize(request);
   const { distribution: d, fans, gain: schemeGain } = distributionOf(n);
-  prepare(d, n.dtype, n.dims, math);
+  prepare(d, n.dtype, n.dims, math, Object.keys(spec().schemes[n.scheme].params)[0] ?? 'scheme');
   const key = deriveKey(n.seed, n.name);
   const dims = n.dims;
   const full = dims.reduce((a, b) => a * b, 1n);

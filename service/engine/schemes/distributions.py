@@ -35,7 +35,7 @@ F64 = NDArray[np.float64]
 
 # Largest |z| Box-Muller can return: sqrt(-2 ln 2^-53), reached when u1 = 2^-53.
 MAX_NORMAL_RADIUS = math.sqrt(-2.0 * math.log(2.0**-53))
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
+SQRT_2PI = math.sqrt(2.0 * math.pi)  # correctly rounded: a constant of docs/reproducibility.md
 # Work one more run adds beyond its elements, in elements: a run computes whole Philox blocks (up to 6 words more
 # than its length) and pays a setup in the kernel; bench/engine.py measures runs of 1 element at about this cost.
 RUN_OVERHEAD = 16
@@ -338,9 +338,11 @@ class TruncatedNormal(Elementwise):
 
     def moments(self) -> Moments:
         lo, hi, mass = self._lo, self._hi, self._mass
-        pdf_lo, pdf_hi = detmath.exp(-0.5 * np.array([lo, hi]) ** 2) / _SQRT_2PI
+        pdf_lo, pdf_hi = detmath.exp(-0.5 * np.array([lo, hi]) ** 2) / SQRT_2PI
         shift = (pdf_lo - pdf_hi) / mass
-        variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift**2
+        # shift * shift, not shift**2: a scalar ** calls the platform's pow, whose last bit varies, and this
+        # variance decides a refusal (plan._check_finite), which must be the same on every machine.
+        variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift * shift
         mean = -shift if self._mirrored else shift
         return Moments(
             self.mean + self.std * float(mean), self.std * self.std * max(float(variance), 0.0), self.a, self.b
