@@ -646,19 +646,22 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Writes (or with --check, compares) every rng's vectors file: philox-v1's (this module) and philox-v2's."""
+    from service.engine.random.philox2 import vectors as v2
+
     parser = argparse.ArgumentParser(prog="python -m service.vectors", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file differs from what would be written")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = PATH.read_text(encoding="utf-8") if PATH.exists() else ""
-        if current != text:
-            print(f"{PATH} is stale: run python -m service.vectors", file=sys.stderr)
-            return 1
-        return 0
-    PATH.parent.mkdir(parents=True, exist_ok=True)
-    PATH.write_text(text, encoding="utf-8")
-    return 0
+    stale = 0
+    for path, text in ((PATH, render()), (v2.PATH, v2.render())):
+        if args.check:
+            if (path.read_text(encoding="utf-8") if path.exists() else "") != text:
+                print(f"{path} is stale: run python -m service.vectors", file=sys.stderr)
+                stale = 1
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return stale
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ import numpy as np
 from numba import typeof
 from numpy.typing import NDArray
 
-from service.engine.random.compiled.base import inline, jit
+from service.engine.random.compiled.base import inline, jit, trailing_zeros
 from service.engine.random.compiled.detmath import is_central, log_normal, ndtri, ndtri_central
 from service.engine.random.compiled.detmath import small_int_f64 as _small
 from service.engine.random.compiled.samplers import MAX_STOP
 from service.engine.random.philox2 import ziggurat
 
-TILE = 1024  # elements per tile, a multiple of 4
+TILE = 1024  # elements per tile, a multiple of 8
+PENDING = 2 * TILE  # the normal's elements off the fast path, redone when more than PENDING - TILE are held
 # The full ndtri inlined, so that a loop of it vectorises: the very function (same operations, same bits).
 _ndtri = inline(ndtri.py_func)
 _M0 = np.uint64(0xD2511F53)
@@ -43,8 +44,9 @@ _TWO_POW_M52 = 2.0**-52
 _TWO_POW_M53 = 2.0**-53
 _LAYER = np.uint64(ziggurat.LAYERS - 1)
 _ONE = np.uint64(1)
-_S7 = np.uint64(7)
+_S3 = np.uint64(3)
 _S8 = np.uint64(8)
+_S9 = np.uint64(9)
 # The ziggurat's tables (numba freezes global arrays into the compiled code).
 _X = ziggurat.X
 _F = ziggurat.F
@@ -240,7 +242,7 @@ def _redo(r4: np.uint64, r5: np.uint64, r6: np.uint64, i: int, j: int, negative:
         word = _retry_word(r4, r5, r6, i, k)  # rejected: a new try, from a whole retry word
         k += 1
         j = int(word & _LAYER)
-        negative = ((word >> _S7) & _ONE) == _ONE
+        negative = ((word >> _S8) & _ONE) == _ONE
         x = (_small(word >> _S12) + 0.5) * _SCALE_WIDE[j]
     return -x if negative else x
 
@@ -257,20 +259,99 @@ def _fast_path(
     std: float,
     out: NDArray,
     base: int,
-    listed: NDArray[np.int64],
-) -> int:
-    """Every element's first try, x = (m + 0.5) * scale[j] signed, into out (one vectorised loop: the two table
-    reads are gathers); then the elements whose try is not under f (m >= limit[j]) into `listed`; their count."""
+    flags: NDArray[np.uint8],
+) -> None:
+    """Every element's first try, x = (m + 0.5) * scale[j] signed, into out, and flags[e] = 1 where the try is not
+    under f (m >= limit[j]), 0 up to the next multiple of 8: one loop, which LLVM vectorises with the table reads
+    as gathers (split into two loops, the second pass over the draws cost more than the flags)."""
     for e in range(count):
         draw = draws[first + e]
-        x = (_small(draw >> shift) + 0.5) * scale[draw & _LAYER]
-        out[base + e] = mean + std * (-x if (draw >> _S7) & _ONE else x)
-    n = 0
-    for e in range(count):  # branch-free listing: LLVM vectorises no loop that lists, so it is a loop of its own
-        draw = draws[first + e]
-        listed[n] = e
-        n += (draw >> shift) >= limit[draw & _LAYER]
+        j = draw & _LAYER
+        x = (_small(draw >> shift) + 0.5) * scale[j]
+        out[base + e] = mean + std * (-x if (draw >> _S8) & _ONE else x)
+        flags[e] = (draw >> shift) >= limit[j]
+    for e in range(count, (count + 7) // 8 * 8):
+        flags[e] = 0
+
+
+@inline
+def _list_flagged(
+    flags: NDArray[np.uint8],
+    count: int,
+    draws: NDArray[np.uint64],
+    first: int,
+    i: int,
+    base: int,
+    n: int,
+    element: NDArray[np.int64],
+    position: NDArray[np.int64],
+    pending: NDArray[np.uint64],
+) -> int:
+    """Append the flagged elements (stream index, output position, draw) to the pending lists from entry n; returns
+    the new count. The flags are read 8 at a time as one word and only their set bits visited (about 1 element in
+    70 is flagged): a branch-free pass over every element cost twice as much."""
+    words = flags.view(np.uint64)  # flag e is byte e % 8 of word e // 8: numba targets little-endian CPUs only
+    for w in range((count + 7) // 8):
+        word = words[w]
+        while word:
+            e = 8 * w + (trailing_zeros(word) >> _S3)
+            element[n] = i + e
+            position[n] = base + e
+            pending[n] = draws[first + e]
+            n += 1
+            word &= word - _ONE
     return n
+
+
+@inline
+def _retry(
+    n: int,
+    element: NDArray[np.int64],
+    position: NDArray[np.int64],
+    pending: NDArray[np.uint64],
+    shift: np.uint64,
+    scale: NDArray[np.float64],
+    r4: np.uint64,
+    r5: np.uint64,
+    r6: np.uint64,
+    mean: float,
+    std: float,
+    out: NDArray,
+    x: NDArray[np.float64],
+    low: NDArray[np.float64],
+    height: NDArray[np.float64],
+    wedge: NDArray[np.bool_],
+    kept: NDArray[np.bool_],
+    again: NDArray[np.uint64],
+) -> None:
+    """The n pending elements, whose first try left the fast path: their retry block 0 at once, vectorised (the
+    first try's wedge test, and where it rejects, the fast path of the second try from R[1]); then `_redo` for the
+    rest (the tail, and a second try off the fast path)."""
+    for q in range(n):
+        draw = pending[q]
+        j = draw & _LAYER
+        x[q] = (_small(draw >> shift) + 0.5) * scale[j]
+        low[q] = _F[j]
+        height[q] = _F[j + _ONE] - _F[j]
+        wedge[q] = j > 0
+    for q in range(n):
+        b = np.uint64(element[q])
+        w0, w1, w2, w3 = _block(b & _LOW32, b >> _S32, np.uint64(0), r6, r4, r5)
+        y = low[q] + _uniform52((w0 << _S32) | w1) * height[q]
+        kept[q] = wedge[q] & (-2.0 * log_normal(y) > x[q] * x[q])
+        again[q] = (w2 << _S32) | w3
+    for q in range(n):
+        if kept[q]:  # under f in the wedge: the fast path's value stands
+            continue
+        if wedge[q]:  # rejected: the second try, from R[1]
+            j = again[q] & _LAYER
+            x2 = (_small(again[q] >> _S12) + 0.5) * _SCALE_WIDE[j]
+            if x2 < _X[j + _ONE]:
+                out[position[q]] = mean + std * (-x2 if (again[q] >> _S8) & _ONE else x2)
+                continue
+        draw = pending[q]
+        z = _redo(r4, r5, r6, element[q], int(draw & _LAYER), ((draw >> _S8) & _ONE) == _ONE, x[q])
+        out[position[q]] = mean + std * z
 
 
 @inline
@@ -290,24 +371,26 @@ def _normal(
     out: NDArray,
 ) -> None:
     """The ziggurat (philox2.ziggurat.standard_normal, operation for operation) a tile at a time: the fast path for
-    every element (`_fast_path`), then for the 2.8% it lists the first retry block at once, vectorised: the wedge
-    test of the first try and, where it rejects, the fast path of the second try; then `_redo` for the rest (the
-    tail, and a second try off the fast path: about 1 element in 1,100)."""
+    every element (`_fast_path`); the 1.5% it flags are held (`_list_flagged`) and redone `PENDING - TILE` or more
+    at once (`_retry`): vectorised loops over a few elements a tile cost more than the work in them."""
     _check(starts, length, out)
     key = (k0, k1, d2, d3)
     words = np.empty(2 * TILE, np.uint64)  # a wide tile holds TILE / 2 blocks of 4 words
     merged = np.empty(TILE, np.uint64)  # a wide tile's 64-bit draws
-    listed = np.empty(TILE, np.int64)
-    x = np.empty(TILE, np.float64)
-    low = np.empty(TILE, np.float64)
-    height = np.empty(TILE, np.float64)
-    wedge = np.empty(TILE, np.bool_)
-    kept = np.empty(TILE, np.bool_)
-    again = np.empty(TILE, np.uint64)
-    index = np.empty(TILE, np.uint64)
+    flags = np.empty(TILE, np.uint8)
+    element = np.empty(PENDING, np.int64)
+    position = np.empty(PENDING, np.int64)
+    pending = np.empty(PENDING, np.uint64)
+    x = np.empty(PENDING, np.float64)
+    low = np.empty(PENDING, np.float64)
+    height = np.empty(PENDING, np.float64)
+    wedge = np.empty(PENDING, np.bool_)
+    kept = np.empty(PENDING, np.bool_)
+    again = np.empty(PENDING, np.uint64)
     scale = _SCALE_WIDE if wide else _SCALE_NARROW
     limit = _LIMIT_WIDE if wide else _LIMIT_NARROW
-    shift = _S12 if wide else _S8
+    shift = _S12 if wide else _S9
+    n = 0
     for r in range(starts.size):
         i, stop = starts[r], starts[r] + length
         while i < stop:
@@ -320,35 +403,32 @@ def _normal(
                 draws, first = merged, 0
             else:
                 draws, first = words, offset
-            n = _fast_path(draws, first, count, shift, scale, limit, mean, std, out, base, listed)
-            for q in range(n):
-                draw = draws[first + listed[q]]
-                j = draw & _LAYER
-                x[q] = (_small(draw >> shift) + 0.5) * scale[j]
-                low[q] = _F[j]
-                height[q] = _F[j + _ONE] - _F[j]
-                wedge[q] = j > 0
-                index[q] = np.uint64(i + listed[q])
-            for q in range(n):
-                b = index[q]
-                w0, w1, w2, w3 = _block(b & _LOW32, b >> _S32, np.uint64(0), r6, r4, r5)
-                y = low[q] + _uniform52((w0 << _S32) | w1) * height[q]
-                kept[q] = wedge[q] & (-2.0 * log_normal(y) > x[q] * x[q])
-                again[q] = (w2 << _S32) | w3
-            for q in range(n):
-                if kept[q]:  # under f in the wedge: the fast path's value stands
-                    continue
-                e = listed[q]
-                if wedge[q]:  # rejected: the second try, from R[1]
-                    j = again[q] & _LAYER
-                    x2 = (_small(again[q] >> _S12) + 0.5) * _SCALE_WIDE[j]
-                    if x2 < _X[j + _ONE]:
-                        out[base + e] = mean + std * (-x2 if (again[q] >> _S7) & _ONE else x2)
-                        continue
-                draw = draws[first + e]
-                z = _redo(r4, r5, r6, i + e, int(draw & _LAYER), ((draw >> _S7) & _ONE) == _ONE, x[q])
-                out[base + e] = mean + std * z
+            _fast_path(draws, first, count, shift, scale, limit, mean, std, out, base, flags)
+            n = _list_flagged(flags, count, draws, first, i, base, n, element, position, pending)
+            if n > PENDING - TILE:
+                _retry(
+                    n,
+                    element,
+                    position,
+                    pending,
+                    shift,
+                    scale,
+                    r4,
+                    r5,
+                    r6,
+                    mean,
+                    std,
+                    out,
+                    x,
+                    low,
+                    height,
+                    wedge,
+                    kept,
+                    again,
+                )
+                n = 0
             i = end
+    _retry(n, element, position, pending, shift, scale, r4, r5, r6, mean, std, out, x, low, height, wedge, kept, again)
 
 
 @jit

@@ -1,17 +1,14 @@
-"""Writes docs/vectors/philox-v2.json: philox-v2's constants and the vectors a port of docs/philox-v2.md must
-reproduce (the convention of docs/vectors/philox-v1.json: floats as the 16 hex digits of their binary64 encoding).
+"""docs/vectors/philox-v2.json: philox-v2's constants and the vectors a port of docs/philox-v2.md must reproduce
+(the convention of docs/vectors/philox-v1.json: floats as the 16 hex digits of their binary64 encoding).
 
-    python -m service.engine.random.philox2.vectors [--check]
-
+`python -m service.vectors` writes it with philox-v1's file (`--check`: exit 1 when either is stale);
 tests/engine/test_philox_v2.py checks that the file is what the engine computes.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +70,7 @@ def build() -> dict[str, Any]:
     return {
         "rng": "philox-v2",
         "spec": "docs/philox-v2.md",
-        "generated_by": "python -m service.engine.random.philox2.vectors",
+        "generated_by": "python -m service.vectors",
         "encoding": "floats: the 16 hex digits of their IEEE 754 binary64 encoding; uint32 words: 8 hex digits",
         "constants": {
             "key_domain_hex": _KEY_DOMAIN.hex(),
@@ -134,6 +131,7 @@ def build() -> dict[str, Any]:
                 for bound, strict in CUTS
                 for dtype in DTYPE_NAMES
             ],
+            "normal_paths": normal_paths(),
             "tensors": [
                 {
                     "seed": seed,
@@ -166,20 +164,34 @@ def build() -> dict[str, Any]:
     }
 
 
+def normal_paths() -> list[dict[str, Any]]:
+    """The standard normal z (float64, before mean, std and rounding) of elements that take each way through the
+    ziggurat (docs/philox-v2.md section 7), narrow and wide draws: a port whose fast path is right but whose wedge
+    test, second try, tail or step-by-step retry is wrong fails one of these, which the first values of a tensor
+    (nearly all on the fast path) would not show. Seed 11, tensor "weight", the first 3 elements of each way among
+    elements 0 .. 2^18 - 1 (for "redo", those not in the tail)."""
+    stream = Stream.for_tensor(11, "weight")
+    index = np.arange(1 << 18, dtype=np.int64)
+    groups = []
+    for wide in (False, True):
+        draws = samplers.draws(stream, index, wide)
+        ways = ziggurat.paths(stream, index, draws, wide)
+        ways["redo"] &= ~ways["tail"]  # a redo that is not the tail's: a second try off the fast path
+        for way, mask in ways.items():
+            picked = index[mask][:3]
+            z = ziggurat.standard_normal(stream, picked, draws[picked], wide)
+            groups.append(
+                {
+                    "seed": "11",
+                    "name": "weight",
+                    "draw": "64-bit" if wide else "32-bit",
+                    "path": way,
+                    "elements": [str(i) for i in picked.tolist()],
+                    "z": [f64_hex(v) for v in z],
+                }
+            )
+    return groups
+
+
 def render() -> str:
     return json.dumps(build(), indent=1, ensure_ascii=False) + "\n"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 unless the file is current")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        sys.exit(0 if PATH.exists() and PATH.read_text() == text else 1)
-    PATH.parent.mkdir(parents=True, exist_ok=True)
-    PATH.write_text(text)
-
-
-if __name__ == "__main__":
-    main()

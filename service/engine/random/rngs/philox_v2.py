@@ -8,8 +8,8 @@ What it changes from philox-v1, and why (measurements in bench/philox_v2.py and 
   in float32 and float64 gives values that agree to float32 rounding, not bit for bit after rounding.
 * Philox4x32-10 instead of 4x64-10: its multiplies vectorise (`philox2.stream`).
 * Output dtypes of 32 bits or fewer take one 32-bit word per element (float64 two).
-* The normal is a 128-strip ziggurat (`philox2.ziggurat`) instead of philox-v1's Box-Muller: a table read and a
-  multiply for 97% of elements, the rest redone from a retry stream addressed by the element's index.
+* The normal is a 256-strip ziggurat (`philox2.ziggurat`) instead of philox-v1's Box-Muller: a table read and a
+  multiply for 98.5% of elements, the rest redone from a retry stream addressed by the element's index.
 
 Orthogonal and sparse draw float64 normals (64-bit draws) whatever the output dtype, as they round a whole
 float64 matrix; sparse's mask keys are 32-bit words of stream purpose 1.
