@@ -17,6 +17,12 @@ and chunks, writing nothing (each tile's words folded into one word): no transfo
 or normal faster than this plus a fresh fill, since each element takes one word. Reported as the ratio torch / that
 (the best v2 / torch any transform could reach in this run).
 
+The kernels measured are those the container image ships: `initserve kernels` compiles them for the best
+x86-64 level this CPU runs (the Dockerfile's build step, for that level only), `startup.prepare_kernels` installs
+them as `initserve serve` does in the image, and the measurement runs in a child process started with that
+environment (numba fixes its target CPU when first imported); the HTTP server inherits it. `--host-kernels`
+measures kernels compiled for this very CPU instead.
+
 With --http: the fetch of kaiming_normal [16384, 4096] float32 from the real server (`initserve serve`, one
 worker, loopback; safetensors read whole by the client and thrown away), philox-v2 and philox-v1, against torch
 generating it in-process, interleaved; a new seed every round, so that no cache answers.
@@ -31,6 +37,9 @@ import json
 import math
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -42,6 +51,7 @@ import torch
 
 from bench._common import machine
 from bench.serving import serve
+from service import startup
 from service.engine import parallel
 from service.engine.plan import TensorRequest, make_plan
 from service.engine.random.compiled.base import jit
@@ -140,7 +150,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="the smaller shape only")
     parser.add_argument("--http", action="store_true", help="also the HTTP fetch of kaiming_normal [16384, 4096]")
+    parser.add_argument("--host-kernels", action="store_true", help="kernels compiled for this CPU, not the image's")
+    parser.add_argument("--kernels", help=argparse.SUPPRESS)  # set by the parent for its child: what it measures
     args = parser.parse_args()
+    if not args.host_kernels and args.kernels is None:
+        sys.exit(_in_image_kernels(sys.argv[1:]))
     threads = parallel.config().threads
     torch.set_num_threads(threads)
     rows: list[dict[str, Any]] = []
@@ -188,6 +202,7 @@ def main() -> None:
         "threads": threads,
         "torch": torch.__version__,
         "repeats": args.repeats,
+        "kernels": args.kernels or f"compiled for this host's CPU ({os.environ.get('NUMBA_CPU_NAME', 'host')})",
         "load average before (1, 5, 15 min)": load_before,
         "load average after": load_after,
     }
@@ -199,8 +214,8 @@ def main() -> None:
         "`.venv/bin/python -m bench.philox_v2` (see its docstring for the method).",
         "",
         f"{meta['when']}; {meta['machine']}; {threads} engine threads = torch threads; torch {torch.__version__}; "
-        f"median of {args.repeats} warm rounds; load average {load_before[0]:.2f} before, {load_after[0]:.2f} "
-        "after (the machine is shared: 2 cores, other work running).",
+        f"kernels {meta['kernels']}; median of {args.repeats} warm rounds; load average {load_before[0]:.2f} "
+        f"before, {load_after[0]:.2f} after (the machine is shared: 2 cores, other work running).",
         "",
         "| shape | family | v2 / torch | target | v1 / torch | v2 / v1 | v2 of fresh fill | torch of fresh fill "
         "| bound: torch / (philox words + fill) |",
@@ -223,6 +238,24 @@ def main() -> None:
             f"and {t['torch'] * 1e3:.0f} ms.",
         ]
     (RESULTS / "philox_v2.md").write_text("\n".join(lines) + "\n")
+
+
+def _in_image_kernels(argv: list[str]) -> int:
+    """Build the image's kernels for the best level this CPU runs, install them as the image's start does, and run
+    the measurement in a child process that inherits that environment; its exit status."""
+    best = startup.choose([t.name for t in startup.targets()], startup.host_features())
+    if best is None:
+        print("no x86-64 level the image ships runs here: use --host-kernels", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="initserve-bench-kernels-") as work:
+        shipped = Path(work) / "shipped"
+        startup.build(shipped, [best.name])
+        os.environ["NUMBA_CACHE_DIR"] = str(Path(work) / "cache")  # a new container's empty cache directory
+        os.environ.pop("NUMBA_CPU_NAME", None)
+        startup.prepare_kernels(shipped)
+        os.environ["INITSERVE_KERNEL_CACHE"] = str(shipped)  # the HTTP server's start installs them the same way
+        label = f"shipped in the image for {best.name} (initserve kernels), as installed at its start"
+        return subprocess.run([sys.executable, "-m", "bench.philox_v2", *argv, "--kernels", label]).returncode
 
 
 if __name__ == "__main__":
