@@ -301,6 +301,41 @@ def test_low_precision_values_follow_the_rounded_law_exactly(distribution, dtype
     assert abs(observed[~keep].sum() - expected[~keep].sum()) < 5 * math.sqrt(expected[~keep].sum()) + 5
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
+def test_a_zeros_sign_is_its_own_whatever_came_before(dtype):
+    """U[-0.0, 0.0) gives -0.0 and U[0.0, 0.0) gives +0.0, in either order within one process: caches keyed by the
+    distribution (where -0.0 == 0.0) once answered the second with the first's zero (found by the Python client's
+    port, live)."""
+    for first, second in ((-0.0, 0.0), (0.0, -0.0)):
+        samplers._sampler.cache_clear()  # each order from a fresh process's caches
+        samplers._first_at_least.cache_clear()
+        got = []
+        for low in (first, second):
+            value = make_plan(v2((1,), "uniform", {"a": low, "b": 0.0}, dtype=dtype)).generate()
+            got.append(math.copysign(1.0, float(value[0])))
+        assert got == [math.copysign(1.0, first), math.copysign(1.0, second)]
+    for zero in (-0.0, 0.0):
+        assert math.copysign(1.0, samplers.first_at_least(zero, DTYPES["float64"])) == math.copysign(1.0, zero)
+
+
+def test_sparse_values_must_fit_the_dtype_up_to_the_ziggurats_tail():
+    """sparse's values are philox-v2 normals (reaching 13.71 std) rounded to the dtype: a std whose tail overflows
+    float16 is refused as the normal's is, where philox-v1's check (its Box-Muller's 8.57 std) let it through."""
+    for scheme, params in (("normal", {"std": 4800.0}), ("sparse", {"sparsity": 0.3, "std": 4800.0})):
+        with pytest.raises(InitError) as caught:
+            make_plan(v2((16, 8), scheme, params, dtype="float16"))
+        assert caught.value.field == "dtype" and "overflows float16" in caught.value.message
+    assert make_plan(v2((16, 8), "sparse", {"sparsity": 0.3, "std": 4700.0}, dtype="float16")).generate().size == 128
+
+
+def test_a_truncation_interval_holding_one_value_is_served_and_none_is_refused_as_none():
+    one = make_plan(v2((64,), "trunc_normal", {"mean": 1.0, "std": 1.0, "a": 0.999, "b": 1.001}, dtype="bfloat16"))
+    assert set(as_f64(one.generate()).tolist()) == {1.0}
+    with pytest.raises(InitError) as caught:
+        make_plan(v2((4,), "trunc_normal", {"mean": 1.0, "std": 1.0, "a": 1.001, "b": 1.002}, dtype="bfloat16"))
+    assert caught.value.field == "dtype" and caught.value.message.startswith("no bfloat16 value lies in")
+
+
 # ---- the ziggurat -------------------------------------------------------------------------------------------------
 
 

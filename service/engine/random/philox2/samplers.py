@@ -23,7 +23,7 @@ Each sampler is a `Distribution` for the engine's chunked, threaded `generate`: 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import ClassVar
 
@@ -66,9 +66,15 @@ def _rounded(x: float, dtype: DType) -> float:
         return float(round_to(np.array([x]), dtype)[0])
 
 
-@lru_cache(maxsize=4096)
 def first_at_least(bound: float, dtype: DType, strict: bool = False) -> float:
     """The least finite float64 x with R_D(x) >= bound (> bound if strict); inf when there is none."""
+    return _first_at_least(bound, math.copysign(1.0, bound), dtype, strict)
+
+
+@lru_cache(maxsize=4096)
+def _first_at_least(bound: float, sign: float, dtype: DType, strict: bool) -> float:
+    """`first_at_least`, cached; `sign` keys the cache only: -0.0 == 0.0 would share an entry and give one zero's
+    answer for the other."""
     if dtype == _FLOAT64:
         return math.nextafter(bound, math.inf) if strict else bound
 
@@ -222,11 +228,23 @@ class TruncatedNormal(Sampler):
         kernel(*_key(stream), starts, length, t._p_lo, t._mass, t._mirrored, t.mean, t.std, t.a, t.b, out)
 
 
-@lru_cache(maxsize=1024)
 def sampler(distribution: Distribution, dtype: np.dtype) -> Distribution:
     """What philox-v2 generates `distribution` with for output `dtype` (as a NumPy dtype): a `Sampler` for the
     random element-wise kinds, the distribution itself for the rest (constants, eye, dirac: no stream).
     Raises InitError when the dtype holds no value of the distribution's interval."""
+    return _sampler(distribution, dtype, _zero_signs(distribution))
+
+
+def _zero_signs(distribution: Distribution) -> tuple[float, ...]:
+    """The signs of the distribution's float fields: equal distributions may differ in a zero's sign (U[-0.0, 0.0)
+    gives -0.0, U[0.0, 0.0) gives 0.0), which a cache keyed by the distribution alone would confuse."""
+    values = (getattr(distribution, f.name) for f in fields(distribution))
+    return tuple(math.copysign(1.0, v) for v in values if isinstance(v, float))
+
+
+@lru_cache(maxsize=1024)
+def _sampler(distribution: Distribution, dtype: np.dtype, zero_signs: tuple[float, ...]) -> Distribution:
+    """`sampler`, cached by the distribution, the dtype and its zeros' signs."""
     target = next(t for t in DTYPES.values() if t.numpy == dtype)
     wide = target == _FLOAT64
     if isinstance(distribution, d.Uniform):
@@ -247,8 +265,7 @@ def sampler(distribution: Distribution, dtype: np.dtype) -> Distribution:
         if not lo < hi:
             raise InitError(
                 "dtype",
-                f"fewer than two {target.name} values lie in the truncation interval "
-                f"[{distribution.a!r}, {distribution.b!r}]",
+                f"no {target.name} value lies in the truncation interval [{distribution.a!r}, {distribution.b!r}]",
             )
         inner = d.TruncatedNormal(distribution.mean, distribution.std, lo, hi)
         return TruncatedNormal(distribution, wide, inner)

@@ -47,12 +47,17 @@ class PhiloxV2(Rng):
         return [Stream.for_tensor(seed, draw.name) for draw in draws]
 
     def prepare(self, distribution: distributions.Distribution, dtype: np.dtype) -> None:
-        sampler = samplers.sampler(distribution, dtype)
-        if isinstance(sampler, samplers.Normal):  # the ziggurat's tail reaches further than philox-v1's Box-Muller
+        # The ziggurat's tail reaches further than philox-v1's Box-Muller, which the plan checked: a normal, and
+        # sparse's float64 normals (rounded to the dtype afterwards), must fit the dtype up to it.
+        if isinstance(distribution, distributions.Sparse):
+            normal = samplers.sampler(distributions.Normal(0.0, distribution.std), _FLOAT64)
+        else:
+            normal = samplers.sampler(distribution, dtype)
+        if isinstance(normal, samplers.Normal):
             from service.engine.plan import check_fits  # plan imports the registry, which imports this module
 
             target = next(t for t in DTYPES.values() if t.numpy == dtype)
-            check_fits(sampler.max_abs(), target, "dtype", f"{distribution.kind} with these parameters")
+            check_fits(normal.max_abs(), target, "dtype", f"{distribution.kind} with these parameters")
 
     def sample(
         self,
