@@ -348,3 +348,50 @@ def test_no_seed_draws_one_below_2_53_and_reports_it():
     again = generate({"shape": [5], "scheme": "normal", "seed": seed})
     assert again.array.tobytes() == tensor.array.tobytes()
     assert np.isfinite(tensor.array).all()
+
+
+V2_EDGES = [
+    # docs/philox-v2.md section 7's refusals at dtype, their neighbours that are served, and section 9's order
+    {"shape": [8], "scheme": "uniform", "a": 1.004, "b": 1.0078125, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "uniform", "a": 1.004, "b": 1.0078126, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "uniform", "a": 65500, "b": 65504, "dtype": "float16"},
+    {"shape": [8], "scheme": "uniform", "a": 65488, "b": 65504, "dtype": "float16"},
+    {"shape": [8], "scheme": "random_uniform", "minval": -1e-46, "maxval": 1e-46},
+    {"shape": [8], "scheme": "uniform", "a": 1e-46, "b": 1e-45},
+    {"shape": [8], "scheme": "uniform", "a": -3.0, "b": -2.999, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": 1.004, "b": 1.0078, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": 0.999, "b": 1.001, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "std": 1e-45, "a": 1e-46, "b": 1e-45},
+    {"shape": [8], "scheme": "trunc_normal", "std": 50.0, "a": 65470, "b": 65500, "dtype": "float16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": 40, "b": 41, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "truncated_normal", "mean": 1.004, "stddev": 1e-7, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "normal", "std": 4778.666004619225, "dtype": "float16"},
+    {"shape": [8], "scheme": "normal", "std": 4778.666004619226, "dtype": "float16"},
+    {"shape": [8], "scheme": "normal", "std": 7642, "dtype": "float16"},
+    {"shape": [8], "scheme": "random_normal", "mean": -6e4, "stddev": 400, "dtype": "float16"},
+    {"shape": [8], "scheme": "normal", "std": 2.482437228037361e37},
+    {"shape": [8], "scheme": "normal", "std": 2.4824372280373606e37},
+    {"shape": [8], "scheme": "normal", "mean": 1e38, "std": 1.7432175770619905e37, "dtype": "bfloat16"},
+    {"shape": [8, 8], "scheme": "sparse", "sparsity": 0.5, "std": 4779, "dtype": "float16"},
+    {"shape": [8, 8], "scheme": "kaiming_normal", "fan_in": 1, "dtype": "float16"},
+    {"shape": [8], "scheme": "uniform", "a": 2.5, "b": 2.5, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": -1e-300, "b": 1e-300, "std": 1e-300},
+    {"shape": [8], "scheme": "normal", "std": 1.3e154, "dtype": "float64"},
+    {"shape": [8], "scheme": "uniform", "a": -1, "b": 3, "dtype": "float64"},
+]
+
+
+@pytest.mark.parametrize("request_body", V2_EDGES, ids=lambda body: str(body)[:80])
+def test_philox_v2_edges_as_the_service_answers_them(client, request_body):
+    request = {**request_body, "seed": 13, "name": "边", "rng": "philox-v2"}
+    try:
+        fetched = client.fetch_tensor(request)
+    except ServiceError as served:
+        with pytest.raises(RequestError) as local:
+            generate(request)
+        assert local.value.detail == served.detail[:1]
+        return
+    tensor = generate(request)
+    assert tensor.array.tobytes() == fetched.array.tobytes()
+    ours = {key: value for key, value in tensor.metadata.items() if value is not None}  # safetensors leaves out nulls
+    assert ours == {key: value for key, value in fetched.metadata.items() if key != "service"}
