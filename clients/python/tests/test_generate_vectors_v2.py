@@ -182,7 +182,7 @@ def test_the_rounding_boundary_is_exact():
         ({"scheme": "uniform", "a": 1.004, "b": 1.0078125, "dtype": "bfloat16"}, "dtype", "no bfloat16 value"),
         ({"scheme": "random_uniform", "minval": 65500, "maxval": 65504, "dtype": "float16"}, "dtype", "no float16"),
         ({"scheme": "trunc_normal", "a": 1.004, "b": 1.0078, "dtype": "bfloat16"}, "dtype", "truncation interval"),
-        ({"scheme": "trunc_normal", "std": 1e-45, "a": 1e-46, "b": 1e-45}, "dtype", "float32 values"),
+        ({"scheme": "trunc_normal", "std": 1e-45, "a": 1e-46, "b": 1e-45}, "dtype", "no float32 value lies"),
         # section 7: a normal whose tail (|z| up to 13.71) overflows the dtype; philox-v1's 8.57 would serve it
         ({"scheme": "normal", "std": 4778.666004619226, "dtype": "float16"}, "dtype", "|x| = 65504"),
         ({"scheme": "random_normal", "mean": 3e38, "stddev": 3e36, "dtype": "float32"}, "dtype", "overflows float32"),

@@ -611,8 +611,9 @@ class _Cut:
 
 
 def _check_v2(request: _Request, dist: _Distribution) -> tuple[_Cut | None, _Truncation | None]:
-    """After section 9's checks (which philox-v2 keeps): a dtype with no value in the interval, and a normal whose
-    tail (|z| up to samplers2.LARGEST_Z, beyond v1's MAX_NORMAL_RADIUS) overflows the dtype, refused at `dtype`."""
+    """After section 9's checks (which philox-v2 keeps): a dtype with no value in the interval, and a normal (or
+    sparse's normals) whose tail (|z| up to samplers2.LARGEST_Z, beyond v1's MAX_NORMAL_RADIUS) overflows the dtype,
+    refused at `dtype`."""
     n, dtype = dist.numbers, request.dtype
     if dist.kind == "uniform" and n["low"] < n["high"]:
         low, high = float(n["low"]), float(n["high"])
@@ -621,19 +622,19 @@ def _check_v2(request: _Request, dist: _Distribution) -> tuple[_Cut | None, _Tru
             message = f"no {dtype} value lies in the uniform's interval [{low!r}, {high!r}) after rounding"
             raise _refuse("dtype", message)
         return cut, None
-    if dist.kind == "normal":
-        largest = abs(n["mean"]) + n["std"] * samplers2.LARGEST_Z
+    if dist.kind in ("normal", "sparse"):  # sparse's values are wide normals of mean 0, rounded to the dtype
+        largest = abs(n.get("mean", 0.0)) + n["std"] * samplers2.LARGEST_Z
         if largest > DTYPE_MAX[dtype]:
             message = (
-                f"normal with these parameters can reach |x| = {_bound_text(largest)}, which overflows {dtype} "
-                f"(max {_bound_text(DTYPE_MAX[dtype])})"
+                f"{dist.kind} with these parameters can reach |x| = {_bound_text(largest)}, which overflows "
+                f"{dtype} (max {_bound_text(DTYPE_MAX[dtype])})"
             )
             raise _refuse("dtype", message)
     if dist.kind == "truncated_normal":
         mean, std, a, b = (float(n[key]) for key in ("mean", "std", "a", "b"))
         cut = _Cut(first_at_least(a, dtype), last_at_most(b, dtype))
         if not cut.lo < cut.hi:
-            raise _refuse("dtype", f"fewer than two {dtype} values lie in the truncation interval [{a!r}, {b!r}]")
+            raise _refuse("dtype", f"no {dtype} value lies in the truncation interval [{a!r}, {b!r}]")
         truncation = _truncation(mean, std, cut.lo, cut.hi)
         if not truncation.mass > 0:
             raise _too_far_in_the_tail(mean, std, a, b)
