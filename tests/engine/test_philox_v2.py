@@ -301,19 +301,40 @@ def test_low_precision_values_follow_the_rounded_law_exactly(distribution, dtype
     assert abs(observed[~keep].sum() - expected[~keep].sum()) < 5 * math.sqrt(expected[~keep].sum()) + 5
 
 
+ZERO_PAIRS = {  # requests that differ in a zero's sign only: (scheme, params with -0.0, params with +0.0)
+    "uniform": ("uniform", {"a": -0.0, "b": 0.0}, {"a": 0.0, "b": 0.0}),
+    "constant": ("constant", {"val": -0.0}, {"val": 0.0}),
+    "zeros after constant": ("constant", {"val": -0.0}, None),
+    "normal std 0": ("normal", {"mean": -0.0, "std": 0.0}, {"mean": 0.0, "std": 0.0}),
+}
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
-def test_a_zeros_sign_is_its_own_whatever_came_before(dtype):
-    """U[-0.0, 0.0) gives -0.0 and U[0.0, 0.0) gives +0.0, in either order within one process: caches keyed by the
-    distribution (where -0.0 == 0.0) once answered the second with the first's zero (found by the Python client's
-    port, live)."""
-    for first, second in ((-0.0, 0.0), (0.0, -0.0)):
-        samplers._sampler.cache_clear()  # each order from a fresh process's caches
+@pytest.mark.parametrize("case", list(ZERO_PAIRS))
+def test_a_zeros_sign_is_its_own_whatever_came_before(case, dtype):
+    """Requests equal but for a zero's sign give their own zeros, in either order within one process: caches keyed
+    by the distribution (where -0.0 == 0.0) once answered the second with the first's zero (found by both clients'
+    ports, live: e.g. `constant(-0.0)` then `zeros` gave -0.0)."""
+    scheme, negative, positive = ZERO_PAIRS[case]
+    minus = v2((3,), scheme, negative, dtype=dtype)
+    plus = v2((3,), scheme, positive, dtype=dtype) if positive is not None else v2((3,), "zeros", dtype=dtype)
+
+    def fresh() -> None:  # a new process's caches
+        samplers._sampler.cache_clear()
         samplers._first_at_least.cache_clear()
-        got = []
-        for low in (first, second):
-            value = make_plan(v2((1,), "uniform", {"a": low, "b": 0.0}, dtype=dtype)).generate()
-            got.append(math.copysign(1.0, float(value[0])))
-        assert got == [math.copysign(1.0, first), math.copysign(1.0, second)]
+
+    alone = {}
+    for request in (minus, plus):
+        fresh()
+        alone[id(request)] = make_plan(request).generate().tobytes()
+    assert alone[id(minus)] != alone[id(plus)], case
+    for first, second in ((minus, plus), (plus, minus)):
+        fresh()
+        for request in (first, second):
+            assert make_plan(request).generate().tobytes() == alone[id(request)], case
+
+
+def test_first_at_least_keeps_a_zeros_sign():
     for zero in (-0.0, 0.0):
         assert math.copysign(1.0, samplers.first_at_least(zero, DTYPES["float64"])) == math.copysign(1.0, zero)
 
