@@ -190,6 +190,24 @@ function fanReader(n) {
   return { read, fans };
 }
 
+/**
+ * Both fans of the shape, or the explicit ones, null where the torch layout has fewer than 2 dimensions: what
+ * metadata version 2 (philox-v2's responses) reports beside `fans_used`, the fans the scheme read.
+ */
+export function shapeFans(n) {
+  const both = {};
+  for (const which of ['fan_in', 'fan_out']) {
+    const { read } = fanReader(n);
+    try {
+      both[which] = read(which);
+    } catch (error) {
+      if (!(error instanceof RequestError)) throw error;
+      both[which] = null;
+    }
+  }
+  return both;
+}
+
 function gain(nonlinearity, a) {
   if (!Object.hasOwn(GAINS, nonlinearity)) fail('nonlinearity', `unsupported nonlinearity ${nonlinearity}`);
   return GAINS[nonlinearity](a);
@@ -231,7 +249,7 @@ export function distributionOf(n) {
   let d;
   switch (n.scheme) {
     case 'uniform':
-      if (!(p.a <= p.b)) fail('b', 'must be >= a');
+      if (!(p.a <= p.b)) fail('a', 'must be <= b');
       d = { kind: 'uniform', low: p.a, high: p.b };
       break;
     case 'normal':
@@ -308,7 +326,7 @@ export function distributionOf(n) {
       d = { kind: 'normal', mean: p.mean, std: p.stddev };
       break;
     case 'random_uniform':
-      if (!(p.minval <= p.maxval)) fail('maxval', 'must be >= minval');
+      if (!(p.minval <= p.maxval)) fail('minval', 'must be <= maxval');
       d = { kind: 'uniform', low: p.minval, high: p.maxval };
       break;
     case 'truncated_normal':

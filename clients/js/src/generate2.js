@@ -183,6 +183,7 @@ export function sampler(d, digest, dtype, math) {
 
   switch (d.kind) {
     case 'uniform': {
+      if (!(d.low < d.high)) return (start, count, out, at) => out.fill(d.low, at, at + count); // U[a, a): a
       const lo = d.cutLow;
       const width = d.cutHigh - lo;
       const top = nextFloat(d.cutHigh, false);
