@@ -77,7 +77,8 @@ export function cut(d, dtype, RequestError) {
     d.cutLow = firstAtLeast(d.low, dtype, strict);
     d.cutHigh = firstAtLeast(d.high, dtype);
     if (!(d.cutLow < d.cutHigh)) {
-      fail(RequestError, 'dtype', `no ${dtype} value lies in the uniform's interval [${d.low}, ${d.high}) after rounding`);
+      const interval = `[${d.low}, ${d.high})`;
+      fail(RequestError, 'dtype', `no ${dtype} value lies in the uniform's interval ${interval} after rounding`);
     }
   } else if (d.kind === 'truncated_normal') {
     d.cutA = firstAtLeast(d.a, dtype);
@@ -93,8 +94,8 @@ const top52 = (high, low) => high * 1048576 + (low >>> 12);
 const top53 = (high, low) => high * 2097152 + (low >>> 11);
 
 /**
- * The ziggurat of section 7 for one rng's digest: normal(first, wide, element, elementIndex) is the standard normal z
- * of an element whose draw is the word(s) at words[first] (narrow: one 32-bit word; wide: high, low).
+ * The ziggurat of section 7 for one tensor's digest: z(words, first, wide, start, t) is the standard normal of element
+ * start + t, whose draw is the word(s) at words[first] (narrow: one 32-bit word; wide: high, low).
  */
 function ziggurat(digest, math) {
   const { X, F } = spec('philox-v2').ziggurat;
@@ -138,7 +139,7 @@ function ziggurat(digest, math) {
     }
   }
 
-  return (words, first, wide, element) => {
+  return (words, first, wide, start, t) => {
     let j;
     let negative;
     let x;
@@ -154,7 +155,7 @@ function ziggurat(digest, math) {
       negative = w & 0x100;
       x = ((w >>> 9) + 0.5) * step23[j];
     }
-    if (!(x < X[j + 1])) return redo(element(), j, x, negative);
+    if (!(x < X[j + 1])) return redo(typeof start === 'bigint' ? start + BigInt(t) : start + t, j, x, negative);
     return negative ? -x : x;
   };
 }
@@ -179,7 +180,6 @@ export function sampler(d, digest, dtype, math) {
     streamWords(digest, 0, firstBlock, blocks, words);
     return offset;
   };
-  const elementAt = (start, t) => (typeof start === 'bigint' ? start + BigInt(t) : start + t);
 
   switch (d.kind) {
     case 'uniform': {
@@ -217,7 +217,7 @@ export function sampler(d, digest, dtype, math) {
       return (start, count, out, at) => {
         const first = load(start, count);
         for (let t = 0; t < count; t++) {
-          out[at + t] = mean + d.std * z(words, first + t * perElement, wide, () => elementAt(start, t));
+          out[at + t] = mean + d.std * z(words, first + t * perElement, wide, start, t);
         }
       };
     }

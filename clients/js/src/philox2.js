@@ -21,31 +21,36 @@ export function limbs(value) {
   return [value >>> 0, Math.floor(value / TWO32)];
 }
 
-/** One Philox4x32-10 block of the counter (c0, c1, c2, c3) under the key (k0, k1), into out[at .. at + 4). */
-export function philox4x32(k0, k1, c0, c1, c2, c3, out, at = 0) {
+// Philox4x32-10 under the vectors file's constants, read once per call site rather than once per block.
+function kernel() {
   const { multipliers, keyIncrements, rounds } = spec('philox-v2').philox;
-  const m0 = multipliers[0];
-  const m1 = multipliers[1];
-  for (let round = 0; round < rounds; round++) {
-    if (round > 0) {
-      k0 = (k0 + keyIncrements[0]) >>> 0;
-      k1 = (k1 + keyIncrements[1]) >>> 0;
+  const [m0, m1] = multipliers;
+  const [w0, w1] = keyIncrements;
+  return (k0, k1, c0, c1, c2, c3, out, at) => {
+    for (let round = 0; round < rounds; round++) {
+      if (round > 0) {
+        k0 = (k0 + w0) >>> 0;
+        k1 = (k1 + w1) >>> 0;
+      }
+      const lo0 = Math.imul(m0, c0) >>> 0;
+      const hi0 = mulHigh(m0, c0, lo0);
+      const lo1 = Math.imul(m1, c2) >>> 0;
+      const hi1 = mulHigh(m1, c2, lo1);
+      c0 = (hi1 ^ c1 ^ k0) >>> 0;
+      c1 = lo1;
+      c2 = (hi0 ^ c3 ^ k1) >>> 0;
+      c3 = lo0;
     }
-    const lo0 = Math.imul(m0, c0) >>> 0;
-    const hi0 = mulHigh(m0, c0, lo0);
-    const lo1 = Math.imul(m1, c2) >>> 0;
-    const hi1 = mulHigh(m1, c2, lo1);
-    c0 = (hi1 ^ c1 ^ k0) >>> 0;
-    c1 = lo1;
-    c2 = (hi0 ^ c3 ^ k1) >>> 0;
-    c3 = lo0;
-  }
-  out[at] = c0;
-  out[at + 1] = c1;
-  out[at + 2] = c2;
-  out[at + 3] = c3;
-  return out;
+    out[at] = c0;
+    out[at + 1] = c1;
+    out[at + 2] = c2;
+    out[at + 3] = c3;
+    return out;
+  };
 }
+
+/** One Philox4x32-10 block of the counter (c0, c1, c2, c3) under the key (k0, k1), into out[at .. at + 4). */
+export const philox4x32 = (k0, k1, c0, c1, c2, c3, out, at = 0) => kernel()(k0, k1, c0, c1, c2, c3, out, at);
 
 /**
  * `count` consecutive blocks of stream `purpose` (0 values, 1 the sparse mask) from block `first` (a number, or a
@@ -58,8 +63,9 @@ export function streamWords(digest, purpose, first, count, out) {
   const d2 = digest[2];
   const d3 = digest[3];
   const tag = purpose * HIGH_BIT;
+  const block = kernel();
   for (let b = 0; b < count; b++) {
-    philox4x32(d0, d1, low, high + tag, d2, d3, out, 4 * b);
+    block(d0, d1, low, high + tag, d2, d3, out, 4 * b);
     low += 1;
     if (low === TWO32) {
       low = 0;

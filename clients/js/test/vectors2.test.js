@@ -1,7 +1,6 @@
 // Every vector of docs/vectors/philox-v2.json, group by group in the order of its spec's section 10.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
@@ -10,23 +9,18 @@ import { generate, RequestError } from '../src/generate.js';
 import { firstAtLeast, lastAtMost, nextFloat, normalReach, sampler } from '../src/generate2.js';
 import { keyInput } from '../src/philox.js';
 import { digestWords, philox4x32, retryBlock, streamWords } from '../src/philox2.js';
-import { hexToFloat, spec } from '../src/spec.js';
+import { hexToFloat, spec, useSpec } from '../src/spec.js';
+import { hex64, sha256 } from './hex.js';
 
 const FILE = new URL('../../../docs/vectors/philox-v2.json', import.meta.url);
 const { constants, vectors } = JSON.parse(readFileSync(FILE, 'utf8'));
 const math = mathFor(spec());
 const DTYPES = ['float64', 'float32', 'float16', 'bfloat16'];
 
-const view = new DataView(new ArrayBuffer(8));
-const hex64 = (x) => {
-  view.setFloat64(0, x);
-  return view.getBigUint64(0).toString(16).padStart(16, '0');
-};
 const hex32 = (words) => Array.from(words, (w) => w.toString(16).padStart(8, '0'));
 const word = (hex) => parseInt(hex, 16) >>> 0;
 // Indices and seeds are decimal strings in the file (they pass 2^53): numbers below it, BigInts above.
 const index = (text) => (BigInt(text) > BigInt(Number.MAX_SAFE_INTEGER) ? BigInt(text) : Number(text));
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 test('the constants are read from the vectors file: Philox4x32-10 and the ziggurat tables', () => {
   const compiled = spec('philox-v2');
@@ -106,8 +100,9 @@ describe('normal_paths: the standard normal z on each way through the ziggurat (
 describe('tensors: the first values of uniform, kaiming_uniform, normal, trunc_normal in every dtype', () => {
   for (const v of vectors.tensors) {
     test(`${v.scheme} ${JSON.stringify(v.params)} ${v.dtype}`, () => {
-      const request = { rng: 'philox-v2', seed: v.seed, name: v.name, scheme: v.scheme, shape: v.shape, dtype: v.dtype };
-      assert.deepEqual(Array.from(generate({ ...request, ...v.params }).data, hex64), v.values);
+      const { seed, name, scheme, shape, dtype, params } = v;
+      const request = { rng: 'philox-v2', seed, name, scheme, shape, dtype, ...params };
+      assert.deepEqual(Array.from(generate(request).data, hex64), v.values);
     });
   }
 });
@@ -116,8 +111,8 @@ describe('requests: the SHA-256 of whole tensors in every dtype', () => {
   for (const { request: r, sha256: hashes } of vectors.requests) {
     test(`${r.scheme} ${JSON.stringify(r.params)} ${JSON.stringify(r.shape)}`, () => {
       for (const dtype of DTYPES) {
-        const request = { rng: 'philox-v2', seed: index(String(r.seed)), name: r.name, scheme: r.scheme, shape: r.shape };
-        assert.equal(sha256(generate({ ...request, ...r.params, dtype }).bytes), hashes[dtype], dtype);
+        const request = { rng: 'philox-v2', seed: index(String(r.seed)), name: r.name, scheme: r.scheme, dtype };
+        assert.equal(sha256(generate({ ...request, shape: r.shape, ...r.params }).bytes), hashes[dtype], dtype);
       }
     });
   }
@@ -140,6 +135,17 @@ test('the spec\'s refusals: the field and the rule (sections 6 and 7)', () => {
   refused({ scheme: 'orthogonal', shape: [4, 4] }, 'scheme', /LAPACK/);
   refused({ scheme: 'normal', rng: 'philox-v3' }, 'rng', /philox-v1 and philox-v2/);
   // U[a, a) gives a (philox-v1's rule), whatever the dtype holds near a.
-  const same = generate({ rng: 'philox-v2', seed: 1, shape: [3], scheme: 'uniform', a: 1.001, b: 1.001, dtype: 'bfloat16' });
-  assert.deepEqual(Array.from(same.data), [1, 1, 1]);
+  const same = { rng: 'philox-v2', seed: 1, shape: [3], scheme: 'uniform', a: 1.001, b: 1.001, dtype: 'bfloat16' };
+  assert.deepEqual(Array.from(generate(same).data), [1, 1, 1]);
+});
+
+test('useSpec: the parsed philox-v2.json replaces its constants; a broken one is refused and changes nothing', () => {
+  const before = spec('philox-v2');
+  assert.throws(() => useSpec({ rng: 'philox-v2', constants: {} }), /not the philox-v2 vectors file/);
+  assert.equal(spec('philox-v2'), before, 'a refused file leaves the loaded constants in place');
+  useSpec(JSON.parse(readFileSync(FILE, 'utf8')));
+  assert.notEqual(spec('philox-v2'), before);
+  const { seed, name, scheme, shape, dtype, params, values } = vectors.tensors.at(-1);
+  assert.deepEqual(Array.from(generate({ rng: 'philox-v2', seed, name, scheme, shape, dtype, ...params }).data, hex64),
+    values);
 });
