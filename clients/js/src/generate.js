@@ -277,8 +277,9 @@ export function distributionOf(n) {
       d = { kind: 'eye', gain: p.gain };
       break;
     case 'dirac':
-      requireRank(n, [3, 4, 5], '3-, 4- or 5-D');
+      // The layout first, then the rank, as the service checks them (the spec does not order them).
       if (n.layout !== 'torch') fail('layout', 'dirac needs the torch layout');
+      requireRank(n, [3, 4, 5], '3-, 4- or 5-D');
       if (n.dims[0] % BigInt(p.groups) !== 0n) fail('groups', `must divide shape[0] (${n.dims[0]})`);
       d = { kind: 'dirac', groups: p.groups };
       break;
@@ -305,8 +306,8 @@ export function distributionOf(n) {
       break;
     }
     case 'sparse':
-      requireRank(n, [2], '2-D');
       if (n.layout !== 'torch') fail('layout', 'sparse needs the torch layout');
+      requireRank(n, [2], '2-D');
       d = { kind: 'sparse', std: p.std, sparsity: p.sparsity };
       break;
     case 'variance_scaling':
@@ -379,22 +380,27 @@ function moments(d, dims, math) {
   }
 }
 
-// Section 5.1's conditions on a truncated normal (prepared here, once per tensor), then section 9: float64 overflow
-// refused at the scheme's first parameter (`field`), the dtype's range at `dtype`. philox-v2 (its section 7) samples
-// the truncated normal on its cut [a', b'] and the uniform on its cut [lo, hi); its normal reaches r + 53 ln 2 / r.
+// Section 5.1's numbers of a truncated normal on [a, b] (computed once per tensor), and its condition mass > 0.
+function truncate(d, a, b, math) {
+  const alpha = (a - d.mean) / d.std;
+  const beta = (b - d.mean) / d.std;
+  d.mirrored = alpha + beta > 0;
+  [d.lo, d.hi] = d.mirrored ? [-beta, -alpha] : [alpha, beta];
+  d.p_lo = math.ndtr(d.lo);
+  d.mass = math.ndtr(d.hi) - d.p_lo;
+  if (!(d.mass > 0)) fail('b', `the interval [${a}, ${b}] has no probability mass in float64`);
+}
+
+// Section 5.1's conditions on a truncated normal, then section 9: float64 overflow refused at the scheme's first
+// parameter (`field`), the dtype's range at `dtype`. philox-v2 (its section 7) makes the same checks on the same
+// numbers (its normal's reach is r + 53 ln 2 / r), then cuts: the uniform is sampled on [lo, hi), the truncated
+// normal on [a', b'] (section 5.1's numbers again, from a' and b'). The service checks in this order.
 function prepare(d, dtype, dims, math, field, rng) {
   const v2 = rng === 'philox-v2';
   if (d.kind === 'truncated_normal') {
     if (!(d.std > 0)) fail('std', 'a truncated normal needs std > 0');
     if (!(d.a < d.b)) fail('b', 'a truncated normal needs a < b');
-    if (v2) cut(d, dtype, RequestError);
-    const alpha = ((v2 ? d.cutA : d.a) - d.mean) / d.std;
-    const beta = ((v2 ? d.cutB : d.b) - d.mean) / d.std;
-    d.mirrored = alpha + beta > 0;
-    [d.lo, d.hi] = d.mirrored ? [-beta, -alpha] : [alpha, beta];
-    d.p_lo = math.ndtr(d.lo);
-    d.mass = math.ndtr(d.hi) - d.p_lo;
-    if (!(d.mass > 0)) fail('b', `the interval [${d.a}, ${d.b}] has no probability mass in float64`);
+    truncate(d, d.a, d.b, math);
   }
   const numbers = Object.entries(d).filter(([, v]) => typeof v === 'number');
   for (const [key, value] of numbers) {
@@ -426,7 +432,9 @@ function prepare(d, dtype, dims, math, field, rng) {
   }
   const max = hexToFloat(spec().json.constants.dtype_max[dtype].bits);
   if (largest > max) fail('dtype', `values up to ${largest} exceed ${dtype}'s largest finite value ${max}`);
-  if (v2 && d.kind === 'uniform') cut(d, dtype, RequestError);
+  if (!v2) return;
+  cut(d, dtype, RequestError);
+  if (d.kind === 'truncated_normal') truncate(d, d.cutA, d.cutB, math);
 }
 
 // Section 3, on words given as their limbs (high, low).

@@ -68,8 +68,8 @@ const fail = (RequestError, field, message) => {
 };
 
 /**
- * Section 7's cuts, before philox-v1's checks of section 9 run on the distribution: a uniform's [lo, hi), a
- * truncated normal's [a', b'] (its alpha, beta, lo, hi, p_lo and mass are then computed from them by the caller).
+ * Section 7's cuts, after philox-v1's checks of section 9 passed: a uniform's [lo, hi), a truncated normal's
+ * [a', b'] (its alpha, beta, lo, hi, p_lo and mass are then computed from them by the caller).
  */
 export function cut(d, dtype, RequestError) {
   if (d.kind === 'uniform' && d.low < d.high) {

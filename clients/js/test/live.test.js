@@ -135,12 +135,44 @@ function requests(seed, rng) {
 const show = (request) =>
   JSON.stringify(request, (k, v) => (typeof v === 'bigint' ? `${v}n` : Object.is(v, -0) ? '-0.0' : v));
 
-// A server defect (found by this test; see the todo test below): under philox-v2, a uniform whose bounds are both
-// zero (U[a, a): every element is a) answers with the sign of zero of an earlier such request in the same process,
-// so its bytes depend on the server's history. Such requests are counted, not compared, until it is fixed.
-const zeroWidthUniform = (request, local) =>
-  request.rng === 'philox-v2' && local.distribution.kind === 'uniform' && local.distribution.low === 0 &&
-  local.distribution.high === 0;
+// A server defect (found by this test; see the todo test below): under philox-v2, a request whose distribution
+// differs from an earlier one of the same process (and dtype) only in the sign of a zero answers with the earlier
+// one's sign: `zeros` after `constant(-0.0)` gives -0.0. Its bytes depend on the server's history, so for the
+// requests whose output carries the sign of a zero parameter, the sign of zero elements is not compared (and so
+// neither is the whole body) until it is fixed: `zeroSigns` counts them.
+function signedZeroAtStake(request, { distribution: d }) {
+  if (request.rng !== 'philox-v2') return false;
+  switch (d.kind) {
+    case 'constant':
+      return d.value === 0;
+    case 'eye':
+      return d.gain === 0;
+    case 'uniform':
+      return d.low === 0 && d.high === 0; // U[a, a) is a
+    case 'normal':
+      return d.mean === 0 && d.std === 0; // mean + 0 * z
+    default:
+      return false;
+  }
+}
+
+let zeroSigns = 0;
+
+/** The same little-endian encodings of `width` bytes, or two zeros of any sign, element by element. */
+function equalButZeroSigns(a, b, width) {
+  if (a.length !== b.length) return false;
+  for (let at = 0; at < a.length; at += width) {
+    let same = true;
+    let zeros = true;
+    for (let k = 0; k < width; k++) {
+      const magnitude = k === width - 1 ? 0x7f : 0xff; // the last byte holds the sign bit
+      same &&= a[at + k] === b[at + k];
+      zeros &&= (a[at + k] & magnitude) === 0 && (b[at + k] & magnitude) === 0;
+    }
+    if (!same && !zeros) return false;
+  }
+  return true;
+}
 
 async function check({ request, format }) {
   let fetched;
@@ -176,7 +208,12 @@ async function check({ request, format }) {
   assert.ok(!localRefusal, `generate() refused what the service computed: ${show(request)}: ${localRefusal?.message}`);
   assert.deepEqual(local.shape, fetched.shape, show(request));
   assert.equal(local.dtype, fetched.dtype, show(request));
-  if (zeroWidthUniform(request, local)) return 'zero-width uniform';
+  if (signedZeroAtStake(request, local)) {
+    const width = local.bytes.length / local.data.length;
+    assert.ok(equalButZeroSigns(local.bytes, fetched.bytes, width), `values differ (${format}): ${show(request)}`);
+    zeroSigns += 1;
+    return 'matched';
+  }
   assert.ok(Buffer.from(local.bytes).equals(Buffer.from(fetched.bytes)), `bytes differ (${format}): ${show(request)}`);
   const encoded = encode(request, { service, format });
   assert.ok(Buffer.from(encoded).equals(Buffer.from(body)), `body differs (${format}): ${show(request)}`);
@@ -202,7 +239,8 @@ function coverage(request, format) {
 }
 
 async function compareLive(rng) {
-  const counts = { matched: 0, refused: 0, 'too large': 0, 'zero-width uniform': 0 };
+  const counts = { matched: 0, refused: 0, 'too large': 0 };
+  zeroSigns = 0;
   const covered = new Set();
   const pending = requests(SEED, rng);
   while (counts.matched < MATCHES && pending.length) {
@@ -213,7 +251,7 @@ async function compareLive(rng) {
       if (outcome === 'matched') for (const item of coverage(batch[i].request, batch[i].format)) covered.add(item);
     });
   }
-  console.log(`live ${rng ?? 'default rng'}: ${JSON.stringify(counts)}`);
+  console.log(`live ${rng ?? 'default rng'}: ${JSON.stringify({ ...counts, 'zero signs not compared': zeroSigns })}`);
   assert.ok(counts.matched >= MATCHES, `only ${counts.matched} of ${MATCHES} requests were answered 200`);
   assert.ok(counts.refused > 0, 'no refused request was compared');
   const wanted = [
@@ -239,6 +277,7 @@ test(
     // -0.0 or +0.0; mean + std * z with std 0 is -0.0 where z < 0 only if mean is -0.0.
     const base = { shape: [6], rng: 'philox-v2', seed: 424242, dtype: 'float64' };
     const pairs = [
+      [{ scheme: 'constant', val: -0.0 }, { scheme: 'zeros' }],
       [{ scheme: 'uniform', a: -0.0, b: 0.0 }, { scheme: 'uniform', a: 0.0, b: -0.0 }],
       [{ scheme: 'normal', mean: 0.0, std: 0.0 }, { scheme: 'normal', mean: -0.0, std: 0.0 }],
     ];

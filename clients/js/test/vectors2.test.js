@@ -134,6 +134,15 @@ test('the spec\'s refusals: the field and the rule (sections 6 and 7)', () => {
   assert.doesNotThrow(() => generate({ scheme: 'normal', std, dtype: 'float16', seed: 1, shape: [4] }));
   refused({ scheme: 'orthogonal', shape: [4, 4] }, 'scheme', /LAPACK/);
   refused({ scheme: 'normal', rng: 'philox-v3' }, 'rng', /philox-v1 and philox-v2/);
+  // Which check comes first where several fail: the service's order, which neither spec states (found by comparing
+  // refusals with the live service): dirac's and sparse's layout before their rank; a truncated normal's philox-v1
+  // checks (mass, float64, dtype range) on [a, b] before the cut; a uniform's a > b at a.
+  refused({ scheme: 'sparse', sparsity: 0.1, shape: [3, 4, 5], layout: 'keras' }, 'layout', /torch layout/);
+  refused({ scheme: 'dirac', shape: [4, 4], layout: 'keras' }, 'layout', /torch layout/);
+  refused({ scheme: 'trunc_normal', mean: 1e300, std: 0.5, b: 1e300, dtype: 'bfloat16' }, 'dtype', /exceed bfloat16/);
+  refused({ scheme: 'trunc_normal', a: 1.0001, b: 1.0002, std: 1e300, dtype: 'float16' }, 'b', /no probability mass/);
+  refused({ scheme: 'uniform', a: 1, b: 0 }, 'a', /<= b/);
+  refused({ scheme: 'random_uniform', minval: 1, maxval: 0 }, 'minval', /<= maxval/);
   // U[a, a) gives a (philox-v1's rule), whatever the dtype holds near a.
   const same = { rng: 'philox-v2', seed: 1, shape: [3], scheme: 'uniform', a: 1.001, b: 1.001, dtype: 'bfloat16' };
   assert.deepEqual(Array.from(generate(same).data), [1, 1, 1]);
