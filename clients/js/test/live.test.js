@@ -68,6 +68,8 @@ function requests(seed, rng) {
       () => int(-3, 3),
       () => (rand() - 0.5) * 10 ** int(-8, 6),
       () => pick([0.1, 0.5, 1 / 3, Math.SQRT2, -0.0, 5e-324, 1e5, 7e4, 1e38, 3.5e38, 1e300]),
+      // Edges of the dtypes (their largest values; a bfloat16 step at 1; 0.05, which bfloat16 rounds up)
+      () => pick([65504, 3.3895313892515355e38, 3.4028234663852886e38, 1.0078125, -0.05, 0.05]),
     ])();
   const positive = () => pick([() => rand() * 3, () => 10 ** int(-6, 3) * rand(), () => pick([0.01, 1, 2, 0.05])])();
 
