@@ -1,7 +1,7 @@
-// generate() against the live service on seeded random requests: every scheme generate() computes, all dtypes,
-// formats, shapes from 0-D to 5-D, slices (of huge tensors too), explicit fans, seeds up to 2^64 - 1 and non-ASCII
-// names. A 200 must carry exactly generate()'s data bytes, and be exactly encode()'s whole body; a 422 must be
-// refused by generate() too.
+// generate() against the live service on seeded random requests, for each rng it computes (philox-v1, the default,
+// and philox-v2): every scheme generate() computes, all dtypes, formats, shapes from 0-D to 5-D, slices (of huge
+// tensors too), explicit fans, seeds up to 2^64 - 1 and non-ASCII names. A 200 must carry exactly generate()'s data
+// bytes, and be exactly encode()'s whole body; a 422 must be refused by generate() too, at the same field.
 
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,7 +42,7 @@ function random(seed) {
   };
 }
 
-function requests(seed) {
+function requests(seed, rng) {
   const rand = random(seed);
   const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
   const pick = (list) => list[int(0, list.length - 1)];
@@ -68,6 +68,8 @@ function requests(seed) {
       () => int(-3, 3),
       () => (rand() - 0.5) * 10 ** int(-8, 6),
       () => pick([0.1, 0.5, 1 / 3, Math.SQRT2, -0.0, 5e-324, 1e5, 7e4, 1e38, 3.5e38, 1e300]),
+      // Edges of the dtypes (their largest values; a bfloat16 step at 1; 0.05, which bfloat16 rounds up)
+      () => pick([65504, 3.3895313892515355e38, 3.4028234663852886e38, 1.0078125, -0.05, 0.05]),
     ])();
   const positive = () => pick([() => rand() * 3, () => 10 ** int(-6, 3) * rand(), () => pick([0.01, 1, 2, 0.05])])();
 
@@ -113,6 +115,7 @@ function requests(seed) {
     const huge = chance(0.04) && !['sparse', 'dirac'].includes(name);
     const shape = huge ? [2 ** int(20, 40) + int(0, 99), int(2, 2 ** 20)] : shapeFor(name);
     const request = { shape, scheme: name, ...params(name, scheme, shape) };
+    if (rng) request.rng = rng;
     request.seed = pick([() => int(0, 9), () => int(0, 2 ** 53 - 1), u64, () => (1n << 64n) - 1n])();
     if (chance(0.6)) request.name = pick(NAMES);
     request.dtype = pick(['float32', 'float64', 'float16', 'bfloat16']);
@@ -131,7 +134,47 @@ function requests(seed) {
   return list;
 }
 
-const show = (request) => JSON.stringify(request, (k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+const show = (request) =>
+  JSON.stringify(request, (k, v) => (typeof v === 'bigint' ? `${v}n` : Object.is(v, -0) ? '-0.0' : v));
+
+// A server defect (found by this test; see the todo test below): under philox-v2, a request whose distribution
+// differs from an earlier one of the same process (and dtype) only in the sign of a zero answers with the earlier
+// one's sign: `zeros` after `constant(-0.0)` gives -0.0. Its bytes depend on the server's history, so for the
+// requests whose output carries the sign of a zero parameter, the sign of zero elements is not compared (and so
+// neither is the whole body) until it is fixed: `zeroSigns` counts them.
+function signedZeroAtStake(request, { distribution: d }) {
+  if (request.rng !== 'philox-v2') return false;
+  switch (d.kind) {
+    case 'constant':
+      return d.value === 0;
+    case 'eye':
+      return d.gain === 0;
+    case 'uniform':
+      return d.low === 0 && d.high === 0; // U[a, a) is a
+    case 'normal':
+      return d.mean === 0 && d.std === 0; // mean + 0 * z
+    default:
+      return false;
+  }
+}
+
+let zeroSigns = 0;
+
+/** The same little-endian encodings of `width` bytes, or two zeros of any sign, element by element. */
+function equalButZeroSigns(a, b, width) {
+  if (a.length !== b.length) return false;
+  for (let at = 0; at < a.length; at += width) {
+    let same = true;
+    let zeros = true;
+    for (let k = 0; k < width; k++) {
+      const magnitude = k === width - 1 ? 0x7f : 0xff; // the last byte holds the sign bit
+      same &&= a[at + k] === b[at + k];
+      zeros &&= (a[at + k] & magnitude) === 0 && (b[at + k] & magnitude) === 0;
+    }
+    if (!same && !zeros) return false;
+  }
+  return true;
+}
 
 async function check({ request, format }) {
   let fetched;
@@ -161,11 +204,18 @@ async function check({ request, format }) {
     if (refusal.status === 413) return 'too large';
     assert.equal(refusal.status, 422, `${show(request)}: ${refusal.message}`);
     assert.ok(localRefusal, `the service refused what generate() computed: ${show(request)}: ${refusal.message}`);
+    assert.deepEqual(localRefusal.loc, refusal.detail[0].loc.slice(1), `${show(request)}: ${refusal.message}`);
     return 'refused';
   }
   assert.ok(!localRefusal, `generate() refused what the service computed: ${show(request)}: ${localRefusal?.message}`);
   assert.deepEqual(local.shape, fetched.shape, show(request));
   assert.equal(local.dtype, fetched.dtype, show(request));
+  if (signedZeroAtStake(request, local)) {
+    const width = local.bytes.length / local.data.length;
+    assert.ok(equalButZeroSigns(local.bytes, fetched.bytes, width), `values differ (${format}): ${show(request)}`);
+    zeroSigns += 1;
+    return 'matched';
+  }
   assert.ok(Buffer.from(local.bytes).equals(Buffer.from(fetched.bytes)), `bytes differ (${format}): ${show(request)}`);
   const encoded = encode(request, { service, format });
   assert.ok(Buffer.from(encoded).equals(Buffer.from(body)), `body differs (${format}): ${show(request)}`);
@@ -190,10 +240,11 @@ function coverage(request, format) {
   ].filter(Boolean);
 }
 
-test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED})`, { timeout: 600_000 }, async () => {
+async function compareLive(rng) {
   const counts = { matched: 0, refused: 0, 'too large': 0 };
+  zeroSigns = 0;
   const covered = new Set();
-  const pending = requests(SEED);
+  const pending = requests(SEED, rng);
   while (counts.matched < MATCHES && pending.length) {
     const batch = pending.splice(0, IN_FLIGHT);
     const outcomes = await Promise.all(batch.map(check));
@@ -202,7 +253,7 @@ test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED}
       if (outcome === 'matched') for (const item of coverage(batch[i].request, batch[i].format)) covered.add(item);
     });
   }
-  console.log(`live: ${JSON.stringify(counts)}`);
+  console.log(`live ${rng ?? 'default rng'}: ${JSON.stringify({ ...counts, 'zero signs not compared': zeroSigns })}`);
   assert.ok(counts.matched >= MATCHES, `only ${counts.matched} of ${MATCHES} requests were answered 200`);
   assert.ok(counts.refused > 0, 'no refused request was compared');
   const wanted = [
@@ -214,7 +265,48 @@ test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED}
     'explicit fan',
   ];
   assert.deepEqual(wanted.filter((item) => !covered.has(item)), [], 'never matched');
-});
+}
+
+const title = (rng) => `generate() == the live service on ${MATCHES} random requests of ${rng} (seed ${SEED})`;
+test(title('the default rng, philox-v1'), { timeout: 600_000 }, () => compareLive(undefined));
+test(title('philox-v2'), { timeout: 600_000 }, () => compareLive('philox-v2'));
+
+test(
+  'philox-v2: parameters that differ only in the sign of a zero give each request its own bits, in any order',
+  { todo: 'server defect: the second request of each pair answers with the first one\'s sign of zero' },
+  async () => {
+    // Each request alone on a fresh server gives what generate() does (the spec's section 7): U[a, a) is a, so
+    // -0.0 or +0.0; mean + std * z with std 0 is -0.0 where z < 0 only if mean is -0.0.
+    const base = { shape: [6], rng: 'philox-v2', seed: 424242, dtype: 'float64' };
+    const pairs = [
+      [{ scheme: 'constant', val: -0.0 }, { scheme: 'zeros' }],
+      [{ scheme: 'uniform', a: -0.0, b: 0.0 }, { scheme: 'uniform', a: 0.0, b: -0.0 }],
+      [{ scheme: 'normal', mean: 0.0, std: 0.0 }, { scheme: 'normal', mean: -0.0, std: 0.0 }],
+    ];
+    const failures = [];
+    for (const pair of pairs) {
+      for (const params of pair) {
+        const request = { ...base, ...params };
+        const served = Array.from((await fetchTensor(server.url, request)).data, (x) => Object.is(x, -0));
+        const local = Array.from(generate(request).data, (x) => Object.is(x, -0));
+        if (served.join() !== local.join()) failures.push(show(request));
+      }
+    }
+    assert.deepEqual(failures, []);
+  },
+);
+
+test(
+  'philox-v2 sparse is refused where its normals\' reach (13.71 std, spec section 7) overflows the dtype',
+  { todo: 'server defect: it checks sparse against philox-v1\'s Box-Muller radius (8.57 std), so it serves float16 ' +
+    'sparse tensors whose tail values round to infinity' },
+  async () => {
+    const request = { shape: [4, 4], scheme: 'sparse', sparsity: 0.5, std: 7000, rng: 'philox-v2', seed: 1 };
+    const refused = (e) => e instanceof RequestError && e.loc[0] === 'dtype';
+    assert.throws(() => generate({ ...request, dtype: 'float16' }), refused);
+    await assert.rejects(fetchTensor(server.url, { ...request, dtype: 'float16' }), (e) => e.status === 422);
+  },
+);
 
 test('many tensors and models: the formats agree, each tensor is generate() of its own request', async () => {
   const tensors = {
