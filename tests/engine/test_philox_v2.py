@@ -7,6 +7,8 @@ this rng leaves untouched; the golden hashes here are philox-v2's own.
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
 import math
 
@@ -14,11 +16,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from service import vectors as service_vectors
 from service.engine import parallel
 from service.engine.bundle import ModelRequest, TensorSpec, plan_model
 from service.engine.dtypes import DTYPES, round_to
 from service.engine.errors import InitError
 from service.engine.plan import TensorRequest, make_plan
+from service.engine.random import detmath
 from service.engine.random.philox2 import samplers, vectors, ziggurat
 from service.engine.random.philox2.stream import Stream, digest_words, philox4x32
 from service.engine.region import MAX_ADDRESSABLE, Region
@@ -629,6 +633,64 @@ def test_golden_hashes(key):
 def test_the_published_vectors_are_the_bits():
     """docs/vectors/philox-v2.json, what a port checks itself against, is what the engine computes."""
     assert VECTORS.read_text() == vectors.render(), "stale: run python -m service.vectors"
+
+
+PUBLISHED = json.loads(VECTORS.read_text())["vectors"]
+
+
+@pytest.mark.parametrize("case", PUBLISHED["admission"], ids=lambda case: f"{case['request']['scheme']}")
+def test_the_admission_vectors_are_what_the_api_answers(client, case):
+    """Each request of the `admission` group is served (200) or refused with exactly the error item the file gives
+    (section 7's order, loc and message), by the HTTP API itself."""
+    response = client.post("/init", json={**service_vectors.sent(case["request"]), "format": "json"})
+    if case["refused"] is None:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 422 and response.json()["detail"] == [case["refused"]]
+
+
+def test_the_admission_boundaries_are_one_ulp_wide():
+    """Beside each refusal at a boundary stands the request one float64 across it, served: the bisection's last
+    float64 that passes (the tail bound in every dtype, sparse's, the uniform's empty cut interval)."""
+    pairs = 0
+    for below, above in itertools.pairwise(PUBLISHED["admission"]):
+        first, second = below["request"], above["request"]
+        changed = [key for key in first if first[key] != second.get(key)]
+        if first.keys() != second.keys() or len(changed) != 1 or not isinstance(first[changed[0]], float):
+            continue
+        if math.nextafter(first[changed[0]], math.inf) == second[changed[0]]:
+            assert (below["refused"] is None) != (above["refused"] is None), (first, second)
+            pairs += 1
+    assert pairs >= 9  # normal in float16, bfloat16, float32 (one with a mean), sparse in every dtype, uniform
+
+
+def test_the_tail_bound_is_max_z_in_operation_order():
+    """MAX_Z = X[1] + (53.0 * 0.6931471805599453) / X[1], published as hex; -log(2^-53) with philox-v1's log is the
+    same float64 as 53.0 * 0.6931471805599453, so the port's reading of the page's `r + 53 ln 2 / r` agrees."""
+    constants = json.loads(VECTORS.read_text())["constants"]["ziggurat"]
+    assert vectors.f64_hex(ziggurat.MAX_Z) == constants["MAX_Z"] == "402b6a49644b44b5"
+    assert float(-detmath.log(np.array([2.0**-53]))[0]) == 53.0 * 0.6931471805599453
+    assert ziggurat.X[1] + (53.0 * 0.6931471805599453) / ziggurat.X[1] == ziggurat.MAX_Z
+
+
+@pytest.mark.parametrize("case", PUBLISHED["metadata"]["cases"], ids=lambda case: case["request"]["scheme"])
+def test_the_metadata_vectors_are_what_the_api_writes(client, case):
+    response = client.post("/init", json={**service_vectors.sent(case["request"]), "format": "json"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    del body["data"]
+    assert list(body.items()) == list(case["metadata"].items())
+    assert body["service"] == PUBLISHED["metadata"]["service"]
+
+
+@pytest.mark.parametrize("case", PUBLISHED["slices"], ids=lambda case: str(case["request"]["slice"]))
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])  # the npy container's dtypes
+def test_the_slice_vectors_are_what_the_api_sends(client, case, dtype):
+    request = {**service_vectors.sent(case["request"]), "dtype": dtype, "format": "npy"}
+    response = client.post("/init", json=request)
+    assert response.status_code == 200, response.text
+    values = np.load(io.BytesIO(response.content)).reshape(-1).astype(np.float64)
+    assert [vectors.f64_hex(v) for v in values] == case["values"][dtype]
 
 
 def test_orthogonal_and_sparse_under_philox_v2():

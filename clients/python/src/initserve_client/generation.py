@@ -637,7 +637,7 @@ def _check_v2(request: _Request, dist: _Distribution) -> tuple[_Cut | None, _Tru
             raise _refuse("dtype", f"no {dtype} value lies in the truncation interval [{a!r}, {b!r}]")
         truncation = _truncation(mean, std, cut.lo, cut.hi)
         if not truncation.mass > 0:
-            raise _too_far_in_the_tail(mean, std, a, b)
+            raise _too_far_in_the_tail(mean, std, cut.lo, cut.hi)  # the service names the cut interval
         return cut, truncation
     return None, None
 

@@ -95,5 +95,5 @@ def standard_normal(draw: np.ndarray, wide: bool, element: np.ndarray, retry: Re
     return np.where(negative, -x, x)
 
 
-# |z| < r + 53 ln 2 / r: the tail's a is largest at the least U(W), 2^-53 (section 7)
-LARGEST_Z = _R + float(-elementary.log(2.0**-53)[0]) / _R
+# MAX_Z, the tail bound's |z| (section 7: r + (53.0 * 0.6931471805599453) / r), read as published
+LARGEST_Z = float_of(_ZIGGURAT["MAX_Z"])
