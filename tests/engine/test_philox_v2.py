@@ -338,6 +338,18 @@ def test_a_zeros_sign_is_its_own_whatever_came_before(case, dtype):
             assert make_plan(request).generate().tobytes() == alone[id(request)], case
 
 
+@needs_jit
+def test_the_reference_clips_a_zero_as_the_kernel_does():
+    """x = -0.0 clipped to a' = +0.0 stays -0.0 (`x if x > a' else a'`) on both paths: np.clip gave +0.0."""
+    request = v2((64,), "trunc_normal", {"mean": 0.0, "std": 5e-324, "a": -0.0, "b": 1e-300}, dtype="float64")
+    with parallel.configured(jit=False):
+        reference = make_plan(request).generate()
+    with parallel.configured(jit=True):
+        kernel = make_plan(request).generate()
+    same_bits(reference, kernel)
+    assert np.signbit(kernel).any()
+
+
 def test_first_at_least_keeps_a_zeros_sign():
     for zero in (-0.0, 0.0):
         assert math.copysign(1.0, samplers.first_at_least(zero, DTYPES["float64"])) == math.copysign(1.0, zero)

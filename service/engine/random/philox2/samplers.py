@@ -220,7 +220,10 @@ class TruncatedNormal(Sampler):
         z = detmath.ndtri(inner._p_lo + u * inner._mass)
         if inner._mirrored:
             z = -z
-        return np.clip(inner.mean + inner.std * z, inner.a, inner.b)
+        x = inner.mean + inner.std * z
+        # The spec's (and the kernel's) comparisons, not np.clip: they differ on a zero's sign (x = -0.0, a' = 0.0).
+        x = np.where(x > inner.a, x, inner.a)
+        return np.where(x < inner.b, x, inner.b)
 
     def kernel(self, stream: Stream, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         t = self.inner
