@@ -575,7 +575,7 @@ def _fast_limits(scale: NDArray[np.float64], bits: int) -> NDArray[np.uint64]:
 LIMIT_NARROW = _fast_limits(SCALE_NARROW, 23)
 LIMIT_WIDE = _fast_limits(SCALE_WIDE, 52)
 # |z| cannot exceed the tail's r + (-log of the least retry uniform, 2^-53) / r.
-MAX_Z = R + 53.0 * 0.6931471805599453 / R
+MAX_Z = float(R + 53.0 * 0.6931471805599453 / R)  # a Python float: |mean| + std * MAX_Z may overflow, silently
 
 
 def compute_tables(digits: int = 60) -> tuple[list[float], list[float]]:
