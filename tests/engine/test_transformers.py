@@ -142,6 +142,23 @@ def test_refusals_name_the_field(config, architecture, field, message):
     assert caught.value.field == field
 
 
+WEIRD = [None, True, 0, -1, 1.5, 10**30, 10**400, float("inf"), float("nan"), "x", [], [1], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize(
+    "base", [LLAMA, {**GPT2, "architectures": ["GPT2Model"]}, {**BERT, "architectures": ["BertModel"]}]
+)
+def test_any_json_value_of_any_field_is_expanded_or_refused_by_name(base):
+    """Never a TypeError (a 500): a null dimension, a list as model_type or dtype, an int beyond float."""
+    extra = ("dtype", "torch_dtype", "head_dim", "pad_token_id", "initializer_range", "n_inner", "is_decoder")
+    for key in (*base, *extra, "tie_word_embeddings", "add_cross_attention"):
+        for value in WEIRD:
+            try:
+                expand_transformers({**base, key: value}, max_tensors=64)
+            except InitError as error:
+                assert error.field.startswith(("model.config.", "model.architecture")), (key, value)
+
+
 def test_layer_count_is_bounded_before_expanding():
     """A config of a million layers is refused by counting, not by building a million-entry dict."""
     with pytest.raises(TooLargeError, match="1000000 layers of 9 tensors"):

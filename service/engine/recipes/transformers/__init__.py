@@ -68,7 +68,7 @@ def _fail(field: str, message: str) -> InitError:
 
 def _architecture(config: Mapping[str, Any]) -> Architecture:
     model_type = config.get("model_type")
-    if model_type not in ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in ARCHITECTURES:
         supported = ", ".join(sorted(ARCHITECTURES))
         raise _fail("model_type", f"unsupported model_type {model_type!r}; supported: {supported}")
     return ARCHITECTURES[model_type]
@@ -111,20 +111,29 @@ def _fields(architecture: Architecture, config: Mapping[str, Any], head: Head) -
         value = fields[field]
         if isinstance(default, bool) and not isinstance(value, bool):
             raise _fail(field, f"{field} must be true or false, got {value!r}")
-    for field in architecture.ints:
-        value = fields.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise _fail(field, f"{field} must be an integer >= 1, got {value!r}")
+    _check_ints(architecture, fields, derived=False)
     std = fields["initializer_range"]
-    if isinstance(std, bool) or not isinstance(std, int | float) or not math.isfinite(std) or std < 0:
+    if isinstance(std, bool) or not isinstance(std, int | float) or not 0 <= std < 1e300:
         raise _fail("initializer_range", f"initializer_range must be a finite number >= 0, got {std!r}")
     if architecture.derive:
         architecture.derive(fields)
+    _check_ints(architecture, fields, derived=True)
     for a, b in architecture.divisible:
         if fields[a] % fields[b]:
             raise _fail(a, f"{a} ({fields[a]}) must be a multiple of {b} ({fields[b]}), as transformers requires")
     fields.update(head.fields)
     return fields
+
+
+def _check_ints(architecture: Architecture, fields: Mapping[str, Any], derived: bool) -> None:
+    """Dimensions are integers >= 1; before the derived fields are filled in, null where the config class lets a
+    field default to a derived value (head_dim, num_key_value_heads, n_inner) or does not declare it."""
+    for field in architecture.ints:
+        value = fields.get(field)
+        if value is None and not derived and architecture.defaults.get(field) is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _fail(field, f"{field} must be an integer >= 1, got {value!r}")
 
 
 def _padding_row(module: Module, fields: Mapping[str, Any]) -> tuple[RowFill, ...]:
@@ -235,7 +244,7 @@ def _dtype(config: Mapping[str, Any], dtype: str | None) -> str:
         named = config.get(field)
         if named is None:
             continue
-        name = named.removeprefix("torch.") if isinstance(named, str) else named
+        name = named.removeprefix("torch.") if isinstance(named, str) else None
         if name not in DTYPES:
             raise _fail(field, f"{field} {named!r} is not one of {', '.join(DTYPES)}; give model.dtype")
         return str(name)
