@@ -69,6 +69,21 @@ def test_layout_single_file_and_shards(tmp_path):
     assert sorted(p.name for p in sharded.iterdir()) == ["config.json", "model.safetensors"]
 
 
+def test_the_files_hold_the_tensors_post_init_answers(tmp_path, client):
+    """The CLI and the HTTP API expand one request to the same tensors, bit for bit, whatever the sharding."""
+    from safetensors.numpy import load, load_file
+
+    config = MODELS["GPT2LMHeadModel"]
+    directory = write(tmp_path, config, 5, "--shard-size", "50KB")
+    on_disk = {}
+    for shard in sorted(directory.glob("model-*.safetensors")):
+        on_disk.update(load_file(shard))
+    response = client.post("/init", json={"seed": 5, "model": {"framework": "transformers", "config": config}})
+    served = load(response.content)
+    assert sorted(on_disk) == sorted(served) == sorted(expand_transformers(config).specs)
+    assert all(on_disk[name].tobytes() == served[name].tobytes() for name in served)
+
+
 def test_shards_cut_as_huggingface_hub_does():
     class Sized:
         def __init__(self, nbytes):
