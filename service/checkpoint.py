@@ -13,20 +13,23 @@ server serving the files one by one, streams.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from service import __version__
 from service.api.delivery import many
 from service.engine.bundle import ModelRequest, ModelTensor, plan_model
 from service.engine.errors import InitError
 from service.engine.recipes.transformers import TransformersModel
-from service.formats import Written
+from service.formats import Part
 from service.formats.safetensors import write as write_safetensors
 
 CONFIG = "config.json"
@@ -96,21 +99,75 @@ class Checkpoint:
         total = {"total_parameters": sum(t.numel for t in tensors), "total_size": sum(t.nbytes for t in tensors)}
         return {"metadata": total, "weight_map": weight_map}
 
-    def files(self) -> dict[str, Callable[[int], Written]]:
-        """File name -> its writer: given elements per chunk, the file's length and its parts, generated lazily."""
-
-        def constant(data: bytes) -> Callable[[int], Written]:
-            return lambda chunk_elements: (len(data), iter((data,)))
-
-        def shard(tensors: list[ModelTensor]) -> Callable[[int], Written]:
-            bundle = many(tensors, self.metadata())  # type: ignore[arg-type]
-            return lambda chunk_elements: write_safetensors(bundle, chunk_elements)
-
-        files = {CONFIG: constant(_json(self.model.config))}
-        files.update({name: shard(s) for name, s in zip(self.shard_names(), self.shards, strict=True)})
+    def files(self) -> dict[str, File]:
+        """Every file of the directory, by name: config.json, the weights, the index when sharded."""
+        files = {CONFIG: File(CONFIG, _json(self.model.config))}
+        for name, tensors in zip(self.shard_names(), self.shards, strict=True):
+            _, parts = write_safetensors(many(tensors, self.metadata()), 1)  # type: ignore[arg-type]
+            files[name] = File(name, bytes(next(parts)), tuple(tensors))  # the header alone: nothing is generated
         if len(self.shards) > 1:
-            files[INDEX] = constant(_json(self.index()))
+            files[INDEX] = File(INDEX, _json(self.index()))
         return files
+
+
+@dataclass(frozen=True)
+class File:
+    """One file of a checkpoint: `head` (a JSON file's whole text, a safetensors file's header), then the data
+    of `tensors` in order. Its length and digest are known before anything is generated, and any byte range of
+    it generates only the elements that range touches."""
+
+    name: str
+    head: bytes
+    tensors: tuple[ModelTensor, ...] = ()
+
+    @property
+    def length(self) -> int:
+        return len(self.head) + sum(t.nbytes for t in self.tensors)
+
+    @property
+    def machine_exact(self) -> bool:
+        return all(t.machine_exact for t in self.tensors)
+
+    def digest(self) -> str:
+        """40 hex digits that change whenever a byte of the file would. A JSON file's is its git blob id, as the
+        Hub gives; a safetensors file's hashes its header, which names every tensor's rng, seed, scheme and
+        parameters, and with them each value (philox-v1's bits are fixed forever)."""
+        if not self.tensors:
+            return hashlib.sha1(b"blob %d\0" % len(self.head) + self.head, usedforsecurity=False).hexdigest()
+        return hashlib.sha256(b"safetensors\0" + self.head).hexdigest()[:40]
+
+    def spans(self, first: int, last: int) -> Iterator[tuple[ModelTensor, int, int, int]]:
+        """(tensor, its offset in the file, its first element, its last element + 1) of each tensor that bytes
+        [first, last) touch."""
+        offset = len(self.head)
+        for tensor in self.tensors:
+            size = tensor.dtype.itemsize
+            lo, hi = max(first, offset), min(last, offset + tensor.nbytes)
+            if lo < hi:
+                yield tensor, offset, (lo - offset) // size, -(-(hi - offset) // size)
+            offset += tensor.nbytes
+            if offset >= last:
+                return
+
+    def work(self, first: int, last: int) -> int:
+        """Elements the engine computes for bytes [first, last)."""
+        return sum(stop - start for _, _, start, stop in self.spans(first, last))
+
+    def working_bytes(self, first: int, last: int, chunk_elements: int) -> int:
+        """Memory `read` holds at once: one chunk of the largest tensor touched."""
+        return max((t.working_bytes(chunk_elements) for t, _, _, _ in self.spans(first, last)), default=0)
+
+    def read(self, first: int, last: int, chunk_elements: int) -> Iterator[Part]:
+        """Bytes [first, last) of the file, chunk by chunk, generating only the elements they hold (a partial
+        element at either end is generated whole and cut)."""
+        if first < len(self.head):
+            yield self.head[first : min(last, len(self.head))]
+        for tensor, offset, start, stop in self.spans(first, last):
+            position = offset + start * tensor.dtype.itemsize  # of the next chunk's first byte
+            for chunk in tensor.chunks(chunk_elements, start, stop):
+                raw = chunk.reshape(-1).view(np.uint8)
+                yield raw[max(0, first - position) : min(raw.size, last - position)]
+                position += raw.size
 
 
 def plan_checkpoint(model: TransformersModel, seed: int, rng: str, max_shard_bytes: int) -> Checkpoint:
@@ -127,15 +184,14 @@ def write_directory(checkpoint: Checkpoint, directory: Path, chunk_elements: int
         if _STALE.fullmatch(stale.name) and stale.name not in files:
             stale.unlink()
     written = {}
-    for name, writer in files.items():
-        length, parts = writer(chunk_elements)
+    for name, file in files.items():
         partial = directory / f".{name}.partial"
         with partial.open("wb") as out:
-            for part in parts:
+            for part in file.read(0, file.length, chunk_elements):
                 out.write(part)
         size = partial.stat().st_size
-        if length is not None and size != length:
-            raise RuntimeError(f"{name}: wrote {size} bytes, expected {length}")
+        if size != file.length:
+            raise RuntimeError(f"{name}: wrote {size} bytes, expected {file.length}")
         partial.replace(directory / name)
         written[name] = size
     return written
