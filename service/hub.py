@@ -168,8 +168,8 @@ def resolve(spec: str | None, repo_id: str, max_tensors: int) -> Repo:
     except InitError as error:
         if spec is None:
             raise
-        where = f"spec.{error.field}"
-        raise type(error)(where, f"spec.{error.message}" if error.message.startswith(error.field) else error.message)
+        message = f"spec.{error.message}" if error.message.startswith(error.field) else error.message
+        raise type(error)(f"spec.{error.field}", message) from None
     files = planned.files()
     identity = {
         "request": request.model_dump(mode="json"),
