@@ -75,7 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--rng", help="the random algorithm (default: philox-v1)")
     checkpoint.add_argument("--rules", type=Path, help="a JSON file: a list of rules, as model.rules")
     checkpoint.add_argument("--shard-size", default=None, help="largest shard, e.g. 5GB (the default) or 500MB")
-    checkpoint.add_argument("-o", "--output", type=Path, required=True, help="the directory")
+    where = checkpoint.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, help="the directory")
+    where.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="print the HF_ENDPOINT under which an initserve at URL serves this checkpoint as repo initserve/custom",
+    )
 
     kernels = commands.add_parser(
         "kernels", help="compile the engine's numba kernels into a directory, for INITSERVE_KERNEL_CACHE (image build)"
@@ -178,10 +184,17 @@ def _checkpoint(args: argparse.Namespace) -> None:
         model["dtype"] = args.dtype
     if args.rules:
         model["rules"] = read_json(args.rules, "rules")
-    body = ModelInit.model_validate({"seed": args.seed, **({"rng": args.rng} if args.rng else {}), "model": model})
+    raw = {"seed": args.seed, **({"rng": args.rng} if args.rng else {}), "model": model}
+    body = ModelInit.model_validate(raw)
     assert isinstance(body.model, TransformersRecipe)
     expanded = admission.transformers_model(body.model, body.rng, CHECKPOINT_MAX_TENSORS)
     max_bytes = checkpoint.parse_size(args.shard_size or checkpoint.DEFAULT_SHARD_SIZE)
+    if args.endpoint:
+        from service.hub import encode_spec
+
+        spec = encode_spec({**raw, **({"shard_size": args.shard_size} if args.shard_size else {})})
+        print(f"{args.endpoint.rstrip('/')}/hub/{spec}")
+        return
     planned = checkpoint.plan_checkpoint(expanded, args.seed, body.rng, max_bytes)
     written = checkpoint.write_directory(planned, args.output, admission.fill_elements())
     total = sum(written.values())
