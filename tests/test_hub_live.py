@@ -1,7 +1,6 @@
 """The Hub protocol against the real server (tests/server.py) with real transformers and huggingface_hub:
-from_pretrained
-and `hf download` with HF_ENDPOINT at 127.0.0.1 (a dead proxy for every other host: no network beyond loopback),
-HF_HOME in a temporary directory, HF_HUB_OFFLINE unset. Skipped without the `hf` extra."""
+from_pretrained and `hf download` with HF_ENDPOINT at 127.0.0.1 (a dead proxy for every other host: no network
+beyond loopback), HF_HOME in a temporary directory, HF_HUB_OFFLINE unset. Skipped without the `hf` extra."""
 
 from __future__ import annotations
 
