@@ -105,6 +105,7 @@ def main() -> int:
     plan = hub.resolve(None, repo, 4096)
     total = sum(f.length for f in plan.files.values())
     report: dict[str, Any] = {"machine": machine(), "model": args.model, "repo": repo, "dtype": args.dtype}
+    report["load_average_before"] = round(os.getloadavg()[0], 2)
     report["parameters"] = sum(t.numel for f in plan.files.values() for t in f.tensors)
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         work = Path(tmp)
@@ -150,6 +151,7 @@ def main() -> int:
                 server, lambda: run(HUB, repo, "", args.dtype, json.dumps(config), env=hub_env(endpoint, work / "h3"))
             )
             report["initserve_from_pretrained"] = {**loaded.pop("outcome"), "server": loaded}
+    report["load_average_after"] = round(os.getloadavg()[0], 2)
     save, download = report["transformers_save"]["seconds"], report["initserve_download"]["seconds"]
     report["speedup_directory"] = round(save / download, 2)
     report["speedup_model"] = round(
@@ -191,7 +193,9 @@ def markdown(r: dict[str, Any]) -> str:
     seven = r["seven_b"]
     return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
 
-`python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`.
+`python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`;
+1-minute load average {r.get("load_average_before", "?")} before, {r.get("load_average_after", "?")} after (other work
+on the cores slows both sides).
 Times are measured in each client after its imports (a fresh interpreter each; imports: {save["import_seconds"]} s
 for transformers, {down["import_seconds"]} s for the Hub client, not counted).
 
