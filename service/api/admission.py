@@ -260,6 +260,8 @@ class Lanes:
     def __init__(self, settings: Settings) -> None:
         self.heavy_threads = anyio.CapacityLimiter(HEAVY_THREADS_PER_CORE * settings.threads)
         self.recipes = _Line(1, settings.budget_wait_seconds, "the expansion of large recipes", "model")
+        # The same for planning a checkpoint under /hub that is not planned yet (service/hub.py).
+        self.checkpoints = _Line(1, settings.budget_wait_seconds, "the planning of checkpoints", "repo_id")
 
     def job(self, elements: int) -> anyio.CapacityLimiter | None:
         """State this request's work to the engine's scheduler; the thread limiter for its work (None: the shared

@@ -120,7 +120,7 @@ def test_identity_is_the_repo_id_alone():
         commits[repo_id] = hub.resolve(None, repo_id, 4096).commit
     assert len(set(commits.values())) == 4
     assert hub.resolve(None, "initserve/tiny-llama-seed7-philox-v1", 4096).commit == commits[REPO]
-    hub.resolve.cache_clear()
+    hub.PLANS.clear()
     assert hub.resolve(None, REPO, 4096).commit == commits[REPO]
     # The catalogue's id and a spec carrying the same request are the same checkpoint.
     body = {"seed": 7, "model": {"framework": "transformers", "config": hub.catalogue()["tiny-llama"]}}
@@ -209,3 +209,44 @@ def test_files_are_admitted_per_file_and_stream_under_the_budget(generated):
     with TestClient(create_app(Settings(memory_budget_bytes=1 << 20)), raise_server_exceptions=False) as client:
         response = client.get(FILE)
         assert response.status_code == 413 and "memory budget" in response.json()["detail"][0]["msg"]
+
+
+def test_new_repositories_are_planned_one_at_a_time_and_once(monkeypatch):
+    """Planning a repository is Python work that holds the GIL (~50 ms for a 7B model): concurrent requests for
+    new ones plan one after another in the heavy lane, and a repository planned lately is not planned again
+    (counted at hub._plan)."""
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    active, most, calls = [0], [0], []
+    lock = threading.Lock()
+    original = hub._plan
+
+    def plan(spec, repo_id, max_tensors):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            calls.append(repo_id)
+        time.sleep(0.05)  # long enough for concurrent plans to overlap, were they allowed to
+        try:
+            return original(spec, repo_id, max_tensors)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(hub, "_plan", plan)
+    hub.PLANS.clear()
+    app = create_app(Settings())
+    repos = [f"initserve/tiny-gpt2-seed{n}" for n in range(4)] + ["initserve/tiny-gpt2-seed0"] * 4
+
+    async def fetch_all():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await asyncio.gather(*(client.get(f"/hub/{r}/resolve/main/config.json") for r in repos))
+
+    responses = asyncio.run(fetch_all())
+    assert [r.status_code for r in responses] == [200] * len(repos)
+    assert most[0] == 1
+    assert sorted(calls) == sorted(set(repos))

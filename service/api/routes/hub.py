@@ -70,11 +70,11 @@ async def hub_route(http: Request) -> Response:
         spec, segments = segments[0], segments[1:]
     try:
         if len(segments) >= 5 and segments[2] == "resolve":
-            repo = await _repo(spec, "/".join(segments[:2]))
+            repo = await _repo(http, spec, "/".join(segments[:2]))
             repo.revision(segments[3])
             return await _file(http, repo, repo.file("/".join(segments[4:])), segments[3] == repo.commit)
         if len(segments) >= 4 and segments[:2] == ["api", "models"] and http.method == "GET":
-            repo = await _repo(spec, "/".join(segments[2:4]))
+            repo = await _repo(http, spec, "/".join(segments[2:4]))
             rest = segments[4:]
             if not rest or (len(rest) == 2 and rest[0] == "revision"):
                 repo.revision(rest[1] if rest else hub.MAIN)
@@ -87,9 +87,16 @@ async def hub_route(http: Request) -> Response:
     return error_response(404, ["request"], f"no Hub path {http.url.path!r} here (docs/transformers.md)", "not_found")
 
 
-async def _repo(spec: str | None, repo_id: str) -> hub.Repo:
-    # The first request for a repo plans its whole checkpoint (Python work per tensor): off the event loop.
-    return await delivery.run_in_thread(hub.resolve, spec, repo_id, MAX_TENSORS)
+async def _repo(http: Request, spec: str | None, repo_id: str) -> hub.Repo:
+    """A repository planned lately at once; else planned in a heavy thread, one at a time (admission.Lanes): 64
+    clients each asking for another 7B repository (~50 ms of Python each, holding the GIL) made small requests
+    wait seconds (bench/load.py --scenario hub_nonreaders)."""
+    repo = hub.known(spec, repo_id, MAX_TENSORS)
+    if repo is not None:
+        return repo
+    lanes: admission.Lanes = http.app.state.delivery.lanes
+    async with lanes.checkpoints.hold():
+        return await delivery.run_in_thread(hub.resolve, spec, repo_id, MAX_TENSORS, limiter=lanes.heavy_threads)
 
 
 def _model_info(repo: hub.Repo) -> dict[str, Any]:
