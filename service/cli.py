@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("--seed", type=int, required=True)
     checkpoint.add_argument("--architecture", help="the head class (default: the config's architectures[0])")
     checkpoint.add_argument("--dtype", help="default: the config's dtype (or torch_dtype), else float32")
-    checkpoint.add_argument("--rng", help="the random algorithm (default: philox-v1)")
+    checkpoint.add_argument("--rng", default="philox-v2", help="the random algorithm (default: philox-v2)")
     checkpoint.add_argument("--rules", type=Path, help="a JSON file: a list of rules, as model.rules")
     checkpoint.add_argument("--shard-size", default=None, help="largest shard, e.g. 5GB (the default) or 500MB")
     where = checkpoint.add_mutually_exclusive_group(required=True)
@@ -184,7 +184,7 @@ def _checkpoint(args: argparse.Namespace) -> None:
         model["dtype"] = args.dtype
     if args.rules:
         model["rules"] = read_json(args.rules, "rules")
-    raw = {"seed": args.seed, **({"rng": args.rng} if args.rng else {}), "model": model}
+    raw = {"seed": args.seed, "rng": args.rng, "model": model}
     body = ModelInit.model_validate(raw)
     assert isinstance(body.model, TransformersRecipe)
     expanded = admission.transformers_model(body.model, body.rng, CHECKPOINT_MAX_TENSORS)

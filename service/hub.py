@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from service import checkpoint
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
-from service.engine.random.registry import DEFAULT_RNG, RNGS, get_rng
+from service.engine.random.registry import RNGS, get_rng
 
 NAMESPACE = "initserve"
 CUSTOM = "custom"  # the repo name whose identity the endpoint's spec carries
@@ -43,6 +43,9 @@ MAIN = "main"
 CATALOGUE = Path(__file__).with_name("hub_configs")
 # A spec is small (a config.json compresses to a few hundred bytes); decompressed, it may not pass this.
 MAX_SPEC_BYTES = 1 << 20
+# A catalogue id without an rng means philox-v2: ids are new, so they take the rng recommended for new work
+# (exact intervals in every dtype, the faster generator; docs/philox-v2.md), as docs/versioning.md allows.
+CATALOGUE_RNG = "philox-v2"
 _TENSOR_KEYED_RNGS = tuple(sorted((name for name in RNGS if get_rng(name).keyed_by == "tensor"), key=len))
 _CATALOGUE_ID = re.compile(
     rf"(?P<name>[a-z0-9][a-z0-9.-]*?)-seed(?P<seed>0|[1-9][0-9]{{0,19}})"
@@ -138,7 +141,7 @@ def _catalogue_body(repo_name: str) -> dict[str, Any]:
     model: dict[str, Any] = {"framework": "transformers", "config": configs[match["name"]]}
     if match["dtype"]:
         model["dtype"] = match["dtype"]
-    return {"seed": int(match["seed"]), "rng": match["rng"] or DEFAULT_RNG, "model": model}
+    return {"seed": int(match["seed"]), "rng": match["rng"] or CATALOGUE_RNG, "model": model}
 
 
 def known(spec: str | None, repo_id: str, max_tensors: int) -> Repo | None:

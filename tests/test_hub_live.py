@@ -23,7 +23,7 @@ transformers = pytest.importorskip("transformers")
 
 HF_CLI = Path(sys.executable).with_name("hf")
 GPT2 = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 64, "n_head": 4, "n_layer": 2}
-CUSTOM = {"seed": 11, "model": {"framework": "transformers", "config": {**GPT2, "vocab_size": 500}}}
+CUSTOM = {"seed": 11, "rng": "philox-v2", "model": {"framework": "transformers", "config": {**GPT2, "vocab_size": 500}}}
 SHARD = "60KB"
 
 # Run in a fresh interpreter, as huggingface_hub reads HF_ENDPOINT when imported. Prints one JSON line.

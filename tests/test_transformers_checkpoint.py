@@ -70,7 +70,8 @@ def test_layout_single_file_and_shards(tmp_path):
 
 
 def test_the_files_hold_the_tensors_post_init_answers(tmp_path, client):
-    """The CLI and the HTTP API expand one request to the same tensors, bit for bit, whatever the sharding."""
+    """The CLI (philox-v2 by default) and the HTTP API expand one request to the same tensors, bit for bit, whatever
+    the sharding."""
     from safetensors.numpy import load, load_file
 
     config = MODELS["GPT2LMHeadModel"]
@@ -78,7 +79,9 @@ def test_the_files_hold_the_tensors_post_init_answers(tmp_path, client):
     on_disk = {}
     for shard in sorted(directory.glob("model-*.safetensors")):
         on_disk.update(load_file(shard))
-    response = client.post("/init", json={"seed": 5, "model": {"framework": "transformers", "config": config}})
+    response = client.post(
+        "/init", json={"seed": 5, "rng": "philox-v2", "model": {"framework": "transformers", "config": config}}
+    )
     served = load(response.content)
     assert sorted(on_disk) == sorted(served) == sorted(expand_transformers(config).specs)
     assert all(on_disk[name].tobytes() == served[name].tobytes() for name in served)

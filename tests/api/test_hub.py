@@ -119,11 +119,16 @@ def test_identity_is_the_repo_id_alone():
     ):
         commits[repo_id] = hub.resolve(None, repo_id, 4096).commit
     assert len(set(commits.values())) == 4
-    assert hub.resolve(None, "initserve/tiny-llama-seed7-philox-v1", 4096).commit == commits[REPO]
+    assert hub.resolve(None, "initserve/tiny-llama-seed7-philox-v2", 4096).commit == commits[REPO]  # the default
+    assert hub.resolve(None, "initserve/tiny-llama-seed7-philox-v1", 4096).commit != commits[REPO]
     hub.PLANS.clear()
     assert hub.resolve(None, REPO, 4096).commit == commits[REPO]
     # The catalogue's id and a spec carrying the same request are the same checkpoint.
-    body = {"seed": 7, "model": {"framework": "transformers", "config": hub.catalogue()["tiny-llama"]}}
+    body = {
+        "seed": 7,
+        "rng": "philox-v2",
+        "model": {"framework": "transformers", "config": hub.catalogue()["tiny-llama"]},
+    }
     assert hub.resolve(hub.encode_spec(body), "initserve/custom", 4096).commit == commits[REPO]
     other = hub.encode_spec({**body, "model": {**body["model"], "rules": [{"layer": "*", "scheme": "zeros"}]}})
     assert hub.resolve(other, "initserve/custom", 4096).commit != commits[REPO]
