@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,27 @@ async def _compile(warm_up: Callable[..., None], what: str) -> bool:
     return True
 
 
+async def _compile_apart(command: list[str] | None) -> bool:
+    """Run `command` (parallel.compile_other_rngs_apart: a compile into numba's disk cache) in a child process,
+    killed if the server stops first; whether it ran and succeeded. Should it fail, the compile then runs here, as
+    it would without it."""
+    if command is None:
+        return False
+    child = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, errors = await child.communicate()
+    finally:
+        if child.returncode is None:
+            child.kill()
+    if child.returncode:
+        logger.warning(
+            "compiling the other rngs' kernels in a child process failed (exit %d): compiling them here\n%s",
+            child.returncode,
+            errors.decode(errors="replace")[-4000:],
+        )
+    return child.returncode == 0
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async def warm_up() -> None:
@@ -64,9 +86,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info(startup.ready_message(time.monotonic() - started, parallel.kernel_counts()))
         # The other rngs' next (they have no NumPy path): a request naming one meanwhile waits for its compile,
         # and after a failure fails alone, with its own error.
-        started = time.monotonic()
+        started, before = time.monotonic(), parallel.kernel_counts()
+        apart = await _compile_apart(parallel.compile_other_rngs_apart())
         await _compile(parallel.warm_up_other_rngs, "the other rngs' kernels")
-        logger.info("the other rngs' kernels are ready too (%.2f s)", time.monotonic() - started)
+        logger.info(startup.others_message(time.monotonic() - started, before, parallel.kernel_counts(), apart))
         app.state.all_kernels = True
 
     app.state.ready = app.state.all_kernels = False

@@ -175,3 +175,14 @@ def ready_message(warm_up_seconds: float, counts: KernelCounts | None) -> str:
     if not counts.cached:
         how += ", no writable NUMBA_CACHE_DIR: compiled again at every start"
     return f"{head}; kernels {warm_up_seconds:.2f} s ({how}, for CPU {counts.cpu})"
+
+
+def others_message(seconds: float, before: KernelCounts | None, after: KernelCounts | None, apart: bool) -> str:
+    """The line a worker logs when the other rngs' kernels are ready, with how many this process compiled itself
+    (0 when a child process compiled them into numba's disk cache: parallel.compile_other_rngs_apart)."""
+    head = f"the other rngs' kernels are ready too ({seconds:.2f} s"
+    if before is None or after is None:
+        return head + ")"
+    loaded, compiled = after.loaded - before.loaded, after.compiled - before.compiled
+    where = "; a child process compiled the missing ones" if apart else ""
+    return f"{head}: {loaded} loaded from numba's cache, {compiled} compiled here{where})"

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,9 +31,13 @@ def serve(
     stop the server (SIGTERM, then SIGKILL) on exit."""
     port = free_port()
     full_env = {**os.environ, "INITSERVE_HOST": "127.0.0.1", "INITSERVE_PORT": str(port), **(env or {})}
-    process = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), "serve", *args], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    # The output goes to a file, read back through `process.stdout` (what it holds so far): a pipe nobody reads
+    # while the server runs fills after ~200 access-log lines, and the server then blocks in its next log write
+    # and answers nothing (a test polling /readyz every 0.1 s hit it after 20 s).
+    log = tempfile.NamedTemporaryFile(prefix="initserve-serve-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen([str(CONSOLE_SCRIPT), "serve", *args], env=full_env, stdout=log, stderr=log)
+    log.close()
+    process.stdout = open(log.name, "rb")  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + ready_timeout
@@ -56,3 +61,4 @@ def serve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        os.unlink(log.name)  # the reader stays open: the output can still be read after the server stopped

@@ -22,6 +22,7 @@ import heapq
 import importlib.util
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,10 +62,22 @@ class EngineConfig:
 _lock = threading.Lock()
 _config = EngineConfig(threads=available_cores())
 _pool: _Pool | None = None
+_others_warm = False  # the other rngs' kernels are compiled (or loaded) in this process
 
 
 def config() -> EngineConfig:
     return _config
+
+
+def _forget_disk_cache() -> None:
+    """numba's disk cache of every kernel, emptied (base.forget_disk_cache). Each rng's kernel modules are imported
+    first: a kernel whose module a failed warm-up never reached still has its garbled cache, and failed the retry."""
+    from service.engine.random.compiled import base
+    from service.engine.random.registry import REGISTRY
+
+    for rng in REGISTRY.values():
+        rng.kernels()
+    base.forget_disk_cache()
 
 
 def warm_up(fresh: bool = False) -> None:
@@ -74,24 +87,49 @@ def warm_up(fresh: bool = False) -> None:
 
     `fresh`: ignore the disk cache and rewrite it (after a failed load: a corrupt cache fails every call)."""
     if _config.jit:
-        from service.engine.random.compiled import base
         from service.engine.random.registry import DEFAULT_RNG, compile_kernels
 
         if fresh:
-            base.forget_disk_cache()
+            _forget_disk_cache()
         compile_kernels([DEFAULT_RNG])
 
 
 def warm_up_other_rngs(fresh: bool = False) -> None:
     """The kernels of the rngs a request must name (always compiled: they have no NumPy path), after readiness:
     a request naming one meanwhile waits for its kernel's compile instead of every start waiting for all."""
-    from service.engine.random.compiled import base
+    global _others_warm
     from service.engine.random.registry import DEFAULT_RNG, RNGS, compile_kernels
 
     if fresh:
-        base.forget_disk_cache()
+        _forget_disk_cache()
 
     compile_kernels([rng_id for rng_id in RNGS if rng_id != DEFAULT_RNG])
+    _others_warm = True
+
+
+def compile_other_rngs_apart() -> list[str] | None:
+    """The command of a child process that compiles the other rngs' kernels into numba's disk cache, for this
+    process to load them from it after (0.1 s); None when that cannot help: the kernels are off, already here, or
+    have no writable disk cache to meet in.
+
+    Why apart: numba's compile holds the GIL for up to 0.6 s at a stretch (measured while it compiled the other
+    rngs, 37 s in all on a cold cache, quiet machine), and a serving process's event loop needs the GIL at every
+    step of every request: under load it answered nothing for over a minute."""
+    if not _config.jit or _others_warm:
+        return None
+    from service.engine.random.compiled import base
+
+    if not base.counts()[3]:
+        return None
+    return [sys.executable, "-c", f"from {__name__} import compile_other_rngs_here; compile_other_rngs_here()"]
+
+
+def compile_other_rngs_here() -> None:
+    """What the child of `compile_other_rngs_apart` runs: a failed load (a corrupt cache) is compiled afresh."""
+    try:
+        warm_up_other_rngs()
+    except Exception:
+        warm_up_other_rngs(fresh=True)
 
 
 @dataclass(frozen=True)
