@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
@@ -64,6 +65,8 @@ async def _compile_apart(command: list[str] | None) -> bool:
     finally:
         if child.returncode is None:
             child.kill()
+            with contextlib.suppress(asyncio.CancelledError):  # reaped here, before the event loop closes
+                await child.wait()
     if child.returncode:
         logger.warning(
             "compiling the other rngs' kernels in a child process failed (exit %d): compiling them here\n%s",
@@ -96,6 +99,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     warming = asyncio.create_task(warm_up())
     yield
     warming.cancel()
+    # A child process compiling kernels is killed and reaped; a compile in a thread cannot be stopped, and is left.
+    await asyncio.wait({warming}, timeout=5)
     app.state.ready = False  # uvicorn drains in-flight requests on SIGTERM; probes see us leaving
 
 
