@@ -44,6 +44,9 @@ from service.formats import DEFAULT, Bundle, Format, Part, Tensor, holding
 # Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
 # float64 intermediates) stays a few MiB, large enough that the thread hop per chunk is noise.
 STREAM_CHUNK_ELEMENTS = 1 << 18
+# A stream holds, besides the working set of the chunk being generated, the part being sent meanwhile: at most the
+# coalescing size (`coalesced`: 4 bytes per chunk element) plus one chunk of float64.
+PART_IN_FLIGHT_BYTES = 12 * STREAM_CHUNK_ELEMENTS
 # Buffered bodies go out in pieces of this size: uvicorn hands each send whole to its transport and waits for the
 # client to drain it only before the next send (httptools_impl/h11_impl `send`: `flow.drain()`), so one send of a
 # large body would leave all of it buffered in the server, out of the budget, for as long as the client does not
@@ -247,7 +250,7 @@ class Delivery:
             # bounds, so that it is cached as the others are; many tensors' JSON streams.
             streams = (length is None and not bundle.single) or (length is not None and length > self.stream_threshold)
             if streams:
-                return length, parts, streams, admission.streamed_bytes(bundle, STREAM_CHUNK_ELEMENTS)
+                return length, parts, streams, stream_bytes(admission.streamed_bytes(bundle, STREAM_CHUNK_ELEMENTS))
             return length, parts, streams, admission.buffered_bytes(bundle, fmt)
 
         # For many tensors that is Python work per tensor (the format's header, each one's size): tens of ms for a
@@ -288,6 +291,11 @@ def _record(bundle: Bundle) -> None:
         total[1] += source.nbytes
     for scheme, (elements, nbytes) in totals.items():
         metrics.record_generation(scheme, elements, nbytes)
+
+
+def stream_bytes(working: int) -> int:
+    """The budget a TensorStream holds, given the working set of one chunk of the largest tensor it generates."""
+    return working + PART_IN_FLIGHT_BYTES
 
 
 def coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes | memoryview]:
@@ -384,18 +392,34 @@ class TensorStream(Response):
         self._threads = threads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The next part is generated while this one is sent: one after the other, a 2.2 GB checkpoint spent 45% of
+        # its time with the engine idle, waiting for the socket (bench/checkpoint.py). The budget `held` covers
+        # both (stream_bytes).
+        upcoming: asyncio.Future[bytes | memoryview | None] | None = None
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            while (part := await run_in_thread(next, self._parts, None, limiter=self._threads)) is not None:
+            upcoming = self._next()
+            while (part := await upcoming) is not None:
+                upcoming = self._next()
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client left, as a server of ASGI spec 2.4 says it: nothing more to send
             pass
         finally:
+            if upcoming is not None:
+                upcoming.cancel()  # stops the engine at its next chunk (run_in_thread), and ends with its thread
+                while not upcoming.done():
+                    with contextlib.suppress(asyncio.CancelledError):  # cancelled again: the thread still runs
+                        await asyncio.wait({upcoming})
+                if not upcoming.cancelled():
+                    upcoming.exception()  # retrieved: the part nobody will send, or how its generation ended
             close = getattr(self._parts, "close", None)
             if close is not None:
                 close()  # no thread runs it now: run_in_thread returns only once its thread has ended
             self._held.release()
+
+    def _next(self) -> asyncio.Future[bytes | memoryview | None]:
+        return asyncio.ensure_future(run_in_thread(next, self._parts, None, limiter=self._threads))
 
 
 def json_document(http: Any, content: Callable[[], Any], tag: str | None = None, fresh: bool = False) -> Response:

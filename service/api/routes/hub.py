@@ -192,7 +192,8 @@ async def _file(http: Request, repo: hub.Repo, file: File, pinned: bool) -> Resp
     # Streamed whatever its size, as a stream of a POST /init is: the budget holds one chunk's working set of the
     # largest tensor the range touches, from now until the last byte is sent (or the client has left).
     how: delivery.Delivery = http.app.state.delivery
-    held = await how.budget.hold(file.working_bytes(first, last, delivery.STREAM_CHUNK_ELEMENTS), streamed=True)
+    working = file.working_bytes(first, last, delivery.STREAM_CHUNK_ELEMENTS)
+    held = await how.budget.hold(delivery.stream_bytes(working), streamed=True)
     threads = how.lanes.job(file.work(first, last))
     chunks = file.read(first, last, delivery.STREAM_CHUNK_ELEMENTS)
     parts = delivery.coalesced(chunks, 4 * delivery.STREAM_CHUNK_ELEMENTS)
