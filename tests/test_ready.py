@@ -29,7 +29,7 @@ from tests.server import CONSOLE_SCRIPT, serve
 needs_server = pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="initserve console script not installed")
 needs_jit = pytest.mark.skipif(not parallel.JIT_AVAILABLE, reason="numba not installed")
 
-SERVING_KERNELS = 6  # uniform, normal, truncated_normal, each for float32 and float64 output
+SERVING_KERNELS = 7  # uniform, normal, truncated_normal, each for float32 and float64 output; bfloat16 rounding
 READY = re.compile(
     r"ready in (?P<age>\d+\.\d+) s since the process started.*; kernels (?P<kernels>\d+\.\d+) s "
     r"\((?P<loaded>\d+) loaded from numba's cache, (?P<compiled>\d+) compiled, for CPU (?P<cpu>[\w.-]+)\)"

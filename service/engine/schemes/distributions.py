@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.engine import parallel
+from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
 from service.engine.random import detmath, variates
 from service.engine.random.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
@@ -40,6 +41,7 @@ SQRT_2PI = math.sqrt(2.0 * math.pi)  # correctly rounded: a constant of docs/rep
 # than its length) and pays a setup in the kernel; bench/engine.py measures runs of 1 element at about this cost.
 RUN_OVERHEAD = 16
 _SPARSE_SLAB_ELEMENTS = 1 << 20
+_BFLOAT16 = DTYPES["bfloat16"].numpy
 # Bytes of temporaries per element being computed, besides the output (tests/engine/test_memory.py measures them
 # with tracemalloc): NumPy's reference path holds the stream words and float64 intermediates (normal's Box-Muller
 # peaks near 110), the numba kernels only tile buffers of a few KiB per thread.
@@ -169,7 +171,12 @@ def _fill_rounded(target: NDArray, fill: Callable[[NDArray], None]) -> None:
     else:
         as_float32 = np.empty(target.size, dtype=np.float32)
         fill(as_float32)
-        target[...] = as_float32
+        if target.dtype == _BFLOAT16 and parallel.config().jit:
+            from service.engine.random.compiled.rounding import bfloat16_bits
+
+            bfloat16_bits(as_float32.view(np.uint32), target.view(np.uint16))  # ml_dtypes' bits, 2.7x faster
+        else:
+            target[...] = as_float32
 
 
 class Elementwise(Distribution):

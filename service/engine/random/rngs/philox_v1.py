@@ -34,9 +34,10 @@ class PhiloxV1(Rng):
         return distribution.sample(stream, shape, 0, math.prod(shape))
 
     def kernels(self) -> list[tuple[str, Any, tuple[Any, ...]]]:
-        from service.engine.random.compiled import samplers  # imports numba: only when kernels are wanted
+        from service.engine.random.compiled import rounding, samplers  # imports numba: only when kernels are wanted
 
-        return samplers.serving_signatures()
+        # The bfloat16 rounding every rng's chunks go through, here so that readiness waits for it.
+        return samplers.serving_signatures() + rounding.serving_signatures()
 
     # Ranges and runs are the distributions' own chunked, threaded fills of this stream.
     generate = staticmethod(distributions.generate)
