@@ -1,4 +1,6 @@
-"""Optional bearer-token authentication: with INITSERVE_API_KEYS set, everything but health and metrics needs one."""
+"""Optional bearer-token authentication: with INITSERVE_API_KEYS set, everything but health and metrics needs one,
+except the static shells of the page at / and of /docs and /redoc: they hold no data, and ask for the key that their
+requests to the API (the OpenAPI document included) then carry."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.api.errors import error_response
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+STATIC_PATHS = frozenset({"/", "/docs", "/redoc"})
+STATIC_PREFIXES = ("/ui/", "/docs-assets/")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="initserve"'}
 
 
@@ -18,6 +22,10 @@ def bearer_token(header: bytes | None) -> bytes | None:
     if scheme.lower() != b"bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def _static(path: str) -> bool:
+    return path in STATIC_PATHS or path.startswith(STATIC_PREFIXES)
 
 
 class ApiKeyMiddleware:
@@ -40,6 +48,7 @@ class ApiKeyMiddleware:
             scope["type"] != "http"
             or not self.keys
             or scope["path"] in OPEN_PATHS
+            or (scope["method"] in ("GET", "HEAD") and _static(scope["path"]))
             or scope["method"] == "OPTIONS"  # CORS preflight carries no credentials
             or self._authorised(dict(scope["headers"]).get(b"authorization"))
         ):

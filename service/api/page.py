@@ -1,0 +1,21 @@
+"""The page at /: static HTML, CSS and JavaScript (service/web/) that draws its own SVG charts from the API's
+answers. Nothing is fetched from anywhere but this server, and nothing needs building."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+PREFIX = "/ui"
+
+
+def install(app: FastAPI) -> None:
+    app.mount(PREFIX, StaticFiles(directory=WEB), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB / "index.html", media_type="text/html")
