@@ -36,7 +36,9 @@ def url(serve) -> Iterator[str]:
     if os.environ.get("INITSERVE_URL"):
         yield os.environ["INITSERVE_URL"]
         return
-    with serve() as (base, _):
+    # serve() pipes the server's output and reads it only if the start fails: the access log of the thousand-odd
+    # requests of test_generate_live would fill the pipe and block the server, so only warnings are logged.
+    with serve(env={"INITSERVE_LOG_LEVEL": "warning"}) as (base, _):
         yield base
 
 
