@@ -42,6 +42,11 @@ def page(title: str, openapi_url: str, bundle: str, css: str = "") -> str:
     )
 
 
+def open_paths() -> frozenset[str]:
+    """What /docs and /redoc need before they have a key (auth opens exactly these): their HTML and each asset."""
+    return frozenset({"/docs", "/redoc", *(f"{PREFIX}/{file.name}" for file in ASSETS.iterdir() if file.is_file())})
+
+
 def install(app: FastAPI) -> None:
     app.mount(PREFIX, StaticFiles(directory=ASSETS), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"

@@ -13,6 +13,11 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 PREFIX = "/ui"
 
 
+def open_paths() -> frozenset[str]:
+    """What the page needs before it has a key (auth opens exactly these): its HTML and each of its files."""
+    return frozenset({"/", *(f"{PREFIX}/{file.name}" for file in WEB.iterdir() if file.is_file())})
+
+
 def install(app: FastAPI) -> None:
     app.mount(PREFIX, StaticFiles(directory=WEB), name="ui")
 
