@@ -8,8 +8,8 @@ Starts `initserve serve` (the production command, bench/serving.py) with the set
 measurement), reads its idle RSS and resets its peak (clear_refs), then runs a closed loop (bench/loadgen.py):
 `--concurrency` keep-alive connections, one request in flight on each, for `--seconds`, each request drawn from a
 weighted mix (`kinds`): cache hits and misses, JSON, orthogonal, a tensor just under the streaming threshold,
-streamed medium and near-limit tensors, near-limit JSON, /stats, GET with If-None-Match, a model recipe, and
-bad requests that must get their 4xx. Seeds differ per request, so almost everything is really generated.
+streamed medium and near-limit tensors, near-limit JSON, /stats, /diagnose, GET with If-None-Match, a model
+recipe, and bad requests that must get their 4xx. Seeds differ per request, so almost everything is really generated.
 
 Why these settings: one worker, so the process whose memory is read is the one serving everything; a 256 MiB
 memory budget (not the default 1 GiB), which 64 clients asking for streamed and near-limit tensors at once
@@ -105,6 +105,8 @@ SEED_BASE = 1_000_000  # per-request seeds: far from the few the cached and 304 
 HIT_SEEDS = (1, 2, 3, 4)
 ETAG_SEED = 7
 RECIPE = {"framework": "torch", "layers": ["linear(784, 256)", "relu", "linear(256, 10)"]}
+# The page's default depth experiment, smaller: 10 ReLU layers of 256 at batch 64, 42 M multiply-adds a pass.
+DIAGNOSE = {"widths": [256] * 11, "activation": "relu", "init": {"scheme": "he_normal"}, "batch": 64}
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,14 @@ def kinds(host: str, etag: str) -> list[Kind]:
             ),
         ),
         Kind(
+            "diagnose",
+            2,
+            "POST /diagnose 10 ReLU layers of 256, he_normal, batch 64",
+            ok,
+            busy,
+            lambda i: loadgen.post("/diagnose", orjson.dumps({**DIAGNOSE, "seed": seed(i)}), host),
+        ),
+        Kind(
             "get_304",
             8,
             f"GET /init?shape=256,784&scheme=kaiming_normal&seed={ETAG_SEED} with If-None-Match",
@@ -286,6 +296,7 @@ def mix_warm_up(host: str) -> list[bytes]:
         small({"scheme": "kaiming_normal", "dtype": "bfloat16"}),
         small({"scheme": "he_uniform", "format": "json"}),
         loadgen.post("/stats", orjson.dumps({"shape": [64, 64], "scheme": "kaiming_normal", "seed": 3}), host),
+        loadgen.post("/diagnose", orjson.dumps({**DIAGNOSE, "seed": 3}), host),
         loadgen.post("/init", orjson.dumps({"seed": 3, "model": RECIPE}), host),
         loadgen.get(_get_path(), host),
     ]
