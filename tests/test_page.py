@@ -1,6 +1,8 @@
 """The page at / and /docs in a real browser: Debian's headless Chromium (.ci/run installs it), driven through the
 DevTools protocol over a websocket, against the real server with API keys on. The page loads and asks for the key,
-a form draws the charts, a download is the API's bytes, and no request leaves the host.
+the charts are the API's numbers (a histogram against the predicted counts, the /stats table, two schemes' per-layer
+variances from /diagnose on one log scale), each download and the copied curl command give the API's bytes, /docs
+and /redoc ask for the key, and no request leaves the host.
 
 INITSERVE_SCREENSHOT=docs/page.png keeps a screenshot of the page (the README shows it).
 """
@@ -11,14 +13,18 @@ import base64
 import contextlib
 import itertools
 import json
+import math
 import os
+import shlex
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 from websockets.sync.client import connect
 
@@ -140,42 +146,91 @@ def browser(tmp_path):
     browser.close()
 
 
-def test_the_page_draws_downloads_and_stays_on_the_host(server, browser):
+def test_the_page_draws_downloads_and_stays_on_the_host(server, browser, tmp_path):
+    auth = {"Authorization": f"Bearer {KEY}"}
     browser.goto(server + "/")
     browser.wait("document.querySelector('#key-status').textContent.includes('API key')", "the key prompt")
+    assert browser.count("#histogram rect") == 0  # nothing drawn without the key: the API said 401
     browser.fill("#api-key", KEY)
     browser.click("#key-form button")
     browser.wait("document.body.dataset.ready === 'true'", "the catalogue")
 
+    # A tensor: its histogram against the counts its distribution predicts, and the /stats numbers, are the API's
     browser.fill("#tensor-form [name=shape]", "64,32")
     browser.fill("#tensor-form [name=seed]", "11")
     browser.click("#tensor-form button[type=submit]")
     browser.wait("document.querySelector('#curl').textContent.includes('[64,32]')", "the curl line")
     browser.wait("document.querySelectorAll('#histogram rect').length === 48", "the histogram")
-    assert browser.count("#histogram polyline.theory") == 1
-    assert browser.js("document.querySelector('#stats-table').textContent").startswith("theorytensormean")
+    request = json.loads(browser.js("JSON.stringify(tensorRequest())"))
+    assert request == {"shape": [64, 32], "scheme": "kaiming_normal", "dtype": "float32", "seed": 11}
+    stats = httpx.post(server + "/stats", json={**request, "bins": 48}, headers=auth).json()
+    assert_histogram(browser, "#histogram", stats["histogram"]["counts"], stats["histogram"]["expected"])
+    rows = browser.js(
+        "[...document.querySelectorAll('#stats-table tr')].map(tr => [...tr.cells].map(c => c.textContent))"
+    )
+    theory, tensor = stats["theoretical"], stats["empirical"]
+    names = [row[0] for row in rows]
+    assert rows[0] == ["", "theory", "tensor"] and names[1:] == ["mean", "variance", "std", "min / max", "KS p-value"]
+    shown = [float(cell) for row in rows[1:] for cell in " / ".join(row[1:]).split(" / ") if cell]
+    api = [value for key in ("mean", "variance", "std") for value in (theory[key], tensor[key])]
+    api += [tensor["min"], tensor["max"], stats["ks"]["pvalue"]]
+    assert shown == [pytest.approx(value, rel=1e-4, abs=1e-12) for value in api]
 
-    request = browser.js("JSON.stringify(tensorRequest())")
-    assert json.loads(request) == {"shape": [64, 32], "scheme": "kaiming_normal", "dtype": "float32", "seed": 11}
-    for fmt, name in (("npy", "weight.npy"), ("json", "weight.json")):
+    # Downloads in each format are the API's bytes
+    downloads = {}
+    for fmt in ("safetensors", "npy", "json"):
         browser.click(f"[data-format={fmt}]")
-        saved = browser.downloads / name
-        browser_wait_file(saved)
-        expected = httpx.post(
-            server + "/init", json={**json.loads(request), "format": fmt}, headers={"Authorization": f"Bearer {KEY}"}
-        )
-        assert expected.status_code == 200 and saved.read_bytes() == expected.content
+        downloads[fmt] = browser.downloads / f"weight.{fmt}"
+        browser_wait_file(downloads[fmt])
+        expected = httpx.post(server + "/init", json={**request, "format": fmt}, headers=auth)
+        assert expected.status_code == 200 and downloads[fmt].read_bytes() == expected.content, fmt
 
+    # The copied curl command is the same request: run, it writes the same safetensors bytes
+    browser.send(
+        "Browser.grantPermissions", origin=server, permissions=["clipboardReadWrite", "clipboardSanitizedWrite"]
+    )
+    browser.send("Emulation.setFocusEmulationEnabled", enabled=True)  # the clipboard is only a focused page's
+    browser.click("#copy-curl")
+    copied = browser.wait("navigator.clipboard.readText().catch(() => '')", "the copied curl command")
+    assert copied == browser.js("document.querySelector('#curl').textContent")
+    words = shlex.split(copied)
+    header = "Authorization: Bearer $INITSERVE_API_KEY"  # the key itself stays out of the copied text
+    assert words[:8] == ["curl", "-s", "-X", "POST", server + "/init", "-H", header, "-d"]
+    assert json.loads(words[8]) == request and words[9:] == ["-o", "weight.safetensors"]
+    if shutil.which("curl"):
+        run = tmp_path / "curl"
+        run.mkdir()
+        env = {**os.environ, "INITSERVE_API_KEY": KEY}
+        subprocess.run(["bash", "-c", copied], cwd=run, env=env, check=True, timeout=WAIT_SECONDS)
+        assert (run / "weight.safetensors").read_bytes() == downloads["safetensors"].read_bytes()
+
+    # Depth diagnostics: two schemes side by side on one log scale, each line the API's numbers per layer
     browser.fill("#diagnose-form [name=depth]", "6")
     browser.fill("#diagnose-form [name=width]", "64")
     browser.fill("#diagnose-form [name=batch]", "32")
     browser.click("#diagnose-form button[type=submit]")
     browser.wait("document.querySelectorAll('#last-b rect').length === 40", "the diagnose charts")
-    for chart in ("#activation-chart", "#gradient-chart"):
-        points = browser.js(
-            f"[...document.querySelectorAll('{chart} polyline')].map(p => p.getAttribute('points').split(' ').length)"
-        )
-        assert points == [6, 6, 6, 6], chart  # A and B, measured and theory, one point per layer
+    bodies = json.loads(browser.js("JSON.stringify(diagnoseRequests())"))
+    assert [body["init"] for body in bodies] == [
+        {"scheme": "xavier_normal"},
+        {"scheme": "kaiming_normal", "nonlinearity": "relu"},
+    ]
+    assert all(body["widths"] == [64] * 7 and body["activation"] == "relu" for body in bodies)
+    a, b = (httpx.post(server + "/diagnose", json=body, headers=auth, timeout=60).json()["layers"] for body in bodies)
+    assert browser.js("document.querySelector('#legend-a').textContent") == "A: xavier_normal"
+    assert browser.js("document.querySelector('#legend-b').textContent") == "B: kaiming_normal"
+    for chart, measured, theory in (
+        ("#activation-chart", lambda layer: layer["output"]["variance"], "activation_variance"),
+        ("#gradient-chart", lambda layer: layer["gradient"]["variance"], "gradient_variance"),
+    ):
+        series = [[measured(layer) for layer in a], [measured(layer) for layer in b]]
+        series += [[layer["theory"][theory] for layer in a], [layer["theory"][theory] for layer in b]]
+        assert_log_lines(browser, chart, series)
+    # ReLU: Xavier halves the variance per layer, He keeps it: A's last point lies far below B's
+    activation = polylines(browser, "#activation-chart")
+    assert activation[0][-1][1] - activation[1][-1][1] > 50
+    for chart, layers in (("#last-a", a), ("#last-b", b)):
+        assert_histogram(browser, chart, layers[-1]["output"]["histogram"]["counts"], None)
 
     if target := os.environ.get("INITSERVE_SCREENSHOT"):  # the page's defaults: Xavier vs He, 20 ReLU layers
         for selector, value in (("#tensor-form [name=shape]", "256,784"), ("#tensor-form [name=seed]", "7")):
@@ -194,9 +249,55 @@ def test_the_page_draws_downloads_and_stays_on_the_host(server, browser):
         shot = browser.send("Page.captureScreenshot", format="png")
         Path(target).write_bytes(base64.b64decode(shot["data"]))
 
-    assert browser.requests, "the network log recorded nothing"
+    paths = {urlsplit(url).path for url in browser.requests}
+    assert {"/", "/ui/app.js", "/ui/charts.js", "/ui/style.css", "/schemes", "/stats", "/diagnose"} <= paths
     outside = [url for url in browser.requests if not url.startswith((server + "/", "data:", "blob:"))]
     assert outside == []
+
+
+def polylines(browser: Browser, chart: str) -> list[list[list[float]]]:
+    """Each polyline of an SVG chart as its [x, y] points."""
+    return browser.js(
+        f"[...document.querySelectorAll('{chart} polyline')]"
+        ".map(p => p.getAttribute('points').split(' ').map(xy => xy.split(',').map(Number)))"
+    )
+
+
+def assert_histogram(browser: Browser, chart: str, counts: list[int], expected: list[float] | None) -> None:
+    """The bars' heights are `counts` and the line's heights `expected`, on one scale from one baseline."""
+    bars = browser.js(
+        f"[...document.querySelectorAll('{chart} rect')]"
+        ".map(r => [Number(r.getAttribute('y')), Number(r.getAttribute('height'))])"
+    )
+    assert len(bars) == len(counts)
+    baseline = bars[0][0] + bars[0][1]
+    scale = sum(height for _, height in bars) / sum(counts)
+    assert scale > 0
+    for (top, height), count in zip(bars, counts, strict=True):
+        assert top + height == pytest.approx(baseline) and height == pytest.approx(scale * count, abs=1e-6)
+    lines = polylines(browser, chart)
+    if expected is None:
+        assert lines == []
+        return
+    [line] = lines
+    assert [baseline - y for _, y in line] == pytest.approx([scale * e for e in expected], abs=1e-6)
+
+
+def assert_log_lines(browser: Browser, chart: str, series: list[list[float | None]]) -> None:
+    """The chart's lines are `series` (measured A and B, then theory A and B), a point per layer with a positive
+    value, all on one log-y scale: every y is one linear function of log10(value), every x of the layer."""
+    lines = polylines(browser, chart)
+    assert len(lines) == len(series)
+    xs, layers, ys, logs = [], [], [], []
+    for line, values in zip(lines, series, strict=True):
+        kept = [(i, v) for i, v in enumerate(values) if v is not None and v > 0]
+        assert len(kept) == len(values) and len(line) == len(kept)  # the theory exists for every ReLU layer
+        for (x, y), (i, v) in zip(line, kept, strict=True):
+            xs.append(x), layers.append(i), ys.append(y), logs.append(math.log10(v))
+    for coordinate, of, sign in ((ys, logs, -1), (xs, layers, 1)):
+        slope, intercept = np.polyfit(of, coordinate, 1)
+        assert sign * slope > 0
+        assert np.allclose(np.asarray(coordinate), slope * np.asarray(of) + intercept, rtol=0, atol=1e-6)
 
 
 def browser_wait_file(path: Path) -> None:
@@ -216,5 +317,8 @@ def test_docs_ask_for_the_key_and_then_work(server, browser):
     # "Try it out" sends the key: Swagger UI's request interceptor adds it
     intercepted = browser.js("ui.getConfigs().requestInterceptor({headers: {}}).headers.Authorization")
     assert intercepted == f"Bearer {KEY}"
+    browser.goto(server + "/redoc")  # the same tab: the key given to /docs is in its session storage
+    browser.wait("document.querySelector('#api').textContent.includes('/diagnose')", "ReDoc's operations")
+    assert browser.js("document.querySelector('#key-form').hidden")
     outside = [url for url in browser.requests if not url.startswith((server + "/", "data:", "blob:"))]
     assert outside == []

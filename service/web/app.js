@@ -149,9 +149,8 @@ async function copyCurl() {
   }
 }
 
-async function runDiagnose(event) {
-  event?.preventDefault();
-  $("#diagnose-error").textContent = "";
+// The two /diagnose bodies, A and B: the same stack, inputs and seed, each with its scheme.
+function diagnoseRequests() {
   const form = $("#diagnose-form");
   const depth = Number(form.depth.value);
   const common = {
@@ -162,9 +161,14 @@ async function runDiagnose(event) {
     seed: Number(form.seed.value),
     bins: 40,
   };
+  return [diagnoseA(), diagnoseB()].map((init) => ({ ...common, init }));
+}
+
+async function runDiagnose(event) {
+  event?.preventDefault();
+  $("#diagnose-error").textContent = "";
   try {
-    const [a, b] = await Promise.all([diagnoseA(), diagnoseB()].map(async (init) =>
-      (await api("/diagnose", { ...common, init })).json()));
+    const [a, b] = await Promise.all(diagnoseRequests().map(async (body) => (await api("/diagnose", body)).json()));
     const pick = (result, f) => result.layers.map(f);
     $("#legend-a").textContent = `A: ${a.layers[0].weight.scheme}`;
     $("#legend-b").textContent = `B: ${b.layers[0].weight.scheme}`;
