@@ -78,9 +78,15 @@ class Browser:
         self.stack = contextlib.ExitStack()
         self.socket = self.stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10))
         self.ids = itertools.count(1)
-        self.requests: list[str] = []
+        self.requests: dict[str, str] = {}  # request id -> URL, every request the page made
+        self.blocked: set[str] = set()  # the ids of those the browser refused to send (a Content-Security-Policy)
         self.send("Network.enable")
         self.send("Page.enable")
+        self.send(  # what the pages' Content-Security-Policy refused, as `URL directive`
+            "Page.addScriptToEvaluateOnNewDocument",
+            source="window.violations = []; document.addEventListener('securitypolicyviolation',"
+            " (e) => violations.push(`${e.blockedURI} ${e.violatedDirective}`))",
+        )
         self.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(self.downloads))
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -90,7 +96,9 @@ class Browser:
         while True:
             message = json.loads(self.socket.recv(timeout=max(deadline - time.monotonic(), 0.1)))
             if message.get("method") == "Network.requestWillBeSent":
-                self.requests.append(message["params"]["request"]["url"])
+                self.requests[message["params"]["requestId"]] = message["params"]["request"]["url"]
+            elif message.get("method") == "Network.loadingFailed" and message["params"].get("blockedReason"):
+                self.blocked.add(message["params"]["requestId"])
             if message.get("id") == number:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -122,6 +130,11 @@ class Browser:
 
     def count(self, selector: str) -> int:
         return self.js(f"document.querySelectorAll({json.dumps(selector)}).length")
+
+    def left_host(self, server: str) -> list[str]:
+        """The URLs the browser sent anywhere but `server` (data: and blob: URLs are the page's own memory)."""
+        local = (server + "/", "data:", "blob:")
+        return [url for id_, url in self.requests.items() if id_ not in self.blocked and not url.startswith(local)]
 
     def close(self) -> None:
         self.stack.close()
@@ -249,10 +262,10 @@ def test_the_page_draws_downloads_and_stays_on_the_host(server, browser, tmp_pat
         shot = browser.send("Page.captureScreenshot", format="png")
         Path(target).write_bytes(base64.b64decode(shot["data"]))
 
-    paths = {urlsplit(url).path for url in browser.requests}
+    paths = {urlsplit(url).path for url in browser.requests.values()}
     assert {"/", "/ui/app.js", "/ui/charts.js", "/ui/style.css", "/schemes", "/stats", "/diagnose"} <= paths
-    outside = [url for url in browser.requests if not url.startswith((server + "/", "data:", "blob:"))]
-    assert outside == []
+    assert browser.js("violations") == []  # the page tried nothing its Content-Security-Policy refuses
+    assert browser.left_host(server) == []
 
 
 def polylines(browser: Browser, chart: str) -> list[list[list[float]]]:
@@ -317,8 +330,10 @@ def test_docs_ask_for_the_key_and_then_work(server, browser):
     # "Try it out" sends the key: Swagger UI's request interceptor adds it
     intercepted = browser.js("ui.getConfigs().requestInterceptor({headers: {}}).headers.Authorization")
     assert intercepted == f"Bearer {KEY}"
+    assert browser.js("violations") == []
     browser.goto(server + "/redoc")  # the same tab: the key given to /docs is in its session storage
     browser.wait("document.querySelector('#api').textContent.includes('/diagnose')", "ReDoc's operations")
     assert browser.js("document.querySelector('#key-form').hidden")
-    outside = [url for url in browser.requests if not url.startswith((server + "/", "data:", "blob:"))]
-    assert outside == []
+    # ReDoc's sidebar asks for a logo from its CDN: the Content-Security-Policy refuses it, nothing else
+    assert browser.js("violations") == ["https://cdn.redoc.ly/redoc/logo-mini.svg img-src"]
+    assert browser.left_host(server) == []

@@ -14,6 +14,13 @@ from fastapi.staticfiles import StaticFiles
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 PREFIX = "/docs-assets"
+# Nothing is fetched from outside, by the browser's own rule: ReDoc's sidebar shows a logo from cdn.redoc.ly (which
+# then hides itself). Swagger UI and ReDoc inject their styles, and ReDoc runs its search in a blob: worker.
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_HEADERS = {"Content-Security-Policy": CSP}
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -54,8 +61,10 @@ def install(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:
         css = f'<link rel="stylesheet" href="{PREFIX}/swagger-ui.css">'
-        return HTMLResponse(page(f"{app.title} - Swagger UI", openapi_url, "swagger-ui-bundle.js", css))
+        return HTMLResponse(
+            page(f"{app.title} - Swagger UI", openapi_url, "swagger-ui-bundle.js", css), headers=_HEADERS
+        )
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return HTMLResponse(page(f"{app.title} - ReDoc", openapi_url, "redoc.standalone.js"))
+        return HTMLResponse(page(f"{app.title} - ReDoc", openapi_url, "redoc.standalone.js"), headers=_HEADERS)

@@ -48,6 +48,8 @@ def test_with_keys_the_static_shells_of_the_page_and_docs_are_open_and_nothing_e
     for path in ("/", "/ui/app.js", "/ui/docs.js", "/docs", "/redoc", "/docs-assets/swagger-ui-bundle.js"):
         assert client.get(path).status_code == 200, path
     assert "/ui/docs.js" in client.get("/docs").text  # which fetches the document with the key
+    for shell in ("/", "/docs", "/redoc"):  # the browser fetches nothing from elsewhere (tests/test_page.py)
+        assert client.get(shell).headers["content-security-policy"].startswith("default-src 'self';"), shell
     for path in ("/openapi.json", "/schemes", "/ui/../settings.py", "/uifoo", "/docs/x"):
         assert client.get(path).status_code == 401, path
     assert client.post("/", json={}).status_code == 401
