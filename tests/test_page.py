@@ -171,12 +171,32 @@ def test_the_page_draws_downloads_and_stays_on_the_host(server, browser, tmp_pat
     # A tensor: its histogram against the counts its distribution predicts, and the /stats numbers, are the API's
     browser.fill("#tensor-form [name=shape]", "64,32")
     browser.fill("#tensor-form [name=seed]", "11")
-    browser.click("#tensor-form button[type=submit]")
-    browser.wait("document.querySelector('#curl').textContent.includes('[64,32]')", "the curl line")
-    browser.wait("document.querySelectorAll('#histogram rect').length === 48", "the histogram")
-    request = json.loads(browser.js("JSON.stringify(tensorRequest())"))
+    request = show_tensor(browser)
     assert request == {"shape": [64, 32], "scheme": "kaiming_normal", "dtype": "float32", "seed": 11}
     stats = httpx.post(server + "/stats", json={**request, "bins": 48}, headers=auth).json()
+    assert_histogram(browser, "#histogram", stats["histogram"]["counts"], stats["histogram"]["expected"])
+
+    # A large tensor's answer arriving after a later small one's is not drawn over it
+    shown = browser.js(
+        "(async (form) => { form.shape.value = '1024,1024'; const large = showTensor();"
+        " form.shape.value = '64,32'; await Promise.all([large, showTensor()]);"
+        " return document.querySelector('#histogram').dataset.shows; })(document.querySelector('#tensor-form'))"
+    )
+    assert json.loads(shown) == request
+
+    # Every field of the form reaches the request: the scheme, its parameters, the layout, the dtype
+    browser.js(
+        "(s => { s.value = 'uniform'; s.dispatchEvent(new Event('change')); })"
+        "(document.querySelector('#tensor-form select[name=scheme]'))"
+    )
+    for selector, value in (("[data-param=b]", "0.5"), ("[name=layout]", "torch"), ("[name=dtype]", "float16")):
+        browser.fill(f"#tensor-form {selector}", value)
+    request = show_tensor(browser)
+    assert request == {
+        "shape": [64, 32], "scheme": "uniform", "b": 0.5, "layout": "torch", "dtype": "float16", "seed": 11
+    }  # fmt: skip
+    stats = httpx.post(server + "/stats", json={**request, "bins": 48}, headers=auth).json()
+    assert stats["theoretical"]["support"] == [0.0, 0.5]
     assert_histogram(browser, "#histogram", stats["histogram"]["counts"], stats["histogram"]["expected"])
     rows = browser.js(
         "[...document.querySelectorAll('#stats-table tr')].map(tr => [...tr.cells].map(c => c.textContent))"
@@ -197,6 +217,12 @@ def test_the_page_draws_downloads_and_stays_on_the_host(server, browser, tmp_pat
         browser_wait_file(downloads[fmt])
         expected = httpx.post(server + "/init", json={**request, "format": fmt}, headers=auth)
         assert expected.status_code == 200 and downloads[fmt].read_bytes() == expected.content, fmt
+
+    # A refusal is shown as the API words it
+    browser.fill("#tensor-form [name=dtype]", "bfloat16")
+    browser.click("[data-format=npy]")
+    browser.wait("document.querySelector('#tensor-error').textContent.includes('cannot hold bfloat16')", "the 422")
+    browser.fill("#tensor-form [name=dtype]", "float16")
 
     # The copied curl command is the same request: run, it writes the same safetensors bytes
     browser.send(
@@ -250,8 +276,7 @@ def test_the_page_draws_downloads_and_stays_on_the_host(server, browser, tmp_pat
             browser.fill(selector, value)
         for name, value in (("depth", "20"), ("width", "256"), ("batch", "128")):
             browser.fill(f"#diagnose-form [name={name}]", value)
-        browser.click("#tensor-form button[type=submit]")
-        browser.wait("document.querySelector('#curl').textContent.includes('[256,784]')", "the default tensor")
+        show_tensor(browser)
         browser.click("#diagnose-form button[type=submit]")
         browser.wait(
             "document.querySelector('#activation-chart polyline').getAttribute('points').split(' ').length === 20",
@@ -266,6 +291,14 @@ def test_the_page_draws_downloads_and_stays_on_the_host(server, browser, tmp_pat
     assert {"/", "/ui/app.js", "/ui/charts.js", "/ui/style.css", "/schemes", "/stats", "/diagnose"} <= paths
     assert browser.js("violations") == []  # the page tried nothing its Content-Security-Policy refuses
     assert browser.left_host(server) == []
+
+
+def show_tensor(browser: Browser) -> dict[str, Any]:
+    """Submit the tensor form and wait until its histogram and table are drawn; returns the request they show."""
+    request = browser.js("JSON.stringify(tensorRequest())")
+    browser.click("#tensor-form button[type=submit]")
+    browser.wait(f"document.querySelector('#histogram').dataset.shows === {json.dumps(request)}", "the histogram")
+    return json.loads(request)
 
 
 def polylines(browser: Browser, chart: str) -> list[list[list[float]]]:

@@ -107,18 +107,24 @@ function curl(body) {
   return `curl -s -X POST ${location.origin}/init${auth} -d '${JSON.stringify(body)}' -o weight.safetensors`;
 }
 
+// Each form's latest submission: an earlier answer that arrives after a later one is not drawn over it.
+const latest = { tensor: 0, diagnose: 0 };
+
 async function showTensor(event) {
   event?.preventDefault();
   $("#tensor-error").textContent = "";
   const body = tensorRequest();
   $("#curl").textContent = curl(body);
+  const ticket = ++latest.tensor;
   try {
     const stats = await (await api("/stats", { ...body, bins: 48 })).json();
+    if (ticket !== latest.tensor) return;
     const h = stats.histogram;
     charts.histogram($("#histogram"), h.edges, h.counts, h.expected);
     statsTable(stats);
+    $("#histogram").dataset.shows = JSON.stringify(body); // which request is drawn, as answers may come late
   } catch (error) {
-    $("#tensor-error").textContent = error.message;
+    if (ticket === latest.tensor) $("#tensor-error").textContent = error.message;
   }
 }
 
@@ -167,8 +173,10 @@ function diagnoseRequests() {
 async function runDiagnose(event) {
   event?.preventDefault();
   $("#diagnose-error").textContent = "";
+  const ticket = ++latest.diagnose;
   try {
     const [a, b] = await Promise.all(diagnoseRequests().map(async (body) => (await api("/diagnose", body)).json()));
+    if (ticket !== latest.diagnose) return;
     const pick = (result, f) => result.layers.map(f);
     $("#legend-a").textContent = `A: ${a.layers[0].weight.scheme}`;
     $("#legend-b").textContent = `B: ${b.layers[0].weight.scheme}`;
@@ -189,7 +197,7 @@ async function runDiagnose(event) {
       charts.histogram($(id), last.edges, last.counts, null, cls);
     }
   } catch (error) {
-    $("#diagnose-error").textContent = error.message;
+    if (ticket === latest.diagnose) $("#diagnose-error").textContent = error.message;
   }
 }
 
