@@ -70,11 +70,13 @@ def test_a_corrupt_numba_cache_is_logged_and_rebuilt_and_the_server_becomes_read
 
     request = {"shape": [3, 5], "scheme": "trunc_normal", "seed": 5, "format": "json", "dtype": "float64"}
     with serve({**env, "INITSERVE_LOG_LEVEL": "info"}, ready_timeout=300) as (url, process):
-        r = httpx.post(f"{url}/init", json=request)
-        deadline = time.monotonic() + 300  # the other rngs' kernels, compiled after readiness
-        while httpx.get(f"{url}/readyz").json().get("kernels") != "all" and time.monotonic() < deadline:
+        # The other rngs' kernels compile after readiness, holding the GIL for seconds at a time: on a loaded
+        # machine an answer can take longer than httpx's default 5 s.
+        r = httpx.post(f"{url}/init", json=request, timeout=60)
+        deadline = time.monotonic() + 300
+        while httpx.get(f"{url}/readyz", timeout=60).json().get("kernels") != "all" and time.monotonic() < deadline:
             time.sleep(0.1)
-        torch_rng = httpx.post(f"{url}/init", json={**request, "rng": "torch-2.13"})
+        torch_rng = httpx.post(f"{url}/init", json={**request, "rng": "torch-2.13"}, timeout=60)
     assert torch_rng.status_code == 200
     assert r.status_code == 200
     with TestClient(create_app()) as client:  # this process's engine: its own, intact cache
