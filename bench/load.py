@@ -8,9 +8,9 @@ Starts `initserve serve` (the production command, bench/serving.py) with the set
 measurement), reads its idle RSS and resets its peak (clear_refs), then runs a closed loop (bench/loadgen.py):
 `--concurrency` keep-alive connections, one request in flight on each, for `--seconds`, each request drawn from a
 weighted mix (`kinds`): cache hits and misses, JSON, orthogonal, a tensor just under the streaming threshold,
-streamed medium and near-limit tensors, near-limit JSON, /stats, GET with If-None-Match, a model recipe,
-checkpoint files under /hub (a 1 MiB range of a 1.1B model's weights, its config.json), and bad requests that
-must get their 4xx. Seeds differ per request, so almost everything is really generated.
+streamed medium and near-limit tensors, near-limit JSON, /stats, /diagnose, GET with If-None-Match, a model
+recipe, checkpoint files under /hub (a 1 MiB range of a 1.1B model's weights, its config.json), and bad
+requests that must get their 4xx. Seeds differ per request, so almost everything is really generated.
 
 Why these settings: one worker, so the process whose memory is read is the one serving everything; a 256 MiB
 memory budget (not the default 1 GiB), which 64 clients asking for streamed and near-limit tensors at once
@@ -45,17 +45,18 @@ Adversarial scenarios (issue 8), `--scenario NAME ... | all`, instead of the mix
     /tmp/venv/bin/python -m bench.load --scenario strided --seconds 10
 
 Each runs on a fresh server with the default limits (ADVERSARIAL_SETTINGS: 1 GiB budget, 256 MiB cache, a 10 s
-timeout): a quiet baseline of 8 closed-loop clients of small requests (4x4 JSON, [256, 784] safetensors) alone,
-then the same beside the hostile clients for `--seconds` (20 by default): `nonreaders` (64 clients of a
-[16384, 16384] stream that stop reading), `nonreaders_json` (60 of 2048x2048 JSON), `strided` (48 column slices
-of a [2097152, 2097152] tensor), `recipes` (3 recipes of 31 nested sequentials, 2,000 linear(1, 1) and 256 rules
-matching nothing), `orthogonal` ([8192, 8192] on /init and /stats), `crash` and `crash_post` (the slices that
-segfaulted the server, sent once). Judged per scenario: small requests get no 5xx and no timeout; adversarial
-ones get 200, 503 with Retry-After or 504; the process lives, /healthz answers 200 and the budget gauge returns to
-0 after; peak RSS above idle <= budget + cache; small-request p99 <= max(5 x quiet p99, 50 ms). Every phase is
-bounded (per-request timeouts, a deadline per scenario, a server killed past an RSS cap), so a server that crashes
-or hangs is reported, never waited for. Writes bench/results/load_adversarial.md and .json; exits 1 when a target
-fails.
+timeout): a quiet baseline of 8 closed-loop clients of small requests (4x4 JSON, [256, 784] safetensors) alone, then
+the same beside the hostile clients for `--seconds` (20 by default): `nonreaders` (64 clients of a [16384, 16384]
+stream that stop reading), `nonreaders_json` (60 of 2048x2048 JSON), `strided` (48 column slices of a [2097152,
+2097152] tensor), `recipes` (3 recipes of 31 nested sequentials, 2,000 linear(1, 1) and 256 rules matching nothing),
+`orthogonal` ([8192, 8192] on /init and /stats), `diagnose` (4 clients of /diagnose stacks: one admitted at 1.6 G
+multiply-adds, one over INITSERVE_MAX_DIAGNOSE_WORK, one over a request's share of the budget), `crash` and
+`crash_post` (the slices that segfaulted the server, sent once). Judged per scenario: small requests get no 5xx and
+no timeout; adversarial ones get 200, 503 with Retry-After or 504; the process lives, /healthz answers 200 and the
+budget gauge returns to 0 after; peak RSS above idle <= budget + cache; small-request p99 <= max(5 x quiet p99, 50
+ms). Every phase is bounded (per-request timeouts, a deadline per scenario, a server killed past an RSS cap), so a
+server that crashes or hangs is reported, never waited for. Writes bench/results/load_adversarial.md and .json;
+exits 1 when a target fails.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ RECIPE = {"framework": "torch", "layers": ["linear(784, 256)", "relu", "linear(2
 # model's first shard (5 GB), seeds in turn, so that each request plans a repository anew.
 HUB_1B = "/hub/initserve/tinyllama-1.1b-seed{seed}/resolve/main/model.safetensors"
 HUB_7B_SHARD = "/hub/initserve/llama-2-7b-seed{seed}/resolve/main/model-00001-of-00003.safetensors"
+# The page's default depth experiment, smaller: 10 ReLU layers of 256 at batch 64, 42 M multiply-adds a pass.
+DIAGNOSE = {"widths": [256] * 11, "activation": "relu", "init": {"scheme": "he_normal"}, "batch": 64}
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,14 @@ def kinds(host: str, etag: str) -> list[Kind]:
             ),
         ),
         Kind(
+            "diagnose",
+            2,
+            "POST /diagnose 10 ReLU layers of 256, he_normal, batch 64",
+            ok,
+            busy,
+            lambda i: loadgen.post("/diagnose", orjson.dumps({**DIAGNOSE, "seed": seed(i)}), host),
+        ),
+        Kind(
             "get_304",
             8,
             f"GET /init?shape=256,784&scheme=kaiming_normal&seed={ETAG_SEED} with If-None-Match",
@@ -306,6 +317,7 @@ def mix_warm_up(host: str) -> list[bytes]:
         small({"scheme": "kaiming_normal", "dtype": "bfloat16"}),
         small({"scheme": "he_uniform", "format": "json"}),
         loadgen.post("/stats", orjson.dumps({"shape": [64, 64], "scheme": "kaiming_normal", "seed": 3}), host),
+        loadgen.post("/diagnose", orjson.dumps({**DIAGNOSE, "seed": 3}), host),
         loadgen.post("/init", orjson.dumps({"seed": 3, "model": RECIPE}), host),
         loadgen.get(HUB_1B.format(seed=3).replace("model.safetensors", "config.json"), host),
         loadgen.get(_get_path(), host),
@@ -682,6 +694,33 @@ def scenarios() -> dict[str, Scenario]:
         )
     ]
 
+    # /diagnose: 12 layers of 1024 at batch 128 is 1.6 G multiply-adds a pass, within INITSERVE_MAX_DIAGNOSE_WORK
+    # (2^31), seconds of BLAS; [65536, 65536] is over it; 8 layers of 4096 holds 1 GiB of float64 weights, over a
+    # request's share of the budget. The admitted one runs beside the small requests; the others are refused.
+    diagnoses = [
+        _large(f"diagnose_{name}", f"POST /diagnose {what}", "/diagnose", body, ok)
+        for name, what, body, ok in (
+            (
+                "admitted",
+                "12 layers of 1024, relu, batch 128",
+                lambda i: {"widths": [1024] * 13, "init": {"scheme": "he_normal"}, "batch": 128, "seed": i},
+                frozenset({200}),
+            ),
+            (
+                "work",
+                "[65536, 65536], batch 256",
+                lambda i: {"widths": [65536, 65536], "init": {"scheme": "he_normal"}, "seed": i},
+                refused,
+            ),
+            (
+                "memory",
+                "8 layers of 4096, batch 8",
+                lambda i: {"widths": [4096] * 9, "init": {"scheme": "he_normal"}, "batch": 8, "seed": i},
+                refused,
+            ),
+        )
+    ]
+
     answered = frozenset({200, 400, 413, 422})  # the element's value, or a clear refusal; never a crash
 
     def hub_shards(host: str) -> list[Kind]:
@@ -741,6 +780,12 @@ def scenarios() -> dict[str, Scenario]:
             holders=64,
         ),
         Scenario(
+            "diagnose",
+            "issue 15: /diagnose is admitted and bounded like every other request (work limit, memory budget, lanes)",
+            lambda host: [kind(host) for kind in diagnoses],
+            clients=4,
+        ),
+        Scenario(
             "crash",
             "item 1: one GET slicing an element index >= 2^63-1024 segfaulted the server, killing every request in "
             "flight; sent once, 1 s in",
@@ -778,6 +823,7 @@ def adversarial_warm_up(host: str) -> list[bytes]:
         small("/init", {"shape": [64, 64], "scheme": "normal", "slice": [[0, 32], [0, 1]]}),
         small("/init", {"shape": [64, 64], "scheme": "orthogonal"}),
         small("/stats", {"shape": [64, 64], "scheme": "orthogonal"}),
+        small("/diagnose", {"widths": [64, 64, 64], "init": {"scheme": "he_normal"}, "batch": 16}),
         small("/init", {"model": {"layers": ["linear(1, 1)"], "rules": [{"layer": "absent", "scheme": "zeros"}]}}),
         loadgen.get("/hub/initserve/tiny-llama-seed3/resolve/main/model.safetensors", host),
     ]

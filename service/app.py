@@ -16,7 +16,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from service import __version__, malloc, startup
-from service.api import docs, errors, middleware, openapi, routes
+from service.api import docs, errors, middleware, openapi, page, routes
 from service.api.admission import Lanes
 from service.api.budget import MemoryBudget
 from service.api.cache import ResponseCache
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     app.include_router(routes.router)
     docs.install(app)
+    page.install(app)
     openapi.install(app)
     errors.install(app)
     middleware.install(app, settings)

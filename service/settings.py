@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(
         16 << 30, ge=1, description="largest checkpoint file served under /hub (bytes), streamed whatever its size"
     )
+    max_diagnose_work: int = Field(
+        1 << 31, ge=1, description="largest /diagnose: batch x weight elements (multiply-adds of its forward pass)"
+    )
     memory_budget_bytes: int = Field(
         2 << 30, ge=1 << 20, description="bytes of tensor data being generated at once, across requests"
     )

@@ -34,6 +34,7 @@ from service.api.schemas import InitFields, ModelInit, SingleFields, TensorsInit
 from service.api.seeds import seed_of
 from service.engine import parallel
 from service.engine.bundle import MAX_TENSORS, ModelRequest, ModelTensor, check_size, plan_model
+from service.engine.diagnose import DiagnoseSpec, check
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import Plan, make_plan
 from service.engine.random.registry import DEFAULT_RNG, get_rng
@@ -130,6 +131,26 @@ def admit_single(request: InitFields, fmt: Format, settings: Settings) -> Region
             f"{settings.max_elements} ({setting('max_elements')})",
         )
     return region
+
+
+def admit_diagnose(spec: DiagnoseSpec, settings: Settings) -> list[Plan]:
+    """The plans of a /diagnose stack's weights, its work within INITSERVE_MAX_DIAGNOSE_WORK (its memory is the
+    budget's to judge: `diagnose.working_bytes`)."""
+    if spec.work > settings.max_diagnose_work:
+        raise TooLargeError(
+            "widths",
+            f"batch {spec.batch} x {spec.weight_elements} weight elements is {spec.work} multiply-adds a pass; the "
+            f"limit is {settings.max_diagnose_work} ({setting('max_diagnose_work')}): use fewer or narrower layers, "
+            "or a smaller batch",
+        )
+    return check(spec)
+
+
+def diagnose_refused(error: TooLargeError) -> TooLargeError:
+    """The memory budget's 413 for a /diagnose stack, naming its fields and what shrinks it."""
+    return TooLargeError(
+        "widths", f"{error.message}: use fewer or narrower layers, or a smaller batch", error.where, error.limit
+    )
 
 
 def admit_many(

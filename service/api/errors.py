@@ -95,14 +95,14 @@ def _field_path(loc: list[Any]) -> str:
 def _reword(error: dict[str, Any]) -> dict[str, Any]:
     loc, scheme = strip_union_tags(error["loc"])
     kind, msg = error["type"], error["msg"]
-    source = loc[0] if loc else "body"
+    at = loc or ["body"]  # where the field is: a scheme's tag names the object it sits in
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
         close = difflib.get_close_matches(str(tag), REGISTRY, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        loc, msg = [source, "scheme"], f"unknown scheme {tag!r}; {hint}known schemes: {', '.join(REGISTRY)}"
+        loc, msg = [*at, "scheme"], f"unknown scheme {tag!r}; {hint}known schemes: {', '.join(REGISTRY)}"
     elif kind == "union_tag_not_found":
-        loc, msg = [source, "scheme"], "field 'scheme' is required (GET /schemes lists them)"
+        loc, msg = [*at, "scheme"], "field 'scheme' is required (GET /schemes lists them)"
     elif kind == "extra_forbidden" and scheme is not None:
         field = loc[-1]
         own = ", ".join(p.name for p in REGISTRY[scheme].params) or "none"

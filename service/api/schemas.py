@@ -32,6 +32,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from service.engine.bundle import INTEGER_DTYPE, MAX_TENSORS, ModelRequest, RowFill, TensorSpec
+from service.engine.diagnose import ACTIVATIONS, NORMS, DiagnoseSpec, LayerInit
+from service.engine.diagnose import MAX_BATCH as DIAGNOSE_MAX_BATCH
+from service.engine.diagnose import MAX_BINS as DIAGNOSE_MAX_BINS
+from service.engine.diagnose import MAX_LAYERS as DIAGNOSE_MAX_LAYERS
+from service.engine.diagnose import MAX_WIDTH as DIAGNOSE_MAX_WIDTH
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
 from service.engine.plan import MAX_RANK, TensorRequest
@@ -379,6 +384,89 @@ def strip_union_tags(loc: tuple[Any, ...] | list[Any]) -> tuple[list[Any], str |
             del parts[3]
         elif parts[1:3] == [RECIPE, "rules"] and len(parts) > 4 and parts[4] in REGISTRY:
             del parts[4]
+    if len(parts) >= 3 and parts[0] == "body" and parts[1] in PER_LAYER_FIELDS and parts[2] in (ONE, EACH):
+        del parts[2]  # /diagnose: ["body", "init", "each", 1, "he_normal", "gain"] -> ["body", "init", 1, "gain"]
+        at = 3 if parts[2:3] and isinstance(parts[2], int) else 2
+        if len(parts) > at and parts[at] in REGISTRY:
+            scheme = parts.pop(at)
+        return parts, scheme
     if len(parts) >= 2 and parts[0] in ("body", "query") and parts[1] in REGISTRY:
         scheme = parts.pop(1)
     return parts, scheme
+
+
+# ---- POST /diagnose ----
+
+
+class DiagnoseInitFields(_Strict):
+    """A layer's weight init: a scheme of the catalogue with its parameters; the shape comes from the widths."""
+
+    layout: Literal[LAYOUTS] | None = Field(  # type: ignore[valid-type]
+        None, description="torch: the weight is [out, in]; keras: [in, out]; default: the scheme's family"
+    )
+
+    def to_engine(self) -> LayerInit:
+        params = {p.name: getattr(self, p.name) for p in REGISTRY[self.scheme].params}  # type: ignore[attr-defined]
+        return LayerInit(self.scheme, params, self.layout)  # type: ignore[attr-defined]
+
+
+ONE, EACH = "one", "each"  # the union tags of a value given for every layer, or a list of one per layer
+PER_LAYER_FIELDS = ("activation", "init")
+
+
+def _one_or_each(item: Any) -> Any:
+    """`item` for every layer, or a list of one per layer: told apart by being a list (the tags leave error
+    locations: strip_union_tags)."""
+    return Annotated[
+        Union[Annotated[item, Tag(ONE)], Annotated[list[item], Tag(EACH)]],  # noqa: UP007
+        Discriminator(lambda value: EACH if isinstance(value, list) else ONE),
+    ]
+
+
+DiagnoseInit = scheme_union(DiagnoseInitFields, "DiagnoseInit", examples=False)
+ActivationName = Literal[tuple(ACTIVATIONS)]  # type: ignore[valid-type]
+Width = Annotated[int, Field(ge=1, le=DIAGNOSE_MAX_WIDTH)]
+
+
+class DiagnoseRequest(_Strict):
+    """A stack of dense layers (no bias) run forward and backward on a batch of N(0, 1) inputs drawn from the seed."""
+
+    widths: list[Width] = Field(
+        min_length=2,
+        max_length=DIAGNOSE_MAX_LAYERS + 1,
+        description="the input's width, then each layer's output width: L + 1 numbers for L layers",
+        examples=[[256, 256, 256, 256, 256, 256, 256, 256, 256]],
+    )
+    activation: _one_or_each(ActivationName) = Field(  # type: ignore[valid-type]
+        "relu", description="one for every layer, or a list of one per layer"
+    )
+    init: _one_or_each(DiagnoseInit) = Field(  # type: ignore[valid-type]
+        description="one scheme (with its parameters and layout) for every layer, or a list of one per layer"
+    )
+    norm: Literal[NORMS] = Field(  # type: ignore[valid-type]
+        "none", description="batch or layer normalisation (eps 1e-5, no affine) between each product and activation"
+    )
+    batch: Annotated[int, Field(ge=1, le=DIAGNOSE_MAX_BATCH)] = Field(256, description="inputs drawn from the seed")
+    seed: Seed | None = None
+    dtype: Literal[tuple(DTYPES)] = Field(  # type: ignore[valid-type]
+        "float32", description="the weights' dtype (the arithmetic is float64)"
+    )
+    negative_slope: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = Field(
+        0.01, description="leaky_relu's slope for negative inputs"
+    )
+    bins: Annotated[int, Field(ge=1, le=DIAGNOSE_MAX_BINS)] = Field(32, description="histogram bins per layer")
+
+    def to_engine(self, seed: int) -> DiagnoseSpec:
+        activations = self.activation if isinstance(self.activation, list) else [self.activation]
+        inits = self.init if isinstance(self.init, list) else [self.init]
+        return DiagnoseSpec(
+            widths=tuple(self.widths),
+            activations=tuple(activations),
+            inits=tuple(init.to_engine() for init in inits),
+            seed=seed,
+            batch=self.batch,
+            norm=self.norm,
+            dtype=self.dtype,
+            negative_slope=self.negative_slope,
+            bins=self.bins,
+        )

@@ -12,7 +12,13 @@ from service.settings import Settings
 
 # Small limits keep generated tensors cheap; the limits themselves are part of what is fuzzed (413s).
 APP = create_app(
-    Settings(max_elements=1 << 16, max_json_elements=1 << 12, max_stats_elements=1 << 14, max_body_bytes=1 << 16)
+    Settings(
+        max_elements=1 << 16,
+        max_json_elements=1 << 12,
+        max_stats_elements=1 << 14,
+        max_diagnose_work=1 << 16,
+        max_body_bytes=1 << 16,
+    )
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 

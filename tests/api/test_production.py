@@ -43,6 +43,18 @@ def test_api_keys_guard_everything_but_health_and_metrics():
         assert client.get(open_path).status_code in (200, 503), open_path
 
 
+def test_with_keys_the_static_shells_of_the_page_and_docs_are_open_and_nothing_else():
+    client = make_client(api_keys=["k"])
+    for path in ("/", "/ui/app.js", "/ui/docs.js", "/docs", "/redoc", "/docs-assets/swagger-ui-bundle.js"):
+        assert client.get(path).status_code == 200, path
+    assert "/ui/docs.js" in client.get("/docs").text  # which fetches the document with the key
+    for shell in ("/", "/docs", "/redoc"):  # the browser fetches nothing from elsewhere (tests/test_page.py)
+        assert client.get(shell).headers["content-security-policy"].startswith("default-src 'self';"), shell
+    for path in ("/openapi.json", "/schemes", "/ui/../settings.py", "/uifoo", "/docs/x"):
+        assert client.get(path).status_code == 401, path
+    assert client.post("/", json={}).status_code == 401
+
+
 def test_no_keys_means_no_auth_and_env_parsing():
     assert make_client().post("/init", json=BODY).status_code == 200
     assert Settings(_env_file=None, api_keys=" a , b ,").api_keys == ["a", "b"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from service.api import routes
+from service.api import docs, page, routes
 from service.api.middleware.auth import ApiKeyMiddleware
 from service.api.middleware.body_limit import BodySizeLimitMiddleware
 from service.api.middleware.head import HeadMiddleware
@@ -37,7 +37,7 @@ def install(app: FastAPI, settings: Settings) -> None:
             concurrency=settings.quota_concurrency,
             keyed=bool(settings.api_keys),
         )
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, static=page.open_paths() | docs.open_paths())
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

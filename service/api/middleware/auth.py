@@ -1,4 +1,8 @@
-"""Optional bearer-token authentication: with INITSERVE_API_KEYS set, everything but health and metrics needs one."""
+"""Optional bearer-token authentication: with INITSERVE_API_KEYS set, everything but health and metrics needs one,
+except GET and HEAD of the static shells of the page at / and of /docs and /redoc and of their assets: they hold no
+data, and ask for the key that their requests to the API (the OpenAPI document included) then carry. Those are
+matched as exact paths, each file by name, so that no other path (dot segments, doubled slashes, a trailing slash)
+gets in on a prefix."""
 
 from __future__ import annotations
 
@@ -21,9 +25,10 @@ def bearer_token(header: bytes | None) -> bytes | None:
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], static: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.keys = [key.encode() for key in keys]
+        self.static = static
 
     def _authorised(self, header: bytes | None) -> bool:
         token = bearer_token(header)
@@ -40,6 +45,7 @@ class ApiKeyMiddleware:
             scope["type"] != "http"
             or not self.keys
             or scope["path"] in OPEN_PATHS
+            or (scope["method"] in ("GET", "HEAD") and scope["path"] in self.static)
             or scope["method"] == "OPTIONS"  # CORS preflight carries no credentials
             or self._authorised(dict(scope["headers"]).get(b"authorization"))
         ):
