@@ -40,7 +40,16 @@ from service.engine.recipes.expand import FAN_SOURCES, MAX_LAYERS, MAX_RULES
 from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
 from service.engine.region import check_bounds
 from service.engine.schemes.fans import LAYOUTS
-from service.engine.schemes.registry import REGISTRY, SCHEMES, Param, Scheme
+from service.engine.schemes.registry import (
+    ALL_SCHEMES,
+    DEFAULT_KERAS_VERSION,
+    KERAS_VERSIONS,
+    REGISTRY,
+    AxisList,
+    Number,
+    Param,
+    Scheme,
+)
 from service.formats import holding
 
 MAX_SEED = (1 << 64) - 1
@@ -104,6 +113,13 @@ class RequestFields(_Strict):
     rng: Literal[RNGS] = Field(  # type: ignore[valid-type]
         DEFAULT_RNG, description="random algorithm id; results never change within one id"
     )
+    keras_version: Literal[KERAS_VERSIONS] | None = Field(  # type: ignore[valid-type]
+        None,
+        description=(
+            "the Keras version whose names, defaults and fans keras.* schemes and Keras recipes follow; "
+            f"default {DEFAULT_KERAS_VERSION} (3.15: MultiHeadAttention kernels' real fans, input_axes/output_axes)"
+        ),
+    )
 
 
 class SingleFields(TensorFields, RequestFields):
@@ -128,7 +144,7 @@ class SingleFields(TensorFields, RequestFields):
         return _not_reserved(name)
 
     def to_engine(self, seed: int) -> TensorRequest:
-        return self.spec().request(seed, self.name, self.rng)
+        return self.spec().request(seed, self.name, self.rng, self.keras_version)
 
 
 Bound = Annotated[
@@ -174,7 +190,7 @@ def _exact_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
 def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     kind: Any = param.type
     constraints: dict[str, Any] = {"description": param.doc}
-    if kind is float:
+    if kind in (float, Number):
         constraints["allow_inf_nan"] = False
     if param.choices:
         # In the schema only: the framework's own message refuses the others (and some compare case-insensitively).
@@ -187,13 +203,17 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     default = ... if param.required else param.default
     if kind is float:  # the range checked on the number, then the integer kept (the schema stays a number's)
         return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)], default
+    if kind is Number:
+        return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)] | bool, default
+    if kind is AxisList:
+        return Annotated[list[int] | None, Field(**constraints)], default
     return Annotated[kind, Field(**constraints)], default
 
 
 def _model(scheme: Scheme, base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
     fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
     fields.update({p.name: _param_field(p, examples) for p in scheme.params})
-    title = "".join(part.title() for part in scheme.name.split("_"))
+    title = "".join(part.title() for part in scheme.name.replace(".", "_").split("_"))
     return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
 
 
@@ -201,7 +221,7 @@ def scheme_union(base: type[BaseModel], suffix: str, examples: bool = True) -> A
     """One strict model per scheme on `base` (its parameters with their types and ranges), discriminated by
     `scheme`. `examples=False` leaves out the allowed values as OpenAPI examples: nested in many-tensor requests
     they would multiply the explicit examples a fuzzer combines, for no new information."""
-    members = tuple(_model(s, base, suffix, examples) for s in SCHEMES)
+    members = tuple(_model(s, base, suffix, examples) for s in ALL_SCHEMES)
     return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
 
 
@@ -301,7 +321,8 @@ class TensorsInit(ManyFields):
         return tensors
 
     def to_engine(self, seed: int) -> ModelRequest:
-        return ModelRequest(seed, {name: spec.spec() for name, spec in self.tensors.items()}, self.rng)
+        specs = {name: spec.spec() for name, spec in self.tensors.items()}
+        return ModelRequest(seed, specs, self.rng, keras_version=self.keras_version)
 
 
 class ModelInit(ManyFields):

@@ -18,7 +18,7 @@ from service.engine.random.registry import DEFAULT_RNG, get_rng
 from service.engine.random.rng import Draw, Rng, TensorStream
 from service.engine.schemes.distributions import Distribution, run_indices
 from service.engine.schemes.fans import Fans, Layout
-from service.engine.schemes.registry import Context, Scheme, get_scheme
+from service.engine.schemes.registry import DEFAULT_KERAS_VERSION, KERAS_VERSIONS, Context, Scheme, get_scheme
 
 CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32: cache-friendly, and the unit of streaming
 MAX_RANK = 8
@@ -38,6 +38,8 @@ class TensorRequest:
     fan_out: int | None = None
     name: str = "weight"
     rng: str = DEFAULT_RNG
+    # Whose Keras the keras.* schemes follow (None: the default, 3.14, and no mention in the metadata).
+    keras_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ class Plan:
         version = self.rng.metadata_version if version is None else version
         if version >= 2:
             fan_in, fan_out = self.shape_fans.known()
+            # A framework's own fan rule (JAX's axes, Keras 3.15's input_axes) beats the layout's.
+            fan_in, fan_out = self.fans.get("fan_in", fan_in), self.fans.get("fan_out", fan_out)
             fans: dict[str, Any] = {"fan_in": fan_in, "fan_out": fan_out, "fans_used": sorted(self.fans)}
         else:
             fans = {"fan_in": self.fans.get("fan_in"), "fan_out": self.fans.get("fan_out")}
@@ -159,6 +163,8 @@ class Plan:
         }
         if self.scheme.alias_of:
             meta["alias_of"] = self.scheme.alias_of
+        if self.request.keras_version is not None or self.scheme.name.startswith("keras."):
+            meta["keras_version"] = self.request.keras_version or DEFAULT_KERAS_VERSION
         return meta
 
 
@@ -173,12 +179,15 @@ def make_plan(request: TensorRequest) -> Plan:
         dtype = DTYPES[request.dtype]
     except KeyError:
         raise InitError("dtype", f"unknown dtype {request.dtype!r}; known: {', '.join(DTYPES)}") from None
+    keras_version = request.keras_version or DEFAULT_KERAS_VERSION
+    if keras_version not in KERAS_VERSIONS:
+        raise InitError("keras_version", f"keras_version must be one of {list(KERAS_VERSIONS)}, got {keras_version!r}")
     scheme = get_scheme(request.scheme)
     params = scheme.full_params(request.params)
     layout = request.layout or scheme.default_layout
     fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
     try:
-        built = rng.build(scheme, Context(params, request.shape, layout, fans))
+        built = rng.build(scheme, Context(params, request.shape, layout, fans, keras_version))
     except InitError:
         raise
     except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier

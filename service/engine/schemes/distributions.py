@@ -287,10 +287,11 @@ class Normal(Elementwise):
 class TruncatedNormal(Elementwise):
     """N(mean, std^2) restricted to [a, b] (absolute bounds), by inverse CDF.
 
-    With alpha = (a - mean) / std and beta = (b - mean) / std, the standardised interval is mirrored to
-    (lo, hi) = (-beta, -alpha) when alpha + beta > 0, so that the CDF is evaluated in the lower tail where it
-    keeps its relative precision. Then  z = ndtri(Phi(lo) + u * (Phi(hi) - Phi(lo))),  negated if mirrored,
-    x = clip(mean + std * z, a, b), with u the open uniform.
+    With alpha = (a - mean) / s and beta = (b - mean) / s, s = |std| (torch's trunc_normal_ reads a negative std
+    as its absolute value), the standardised interval is mirrored to (lo, hi) = (-beta, -alpha) when
+    alpha + beta > 0, so that the CDF is evaluated in the lower tail where it keeps its relative precision. Then
+    z = ndtri(Phi(lo) + u * (Phi(hi) - Phi(lo))),  negated if mirrored,  x = clip(mean + s * z, a, b), with u the
+    open uniform. a == b gives a everywhere (as torch).
     """
 
     mean: float
@@ -305,16 +306,17 @@ class TruncatedNormal(Elementwise):
     _mass: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.std > 0:
-            raise InitError("std", f"truncated normal needs std > 0, got {self.std}")
-        if not self.a < self.b:
-            raise InitError("b", f"truncated normal needs a < b, got a={self.a}, b={self.b}")
-        alpha, beta = (self.a - self.mean) / self.std, (self.b - self.mean) / self.std
+        if not (self.std > 0 or self.std < 0):
+            raise InitError("std", f"truncated normal needs std != 0, got {self.std}")
+        if not self.a <= self.b:
+            raise InitError("b", f"truncated normal needs a <= b, got a={self.a}, b={self.b}")
+        scale = self.scale
+        alpha, beta = (self.a - self.mean) / scale, (self.b - self.mean) / scale
         mirrored = alpha + beta > 0
         lo, hi = (-beta, -alpha) if mirrored else (alpha, beta)
         p_lo, p_hi = detmath.ndtr(np.array([lo, hi]))
         mass = float(p_hi - p_lo)
-        if not mass > 0:
+        if not (mass > 0 or self.degenerate):
             raise InitError(
                 "b",
                 f"the interval [{self.a}, {self.b}] lies too far in the tail of N({self.mean}, {self.std}^2): "
@@ -323,20 +325,41 @@ class TruncatedNormal(Elementwise):
         for name, value in (("_lo", lo), ("_hi", hi), ("_mirrored", mirrored), ("_p_lo", float(p_lo)), ("_mass", mass)):
             object.__setattr__(self, name, value)
 
+    @property
+    def scale(self) -> float:
+        return abs(self.std)
+
+    @property
+    def degenerate(self) -> bool:
+        """a == b: every value is a."""
+        return self.a == self.b
+
     def transform(self, words: NDArray[np.uint64]) -> F64:
+        if self.degenerate:
+            return np.full(words.size, self.a, dtype=np.float64)
         p = self._p_lo + variates.uniform_open(words) * self._mass
         z = detmath.ndtri(p)
         if self._mirrored:
             z = -z
-        return np.clip(self.mean + self.std * z, self.a, self.b)
+        return np.clip(self.mean + self.scale * z, self.a, self.b)
+
+    def fill_runs(
+        self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int, out: NDArray
+    ) -> None:
+        if self.degenerate:
+            out[...] = self.a
+        else:
+            super().fill_runs(stream, shape, starts, length, out)
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         p_lo, mass, mirrored = self._p_lo, self._mass, self._mirrored
         samplers.truncated_normal(
-            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, samplers.PHILOX
+            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.scale, self.a, self.b, out, samplers.PHILOX
         )
 
     def moments(self) -> Moments:
+        if self.degenerate:
+            return Moments(self.a, 0.0, self.a, self.b)
         lo, hi, mass = self._lo, self._hi, self._mass
         pdf_lo, pdf_hi = detmath.exp(-0.5 * np.array([lo, hi]) ** 2) / SQRT_2PI
         shift = (pdf_lo - pdf_hi) / mass
@@ -344,12 +367,13 @@ class TruncatedNormal(Elementwise):
         # variance decides a refusal (plan._check_finite), which must be the same on every machine.
         variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift * shift
         mean = -shift if self._mirrored else shift
-        return Moments(
-            self.mean + self.std * float(mean), self.std * self.std * max(float(variance), 0.0), self.a, self.b
-        )
+        scale = self.scale
+        return Moments(self.mean + scale * float(mean), scale * scale * max(float(variance), 0.0), self.a, self.b)
 
     def cdf(self, x: F64) -> F64:
-        z = (np.clip(x, self.a, self.b) - self.mean) / self.std
+        if self.degenerate:
+            return (x >= self.a).astype(np.float64)
+        z = (np.clip(x, self.a, self.b) - self.mean) / self.scale
         if self._mirrored:
             return np.clip((self._p_lo + self._mass - detmath.ndtr(-z)) / self._mass, 0.0, 1.0)
         return np.clip((detmath.ndtr(z) - self._p_lo) / self._mass, 0.0, 1.0)
@@ -496,8 +520,12 @@ class Orthogonal(Distribution):
             q = q.T
         return np.ascontiguousarray(q)
 
+    def arrange(self, matrix: F64) -> F64:
+        """The tensor's flat values from the gain-scaled [rows, cols] matrix: row-major as it is (torch, Keras)."""
+        return matrix.reshape(-1)
+
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
-        return self.matrix(stream).reshape(-1)[start:stop]
+        return self.arrange(self.matrix(stream))[start:stop]
 
     def scratch_bytes(self, elements: int) -> int:
         # Measured peak RSS: 5.2 float64 matrices (the normals, NumPy's copy of them, LAPACK's work copies, which
@@ -514,6 +542,51 @@ class Orthogonal(Distribution):
 
     def describe(self) -> dict[str, float]:
         return {"gain": self.gain, "rows": self.rows, "cols": self.cols}
+
+
+@dataclass(frozen=True)
+class AxisOrthogonal(Orthogonal):
+    """jax.nn.initializers.orthogonal(scale, column_axis): the [prod(shape) / shape[column_axis],
+    shape[column_axis]] matrix, reshaped to the other axes followed by the column axis, which then moves to
+    `column_axis`."""
+
+    shape: tuple[int, ...] = ()
+    column_axis: int = -1
+    kind: ClassVar[str] = "orthogonal"
+
+    def arrange(self, matrix: F64) -> F64:
+        axis = self.column_axis % len(self.shape)
+        rest = tuple(dim for index, dim in enumerate(self.shape) if index != axis)
+        return np.moveaxis(matrix.reshape((*rest, self.shape[axis])), -1, axis).reshape(-1)
+
+    def describe(self) -> dict[str, float]:
+        return {**super().describe(), "column_axis": self.column_axis}
+
+
+@dataclass(frozen=True)
+class DeltaOrthogonal(AxisOrthogonal):
+    """jax.nn.initializers.delta_orthogonal: zeros, and at the centre tap ((k - 1) // 2 of every kernel axis) the
+    orthogonal [in, out] matrix of `AxisOrthogonal` on shape[-2:] (Xiao et al. 2018)."""
+
+    kernel: tuple[int, ...] = ()
+    kind: ClassVar[str] = "delta_orthogonal"
+
+    def arrange(self, matrix: F64) -> F64:
+        out = np.zeros((*self.kernel, *self.shape), dtype=np.float64)
+        out[tuple((k - 1) // 2 for k in self.kernel)] = super().arrange(matrix).reshape(self.shape)
+        return out.reshape(-1)
+
+    def moments(self) -> Moments:
+        count = math.prod(self.kernel)
+        # The centre tap's entries have mean square gain^2 / max(rows, cols); the other taps are 0.
+        bound = abs(self.gain)
+        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols) / count, -bound, bound)
+
+    def scratch_bytes(self, elements: int) -> int:
+        return super().scratch_bytes(elements) + 8 * self.rows * self.cols * math.prod(self.kernel)
+
+    def describe(self) -> dict[str, float]:
+        return {**super().describe(), "taps": math.prod(self.kernel)}
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,8 @@ def _orthogonal(generator: Generator, dist: d.Orthogonal, dtype: np.dtype) -> ND
     q *= np.sign(np.diag(r))
     if dist.rows < dist.cols:
         q = q.T
-    return (q.astype(dtype) * dtype.type(dist.gain)).reshape(-1)
+    # arrange: JAX's column_axis and delta_orthogonal place the matrix; torch's own layout keeps it as it is.
+    return dist.arrange(q.astype(dtype) * dtype.type(dist.gain)).astype(dtype, copy=False)
 
 
 def _advance(generator: Generator, draw: Draw) -> None:
@@ -189,7 +190,7 @@ class Torch213(Rng):
     contract = "docs/torch-rng.md"
 
     def build(self, scheme: Scheme, context: Context) -> Built:
-        rule = TORCH_BUILDS.get(scheme.name)
+        rule = TORCH_BUILDS.get(scheme.name.removeprefix("torch.")) if scheme.family == "torch" else None
         return rule(context) if rule is not None else scheme.build(context)
 
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[tuple[_RequestStream, int]]:
