@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -45,6 +46,7 @@ from service.engine.schemes.registry import (
     DEFAULT_KERAS_VERSION,
     KERAS_VERSIONS,
     REGISTRY,
+    Axes,
     AxisList,
     Number,
     Param,
@@ -187,6 +189,22 @@ def _exact_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return value if type(value) is int else checked
 
 
+def _axes_validator(param: Param) -> Any:
+    def check(value: Any) -> Any:
+        try:
+            return param.check(value)
+        except InitError as error:
+            raise PydanticCustomError("axes_type", error.message) from None
+
+    return check
+
+
+def _axes_schema(param: Param) -> dict[str, Any]:
+    axes: list[dict[str, Any]] = [{"type": "array", "items": {"type": "integer"}}]
+    axes.append({"type": "integer"} if param.type is Axes else {"type": "null"})
+    return {"anyOf": axes, "default": param.default, "description": param.doc}
+
+
 def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     kind: Any = param.type
     constraints: dict[str, Any] = {"description": param.doc}
@@ -205,8 +223,8 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
         return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)], default
     if kind is Number:
         return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)] | bool, default
-    if kind is AxisList:
-        return Annotated[list[int] | None, Field(**constraints)], default
+    if kind in (Axes, AxisList):  # one message for the union ("an integer or a list of integers"), the engine's
+        return Annotated[Any, PlainValidator(_axes_validator(param)), WithJsonSchema(_axes_schema(param))], default
     return Annotated[kind, Field(**constraints)], default
 
 
