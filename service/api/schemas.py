@@ -189,26 +189,34 @@ def _exact_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return value if type(value) is int else checked
 
 
-def _axes_validator(param: Param) -> Any:
+def _engine_validator(param: Param) -> Any:
     def check(value: Any) -> Any:
         try:
-            return param.check(value)
+            checked = param.check(value)
         except InitError as error:
-            raise PydanticCustomError("axes_type", error.message) from None
+            raise PydanticCustomError("param_type", error.message) from None
+        # A number keeps an integer as given, as _exact_integer does: an int64 constant needs every digit.
+        return value if type(value) is int else checked
 
     return check
 
 
-def _axes_schema(param: Param) -> dict[str, Any]:
-    axes: list[dict[str, Any]] = [{"type": "array", "items": {"type": "integer"}}]
-    axes.append({"type": "integer"} if param.type is Axes else {"type": "null"})
-    return {"anyOf": axes, "default": param.default, "description": param.doc}
+def _union_schema(param: Param) -> dict[str, Any]:
+    members: dict[Any, list[dict[str, Any]]] = {
+        Number: [{"type": "number"}, {"type": "boolean"}],
+        Axes: [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}],
+        AxisList: [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}],
+    }
+    schema: dict[str, Any] = {"anyOf": members[param.type], "description": param.doc}
+    if not param.required:
+        schema["default"] = param.default
+    return schema
 
 
 def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     kind: Any = param.type
     constraints: dict[str, Any] = {"description": param.doc}
-    if kind in (float, Number):
+    if kind is float:
         constraints["allow_inf_nan"] = False
     if param.choices:
         # In the schema only: the framework's own message refuses the others (and some compare case-insensitively).
@@ -221,10 +229,8 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     default = ... if param.required else param.default
     if kind is float:  # the range checked on the number, then the integer kept (the schema stays a number's)
         return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)], default
-    if kind is Number:
-        return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)] | bool, default
-    if kind in (Axes, AxisList):  # one message for the union ("an integer or a list of integers"), the engine's
-        return Annotated[Any, PlainValidator(_axes_validator(param)), WithJsonSchema(_axes_schema(param))], default
+    if kind in (Number, Axes, AxisList):  # unions checked by the engine's rule, with one message for the whole union
+        return Annotated[Any, PlainValidator(_engine_validator(param)), WithJsonSchema(_union_schema(param))], default
     return Annotated[kind, Field(**constraints)], default
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pytest
 
 KERAS_MODEL = {"framework": "keras", "layers": ["multihead_attention(64, 4)", "layernorm(64)", "linear(64, 128)"]}
@@ -117,3 +118,17 @@ def test_the_get_form_reads_axes_and_booleans_as_the_post_form(client):
         "/init", json={"shape": [2], "scheme": "torch.constant", "val": True, "seed": 1, "format": "json"}
     )
     assert ones.json()["data"] == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("val", [0, True, 2**70, -1.5])
+def test_a_number_or_boolean_parameter_is_served(client, val):
+    """torch.constant's val may be a boolean; a large integer is a float for a float tensor (it was a 500: an
+    integer beyond 64 bits in the metadata) and exact for an int64 buffer."""
+    response = client.post(
+        "/init", json={"shape": [2], "scheme": "torch.constant", "val": val, "seed": 1, "format": "json"}
+    )
+    assert response.status_code == 200, response.text
+    assert np.array_equal(np.array(response.json()["data"], dtype=np.float32), np.full(2, val, dtype=np.float32))
+    exact = {"shape": [], "scheme": "torch.constant", "val": 2**62 + 1, "dtype": "int64"}
+    buffer = client.post("/init", json={"seed": 1, "format": "json", "tensors": {"n": exact}}).json()
+    assert buffer["tensors"]["n"]["data"] == [2**62 + 1]

@@ -142,3 +142,23 @@ def test_keras_315_multi_head_attention_kernels_have_their_real_fans():
     # The default (3.14) keeps the fans read off the shape, and its bits.
     old = expand(["multihead_attention(64, 4)"], "keras")["multi_head_attention/query/kernel"]
     assert (old.scheme, make_plan(old.request(1, "q")).fans) == ("glorot_uniform", {"fan_in": 256, "fan_out": 1024})
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "a", "b"), [(0.0, 1.0, 40.0, 41.0), (0.0, 1.0, -41.0, -40.0), (1.0, -2.0, 90.0, 1e6)]
+)
+def test_far_tail_truncated_normal_is_sampled_exactly(mean, std, a, b):
+    """Where Phi(b) - Phi(a) underflows float64 the bare name refuses (its bytes are pinned), torch.* samples by
+    exponential rejection: the law of scipy's truncnorm, any slice on its own."""
+    stats = pytest.importorskip("scipy.stats")
+    assert "underflows" in refused("trunc_normal", (4, 5), mean=mean, std=abs(std), a=a, b=b).message
+    p = plan("torch.trunc_normal", (200, 200), mean=mean, std=std, a=a, b=b)
+    values = p.values()
+    assert a <= values.min() and values.max() <= b
+    law = stats.truncnorm((a - mean) / abs(std), (b - mean) / abs(std), loc=mean, scale=abs(std))
+    assert stats.kstest(values, law.cdf).pvalue > 1e-4
+    assert p.distribution.moments().mean == pytest.approx(law.mean(), abs=1e-9)
+    assert np.array_equal(p.values(1234, 5678), values[1234:5678])
+    assert stats.kstest(values, lambda x: p.distribution.cdf(np.asarray(x))).pvalue > 1e-4
+    j = plan("jax.truncated_normal", (50, 40), stddev=0.5, lower=40.0, upper=41.0).values()
+    assert j.min() >= 20.0 and j.max() <= 20.5

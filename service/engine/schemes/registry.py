@@ -98,7 +98,7 @@ class Param:
             limit = getattr(self, bound)
             if limit is not None and not holds(value, limit):
                 raise InitError(self.name, f"{self.name} must be {words} {limit}, got {value}")
-        return float(value) if self.type is float else value
+        return float(value) if self.type in (float, Number) else value
 
     def _check_axes(self, value: Any) -> Any:
         def is_axis(item: Any) -> bool:
@@ -396,7 +396,7 @@ def _jax_truncated_normal(c: Context) -> Built:
     if stddev == 0:
         return Built(d.Constant(0.0))
     a, b = sorted((stddev * lower, stddev * upper))
-    return Built(d.TruncatedNormal(0.0, abs(stddev), a, b))
+    return Built(d.truncated_normal(0.0, abs(stddev), a, b))
 
 
 # ---- plain and structured schemes --------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def _torch_trunc_normal(c: Context) -> Built:
     """torch's trunc_normal_: any std but 0 (it divides by it), and a == b gives a everywhere."""
     if c["std"] == 0:
         raise InitError("std", "trunc_normal_ divides by std: it must not be 0 (torch raises ZeroDivisionError)")
-    return Built(d.TruncatedNormal(c["mean"], c["std"], c["a"], c["b"]))
+    return Built(d.truncated_normal(c["mean"], c["std"], c["a"], c["b"]))
 
 
 def _keras_truncated_normal(c: Context) -> Built:
