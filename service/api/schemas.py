@@ -234,8 +234,18 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     return Annotated[kind, Field(**constraints)], default
 
 
+# A framework-namespaced scheme takes zero-size dimensions, as the framework does (the empty tensor); bare names
+# keep refusing them.
+EmptyShape = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 0 (0: the empty tensor, as the framework)"),
+]
+
+
 def _model(scheme: Scheme, base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
     fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
+    if scheme.namespaced and "shape" in base.model_fields:
+        fields["shape"] = (EmptyShape, ...)
     fields.update({p.name: _param_field(p, examples) for p in scheme.params})
     title = "".join(part.title() for part in scheme.name.replace(".", "_").split("_"))
     return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)

@@ -173,7 +173,7 @@ class RandomTensor(ModelTensor):
         # instead of living as long as the model's list of tensors.
         plan = dataclasses.replace(self.plan)
         row = math.prod(self.shape[1:])
-        for first in range(0, self.numel, chunk_elements):
+        for first in range(0, max(self.numel, 1), chunk_elements):  # one empty chunk for an empty tensor
             last = min(first + chunk_elements, self.numel)
             values = plan.generate(first, last)
             hits = [f for f in self.fill_rows if max(f.start * row, first) < min(f.stop * row, last)]

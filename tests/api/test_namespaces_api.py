@@ -5,9 +5,11 @@ existed)."""
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import pytest
+from safetensors import numpy as safetensors_numpy
 
 KERAS_MODEL = {"framework": "keras", "layers": ["multihead_attention(64, 4)", "layernorm(64)", "linear(64, 128)"]}
 # sha-256 of the body and the ETag, from the commit before keras_version (2d18203): the default is 3.14's.
@@ -132,3 +134,71 @@ def test_a_number_or_boolean_parameter_is_served(client, val):
     exact = {"shape": [], "scheme": "torch.constant", "val": 2**62 + 1, "dtype": "int64"}
     buffer = client.post("/init", json={"seed": 1, "format": "json", "tensors": {"n": exact}}).json()
     assert buffer["tensors"]["n"]["data"] == [2**62 + 1]
+
+
+@pytest.fixture(scope="module", params=[1 << 40, 1], ids=["buffered", "streamed"])
+def either(request: pytest.FixtureRequest):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    return TestClient(create_app(Settings(stream_threshold_bytes=request.param)), raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [
+        "torch.kaiming_uniform",
+        "torch.xavier_normal",
+        "torch.orthogonal",
+        "keras.he_normal",
+        "jax.orthogonal",
+        "torch.sparse",
+    ],
+)
+@pytest.mark.parametrize("fmt", ["json", "npy", "safetensors"])
+def test_zero_size_dimensions_give_the_empty_tensor_as_the_frameworks(either, scheme, fmt):
+    params = {"sparsity": 0.5} if scheme == "torch.sparse" else {}
+    response = either.post("/init", json={"shape": [0, 5], "scheme": scheme, "seed": 1, "format": fmt, **params})
+    assert response.status_code == 200, response.text
+    if fmt == "json":
+        document = response.json()
+        assert (document["data"], document["shape"]) == ([], [0, 5])
+        assert document["warning"] == "Initializing zero-element tensors is a no-op"
+    elif fmt == "npy":
+        assert np.load(io.BytesIO(response.content)).shape == (0, 5)
+    else:
+        assert safetensors_numpy.load(response.content)["weight"].shape == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "needle"),
+    [
+        ({"shape": [0, 0], "scheme": "torch.xavier_uniform"}, ["body", "shape"], "ZeroDivisionError"),
+        ({"shape": [3, 0], "scheme": "jax.he_normal"}, ["body", "shape"], "ZeroDivisionError"),
+        ({"shape": [0, 5], "scheme": "kaiming_uniform"}, ["body", "shape", 0], "greater than or equal to 1"),
+    ],
+)
+def test_zero_size_refusals(client, body, loc, needle):
+    detail = client.post("/init", json={**body, "seed": 1}).json()["detail"][0]
+    assert detail["loc"] == loc and needle in detail["msg"], detail
+    stats = client.post("/stats", json={"shape": [0, 5], "scheme": "torch.normal", "seed": 1})
+    assert stats.status_code == 422 and "at least one element" in stats.json()["detail"][0]["msg"]
+
+
+def test_an_empty_tensor_draws_nothing_under_the_torch_rng(client):
+    """torch.manual_seed(7); normal_ on [3, 4]; kaiming_normal_ on [0, 4] (a no-op); uniform_ on [5]."""
+    torch = pytest.importorskip("torch")
+    tensors = {
+        "a": {"shape": [3, 4], "scheme": "torch.normal"},
+        "e": {"shape": [0, 4], "scheme": "torch.kaiming_normal"},
+        "b": {"shape": [5], "scheme": "torch.uniform"},
+    }
+    body = {"seed": 7, "rng": "torch-2.13", "format": "npz", "tensors": tensors}
+    ours = np.load(io.BytesIO(client.post("/init", json=body).content))
+    torch.manual_seed(7)
+    a = torch.empty(3, 4).normal_()
+    torch.empty(0, 4)  # kaiming_normal_ on it returns before drawing
+    b = torch.empty(5).uniform_()
+    assert np.array_equal(ours["a"], a.numpy()) and np.array_equal(ours["b"], b.numpy()) and ours["e"].shape == (0, 4)

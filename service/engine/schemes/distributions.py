@@ -736,7 +736,7 @@ class Sparse(Distribution):
         return 2 * 8 * total + 2 * 8 * _SPARSE_SLAB_ELEMENTS + Normal(0.0, self.std).scratch_bytes(total)
 
     def moments(self) -> Moments:
-        kept = 1.0 - self.zeros_per_column / self.rows
+        kept = 1.0 - self.zeros_per_column / self.rows if self.rows else 1.0  # no rows: an empty tensor
         return Moments(0.0, kept * self.std * self.std, None, None)
 
     def max_abs(self) -> float:

@@ -155,6 +155,11 @@ class Scheme:
     integer: bool = False
 
     @property
+    def namespaced(self) -> bool:
+        """Named <framework>.<name>: the framework's semantics, zero-size dimensions included."""
+        return "." in self.name
+
+    @property
     def default_layout(self) -> Layout:
         return "torch" if self.family == "torch" else "keras"
 
@@ -224,9 +229,16 @@ def _kaiming(distribution: str) -> Callable[[Context], Built]:
 
 def _xavier(distribution: str) -> Callable[[Context], Built]:
     def build(c: Context) -> Built:
+        check_xavier_fans(c)
         return variance_scaling(c["gain"] * c["gain"], "fan_avg", distribution, c.fans, c["gain"])
 
     return build
+
+
+def check_xavier_fans(c: Context) -> None:
+    """torch's xavier divides by fan_in + fan_out: a zero-size shape whose fans are both 0 raises."""
+    if c.fans.fan_in + c.fans.fan_out == 0:
+        raise InitError("shape", f"xavier on {list(c.shape)}: fan_in + fan_out is 0 (torch raises ZeroDivisionError)")
 
 
 def _keras_fixed(scale: float, mode: str, distribution: str) -> Callable[[Context], Built]:
@@ -336,6 +348,11 @@ def _jax_fans(c: Context) -> Fans:
     in_size = _jax_size("in_axis", in_axis, c.shape)
     out_size = _jax_size("out_axis", out_axis, c.shape)
     batch_size = _jax_size("batch_axis", batch_axis, c.shape)
+    if in_size * out_size * batch_size == 0:
+        raise InitError(
+            "shape",
+            f"JAX divides prod(shape) by the in, out and batch sizes: one is 0 in {list(c.shape)} (ZeroDivisionError)",
+        )
     receptive_field = math.prod(c.shape) / in_size / out_size / batch_size
     return _override(c.fans, _integral(in_size * receptive_field), _integral(out_size * receptive_field))
 

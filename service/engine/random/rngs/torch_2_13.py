@@ -27,7 +27,7 @@ from service.engine.random.torch213 import kernels
 from service.engine.random.torch213.generator import HALVES, Generator
 from service.engine.schemes import distributions as d
 from service.engine.schemes.gain import calculate_gain
-from service.engine.schemes.registry import Built, Context, Scheme
+from service.engine.schemes.registry import Built, Context, Scheme, check_xavier_fans
 
 TORCH_VERSION = "2.13.0"
 CPU_PATH = "ATen CPU kernels, AVX2 build (ATEN_CPU_CAPABILITY=avx2; avx512 gives the same bits)"
@@ -40,6 +40,7 @@ def _torch_fans(c: Context) -> tuple[int, int]:
 
 def _xavier(distribution: str) -> Any:
     def build(c: Context) -> Built:
+        check_xavier_fans(c)
         fan_in, fan_out = _torch_fans(c)
         gain = c["gain"]
         std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -191,6 +192,8 @@ class Torch213(Rng):
 
     def build(self, scheme: Scheme, context: Context) -> Built:
         rule = TORCH_BUILDS.get(scheme.name.removeprefix("torch.")) if scheme.family == "torch" else None
+        if 0 in context.shape:  # torch draws nothing for an empty tensor (kaiming returns before reading fans)
+            rule = None
         return rule(context) if rule is not None else scheme.build(context)
 
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[tuple[_RequestStream, int]]:
