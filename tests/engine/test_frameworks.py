@@ -274,3 +274,17 @@ def test_keras_315_multi_head_attention_recipe_is_keras_315s():
         assert (meta["fan_in"], meta["fan_out"]) == (64, 64) and meta["bound"] == pytest.approx(bound, rel=1e-12)
     old = expand(["multihead_attention(64, 4)"], "keras")[kernels[0]]  # without the version: 3.14's fans
     assert make_plan(old.request(0, "q")).metadata()["bound"] != pytest.approx(bounds[0])
+
+
+def test_keras_315_rule_with_framework_fans_reads_the_kernel_axes():
+    """A rule `he_uniform` with `"fans": "framework"` on MultiHeadAttention: Keras 3.15 hands the kernel's axes to
+    the initializer (bound sqrt(6 / 64)); the recipe under keras_version 3.15 does the same."""
+    inputs = keras.Input((10, 64))
+    with keras_ones() as stub:
+        keras.Model(inputs, keras.layers.MultiHeadAttention(4, 16, kernel_initializer="he_uniform")(inputs, inputs))
+    bound = next(args["maxval"] for kind, args in stub.calls if kind == "uniform")
+    rule = {"layer": "multihead_attention", "param": "weight", "scheme": "he_uniform", "fans": "framework"}
+    spec = expand(["multihead_attention(64, 4)"], "keras", [rule], keras_version="3.15")[
+        "multi_head_attention/query/kernel"
+    ]
+    assert make_plan(spec.request(0, "q", keras_version="3.15")).metadata()["bound"] == pytest.approx(bound, rel=1e-12)

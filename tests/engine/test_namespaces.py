@@ -162,3 +162,18 @@ def test_far_tail_truncated_normal_is_sampled_exactly(mean, std, a, b):
     assert stats.kstest(values, lambda x: p.distribution.cdf(np.asarray(x))).pvalue > 1e-4
     j = plan("jax.truncated_normal", (50, 40), stddev=0.5, lower=40.0, upper=41.0).values()
     assert j.min() >= 20.0 and j.max() <= 20.5
+
+
+def test_keras_315_rule_with_framework_fans_reads_the_kernel_axes():
+    rule = {"layer": "multihead_attention", "param": "weight", "scheme": "he_uniform", "fans": "framework"}
+    for version, fans in ((None, (None, None)), ("3.15", (64, 64))):
+        spec = expand(["multihead_attention(64, 4)"], "keras", [rule], keras_version=version)
+        assert (
+            spec["multi_head_attention/query/kernel"].fan_in,
+            spec["multi_head_attention/query/kernel"].fan_out,
+        ) == fans
+    out = expand(["multihead_attention(64, 4)"], "keras", [rule], keras_version="3.15")
+    assert (
+        out["multi_head_attention/attention_output/kernel"].fan_in,
+        out["multi_head_attention/attention_output/kernel"].fan_out,
+    ) == (64, 64)

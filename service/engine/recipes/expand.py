@@ -16,6 +16,7 @@ they say `"fans": "framework"`, which reads fans off the shape as the framework'
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from service.engine.errors import InitError, TooLargeError
 from service.engine.recipes.layer_args import bind
 from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, Framework, Init, LayerType, Step, Weight, get_layer
 from service.engine.recipes.syntax import LayerCall, parse_layer
-from service.engine.schemes.registry import DEFAULT_KERAS_VERSION, KERAS_VERSIONS, get_scheme
+from service.engine.schemes.registry import DEFAULT_KERAS_VERSION, KERAS_VARIANCE_SCALING, KERAS_VERSIONS, get_scheme
 
 MAX_LAYERS = 4096
 MAX_DEPTH = 32  # nesting of sequentials and composites
@@ -325,6 +326,10 @@ class _Expander:
             return self._default(layer, weight, weight.default, origin)
         self.ruled.add(self._name(layer, weight.name))
         fan_in, fan_out = weight.fans if rule.fans == "layer" and weight.fans else (None, None)
+        axes = self._keras_axes(weight.default)
+        if rule.fans == "framework" and axes and rule.scheme in KERAS_VARIANCE_SCALING:
+            # Keras 3.15's EinsumDense gives a variance-scaling kernel initializer its kernel's axes.
+            fan_in, fan_out = (math.prod(weight.shape[axis] for axis in side) for side in axes)
         return TensorSpec(
             shape=weight.shape,
             scheme=rule.scheme,
@@ -337,13 +342,18 @@ class _Expander:
             origin=origin,
         )
 
+    def _keras_axes(self, init: Init) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """The kernel's (input_axes, output_axes) where this Keras version initialises over them (3.15 on)."""
+        return init.keras_axes if self.framework == "keras" and self.keras_version >= "3.15" else None
+
     def _default(
         self, layer: _Layer, weight: Weight, init: Init, origin: Mapping[str, Any] | None = None
     ) -> TensorSpec:
         """`weight` initialised by the framework's own `init` (its default, or a step of PyTorch's construction)."""
         scheme, params = init.scheme, dict(init.params)
-        if self.framework == "keras" and init.keras_axes and self.keras_version >= "3.15":
-            input_axes, output_axes = init.keras_axes
+        axes = self._keras_axes(init)
+        if axes:
+            input_axes, output_axes = axes
             scheme = f"keras.{scheme}"
             params.update(input_axes=list(input_axes), output_axes=list(output_axes))
         return TensorSpec(

@@ -1049,6 +1049,12 @@ _TORCH_CHANGES: dict[str, dict[str, Any]] = {
         )
     },
 }
+# Keras's VarianceScaling subclasses (bare and keras.*): the initializers EinsumDense (Keras 3.15) hands its
+# kernel's input and output axes to.
+KERAS_VARIANCE_SCALING = frozenset(
+    {"variance_scaling", *(name for name, *_ in _KERAS_FIXED)}
+    | {f"keras.{s}" for s in ("variance_scaling", *(n for n, *_ in _KERAS_FIXED))}
+)
 ALL_SCHEMES: tuple[Scheme, ...] = (
     *SCHEMES,
     *(dataclasses.replace(_in(s.family, s), **_TORCH_CHANGES.get(s.name, {})) for s in SCHEMES if s.family != "keras"),
