@@ -242,20 +242,32 @@ EmptyShape = Annotated[
 ]
 
 
-def _model(scheme: Scheme, base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
-    fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
-    if scheme.namespaced and "shape" in base.model_fields:
+def _model(schemes: list[Scheme], base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
+    """One model for schemes with the same parameters (every bare scheme has its own)."""
+    first = schemes[0]
+    fields: dict[str, Any] = {"scheme": (Literal[tuple(s.name for s in schemes)], ...)}
+    if first.namespaced and "shape" in base.model_fields:
         fields["shape"] = (EmptyShape, ...)
-    fields.update({p.name: _param_field(p, examples) for p in scheme.params})
-    title = "".join(part.title() for part in scheme.name.replace(".", "_").split("_"))
-    return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
+    fields.update({p.name: _param_field(p, examples) for p in first.params})
+    title = "".join(part.title() for part in first.name.replace(".", "_").split("_"))
+    if len(schemes) == 1:
+        return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{first.formula}.", **fields)
+    doc = "; ".join(f"{s.name}: {s.formula}" for s in schemes)
+    return create_model(f"{title}Family{suffix}", __base__=base, __doc__=f"{doc}.", **fields)
 
 
 def scheme_union(base: type[BaseModel], suffix: str, examples: bool = True) -> Any:
-    """One strict model per scheme on `base` (its parameters with their types and ranges), discriminated by
-    `scheme`. `examples=False` leaves out the allowed values as OpenAPI examples: nested in many-tensor requests
-    they would multiply the explicit examples a fuzzer combines, for no new information."""
-    members = tuple(_model(s, base, suffix, examples) for s in ALL_SCHEMES)
+    """Strict models on `base` (the parameters with their types and ranges), discriminated by `scheme`: one per
+    bare scheme, one per parameter list among the namespaced ones (`jax.he_normal` and nine others share theirs),
+    which keeps the schema (and the app's start) from growing with every name. `examples=False` leaves out the
+    allowed values as OpenAPI examples: nested in many-tensor requests they would multiply the explicit examples a
+    fuzzer combines, for no new information."""
+    namespaced: dict[str, list[Scheme]] = {}
+    for scheme in ALL_SCHEMES:
+        if scheme.namespaced:
+            namespaced.setdefault(repr(scheme.params), []).append(scheme)
+    groups = [*([s] for s in ALL_SCHEMES if not s.namespaced), *namespaced.values()]
+    members = tuple(_model(group, base, suffix, examples) for group in groups)
     return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
 
 
