@@ -23,6 +23,7 @@ CASES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:mean is more than 2 std")
 @pytest.mark.parametrize(("name", "params", "shape"), CASES, ids=lambda c: str(c))
 def test_torch_namespace_is_torch(name, params, shape):
     seed = 11
