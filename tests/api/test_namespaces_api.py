@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from safetensors import numpy as safetensors_numpy
 
+from service.engine.schemes.registry import ALL_SCHEMES
+
 KERAS_MODEL = {"framework": "keras", "layers": ["multihead_attention(64, 4)", "layernorm(64)", "linear(64, 128)"]}
 # sha-256 of the body and the ETag, from the commit before keras_version (2d18203): the default is 3.14's.
 BEFORE = {
@@ -202,3 +204,16 @@ def test_an_empty_tensor_draws_nothing_under_the_torch_rng(client):
     torch.empty(0, 4)  # kaiming_normal_ on it returns before drawing
     b = torch.empty(5).uniform_()
     assert np.array_equal(ours["a"], a.numpy()) and np.array_equal(ours["b"], b.numpy()) and ours["e"].shape == (0, 4)
+
+
+@pytest.mark.parametrize("scheme", [s for s in ALL_SCHEMES if s.namespaced], ids=lambda s: s.name)
+def test_every_namespaced_scheme_answers_an_all_zero_shape_without_a_server_error(client, scheme):
+    """The fuzzer's find: keras.orthogonal on [0, 0, ...] divided by max(rows, cols) = 0 in /stats (a 500)."""
+    params = {k: v for k, v in scheme.example.items() if k != "shape"}
+    shape = [0] * max(len(scheme.example["shape"]), 3)
+    init = client.post("/init", json={"shape": shape, "scheme": scheme.name, "seed": 7, "format": "json", **params})
+    assert init.status_code in (200, 422), init.text
+    if init.status_code == 200:
+        assert init.json()["data"] == []
+    stats = client.post("/stats", json={"shape": shape, "scheme": scheme.name, "seed": 7, **params})
+    assert stats.status_code == 422, stats.text

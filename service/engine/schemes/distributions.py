@@ -517,6 +517,8 @@ class Constant(Distribution):
 
 def _fixed_values_moments(count: int, value: float, total: int) -> Moments:
     """Moments of a tensor holding `count` entries equal to `value` and zeros elsewhere."""
+    if not total:  # an empty tensor
+        return Moments(0.0, 0.0, min(0.0, value), max(0.0, value))
     mean = value * count / total
     variance = max(value * value * count / total - mean * mean, 0.0)
     return Moments(mean, variance, min(0.0, value), max(0.0, value))
@@ -642,7 +644,7 @@ class Orthogonal(Distribution):
 
     def moments(self) -> Moments:
         bound = abs(self.gain)
-        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols), -bound, bound)
+        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols, 1), -bound, bound)
 
     def max_abs(self) -> float:
         return abs(self.gain)
@@ -684,10 +686,10 @@ class DeltaOrthogonal(AxisOrthogonal):
         return out.reshape(-1)
 
     def moments(self) -> Moments:
-        count = math.prod(self.kernel)
+        count = max(math.prod(self.kernel), 1)
         # The centre tap's entries have mean square gain^2 / max(rows, cols); the other taps are 0.
         bound = abs(self.gain)
-        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols) / count, -bound, bound)
+        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols, 1) / count, -bound, bound)
 
     def scratch_bytes(self, elements: int) -> int:
         return super().scratch_bytes(elements) + 8 * self.rows * self.cols * math.prod(self.kernel)

@@ -384,7 +384,8 @@ def _jax_orthogonal(c: Context) -> Built:
     _need_rank(c, tuple(range(2, 9)), "orthogonal initializer requires at least a 2D shape")
     _check_axis("column_axis", c["column_axis"], c.shape)
     cols = c.shape[c["column_axis"]]
-    return Built(d.AxisOrthogonal(c["scale"], math.prod(c.shape) // cols, cols, c.shape, c["column_axis"]), c["scale"])
+    rows = math.prod(c.shape) // cols if cols else 0  # JAX returns zeros for a zero-size shape
+    return Built(d.AxisOrthogonal(c["scale"], rows, cols, c.shape, c["column_axis"]), c["scale"])
 
 
 def _jax_delta_orthogonal(c: Context) -> Built:
@@ -394,9 +395,8 @@ def _jax_delta_orthogonal(c: Context) -> Built:
     matrix = c.shape[-2:]
     _check_axis("column_axis", c["column_axis"], matrix)
     cols = matrix[c["column_axis"]]
-    orthogonal = d.DeltaOrthogonal(
-        c["scale"], math.prod(matrix) // cols, cols, matrix, c["column_axis"], kernel=c.shape[:-2]
-    )
+    rows = math.prod(matrix) // cols if cols else 0
+    orthogonal = d.DeltaOrthogonal(c["scale"], rows, cols, matrix, c["column_axis"], kernel=c.shape[:-2])
     return Built(orthogonal, c["scale"])
 
 
