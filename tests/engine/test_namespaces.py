@@ -177,3 +177,13 @@ def test_keras_315_rule_with_framework_fans_reads_the_kernel_axes():
         out["multi_head_attention/attention_output/kernel"].fan_in,
         out["multi_head_attention/attention_output/kernel"].fan_out,
     ) == (64, 64)
+
+
+def test_namespaced_edge_cases_under_philox_v2():
+    w = plan("jax.delta_orthogonal", (3, 3, 4, 8), rng="philox-v2").tensor().astype(np.float64)
+    assert np.allclose(w[1, 1] @ w[1, 1].T, np.eye(4), atol=1e-5) and np.count_nonzero(w) == 32
+    w = plan("jax.orthogonal", (4, 5), rng="philox-v2", column_axis=0).tensor().astype(np.float64)
+    assert np.allclose(w @ w.T, np.eye(4), atol=1e-5)
+    assert np.all(plan("torch.trunc_normal", (4, 5), rng="philox-v2", a=0.5, b=0.5).tensor() == 0.5)
+    w = plan("torch.trunc_normal", (100, 100), rng="philox-v2", std=-1.0).tensor()
+    assert w.min() >= -2 and w.max() <= 2 and abs(float(w.std()) - 0.8796) < 0.02
