@@ -8,8 +8,9 @@ Starts `initserve serve` (the production command, bench/serving.py) with the set
 measurement), reads its idle RSS and resets its peak (clear_refs), then runs a closed loop (bench/loadgen.py):
 `--concurrency` keep-alive connections, one request in flight on each, for `--seconds`, each request drawn from a
 weighted mix (`kinds`): cache hits and misses, JSON, orthogonal, a tensor just under the streaming threshold,
-streamed medium and near-limit tensors, near-limit JSON, /stats, GET with If-None-Match, a model recipe, and
-bad requests that must get their 4xx. Seeds differ per request, so almost everything is really generated.
+streamed medium and near-limit tensors, near-limit JSON, /stats, GET with If-None-Match, a model recipe,
+checkpoint files under /hub (a 1 MiB range of a 1.1B model's weights, its config.json), and bad requests that
+must get their 4xx. Seeds differ per request, so almost everything is really generated.
 
 Why these settings: one worker, so the process whose memory is read is the one serving everything; a 256 MiB
 memory budget (not the default 1 GiB), which 64 clients asking for streamed and near-limit tensors at once
@@ -104,6 +105,10 @@ SEED_BASE = 1_000_000  # per-request seeds: far from the few the cached and 304 
 HIT_SEEDS = (1, 2, 3, 4)
 ETAG_SEED = 7
 RECIPE = {"framework": "torch", "layers": ["linear(784, 256)", "relu", "linear(256, 10)"]}
+# Checkpoint files under /hub (docs/transformers.md): a 1.1B model's weights (2.2 GB bfloat16, one file) and a 7B
+# model's first shard (5 GB), seeds in turn, so that each request plans a repository anew.
+HUB_1B = "/hub/initserve/tinyllama-1.1b-seed{seed}/resolve/main/model.safetensors"
+HUB_7B_SHARD = "/hub/initserve/llama-2-7b-seed{seed}/resolve/main/model-00001-of-00003.safetensors"
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,22 @@ def kinds(host: str, etag: str) -> list[Kind]:
             lambda i: init({"seed": seed(i), "model": RECIPE}),
         ),
         Kind(
+            "hub_range",
+            2,
+            f"GET {HUB_1B.format(seed='N')} with Range: 1 MiB from the middle (206, streamed)",
+            frozenset({206}),
+            busy,
+            lambda i: loadgen.get(HUB_1B.format(seed=seed(i)), host, {"Range": "bytes=1000000000-1001048575"}),
+        ),
+        Kind(
+            "hub_config",
+            1,
+            "GET /hub/initserve/tinyllama-1.1b-seedN/resolve/main/config.json",
+            ok,
+            False,
+            lambda i: loadgen.get(HUB_1B.format(seed=seed(i)).replace("model.safetensors", "config.json"), host),
+        ),
+        Kind(
             "bad_json",
             1,
             "POST /init with a truncated JSON body",
@@ -286,6 +307,7 @@ def mix_warm_up(host: str) -> list[bytes]:
         small({"scheme": "he_uniform", "format": "json"}),
         loadgen.post("/stats", orjson.dumps({"shape": [64, 64], "scheme": "kaiming_normal", "seed": 3}), host),
         loadgen.post("/init", orjson.dumps({"seed": 3, "model": RECIPE}), host),
+        loadgen.get(HUB_1B.format(seed=3).replace("model.safetensors", "config.json"), host),
         loadgen.get(_get_path(), host),
     ]
 
@@ -662,6 +684,13 @@ def scenarios() -> dict[str, Scenario]:
 
     answered = frozenset({200, 400, 413, 422})  # the element's value, or a clear refusal; never a crash
 
+    def hub_shards(host: str) -> list[Kind]:
+        request = f"GET {HUB_7B_SHARD.format(seed='N')} (a 7B model's 5 GB shard, streamed); never drained"
+        path = HUB_7B_SHARD.format
+        return [
+            Kind("hub_7b_shard", 1, request, frozenset({200}), True, lambda i: loadgen.get(path(seed=i), host), True)
+        ]
+
     def crash_get(host: str) -> list[Kind]:
         return [Kind("crash_get", 1, f"GET {CRASH_GET}", answered, False, lambda i: loadgen.get(CRASH_GET, host))]
 
@@ -706,6 +735,12 @@ def scenarios() -> dict[str, Scenario]:
             clients=4,
         ),
         Scenario(
+            "hub_nonreaders",
+            "issue 14: 64 clients that each start downloading a 7B model's 5 GB shard under /hub and never read",
+            hub_shards,
+            holders=64,
+        ),
+        Scenario(
             "crash",
             "item 1: one GET slicing an element index >= 2^63-1024 segfaulted the server, killing every request in "
             "flight; sent once, 1 s in",
@@ -744,6 +779,7 @@ def adversarial_warm_up(host: str) -> list[bytes]:
         small("/init", {"shape": [64, 64], "scheme": "orthogonal"}),
         small("/stats", {"shape": [64, 64], "scheme": "orthogonal"}),
         small("/init", {"model": {"layers": ["linear(1, 1)"], "rules": [{"layer": "absent", "scheme": "zeros"}]}}),
+        loadgen.get("/hub/initserve/tiny-llama-seed3/resolve/main/model.safetensors", host),
     ]
 
 

@@ -1,4 +1,5 @@
-"""The `initserve` command: serve the API, write a tensor to a file without a server, export the OpenAPI spec."""
+"""The `initserve` command: serve the API, write a tensor or a transformers checkpoint without a server, export the
+OpenAPI spec."""
 
 from __future__ import annotations
 
@@ -62,6 +63,25 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=tuple(holding(True)), help="default: from the output file's extension, else safetensors"
     )
     generate.add_argument("-o", "--output", type=Path, required=True)
+
+    checkpoint = commands.add_parser(
+        "checkpoint",
+        help="write a transformers checkpoint directory (config.json and safetensors shards) for a config.json",
+    )
+    checkpoint.add_argument("--config", type=Path, required=True, help="the model's config.json")
+    checkpoint.add_argument("--seed", type=int, required=True)
+    checkpoint.add_argument("--architecture", help="the head class (default: the config's architectures[0])")
+    checkpoint.add_argument("--dtype", help="default: the config's dtype (or torch_dtype), else float32")
+    checkpoint.add_argument("--rng", default="philox-v2", help="the random algorithm (default: philox-v2)")
+    checkpoint.add_argument("--rules", type=Path, help="a JSON file: a list of rules, as model.rules")
+    checkpoint.add_argument("--shard-size", default=None, help="largest shard, e.g. 5GB (the default) or 500MB")
+    where = checkpoint.add_mutually_exclusive_group(required=True)
+    where.add_argument("-o", "--output", type=Path, help="the directory")
+    where.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="print the HF_ENDPOINT under which an initserve at URL serves this checkpoint as repo initserve/custom",
+    )
 
     kernels = commands.add_parser(
         "kernels", help="compile the engine's numba kernels into a directory, for INITSERVE_KERNEL_CACHE (image build)"
@@ -140,6 +160,50 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"wrote {args.output} ({fmt.name}, {list(tensor.shape)} {tensor.dtype.name}, {etag(bundle, fmt)})")
 
 
+# No HTTP element limits here: a checkpoint of any size streams to disk tensor by tensor. Bounded only so that a
+# config with absurdly many layers is refused rather than expanded.
+CHECKPOINT_MAX_TENSORS = 1 << 20
+
+
+def _checkpoint(args: argparse.Namespace) -> None:
+    """The transformers model a POST /init model request would expand, written as a Hub checkpoint directory."""
+    from service import checkpoint
+    from service.api import admission
+    from service.api.schemas import ModelInit, TransformersRecipe
+
+    def read_json(path: Path, what: str) -> Any:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise InitError(what, f"cannot read {path} as JSON: {error}") from None
+
+    model: dict[str, Any] = {"framework": "transformers", "config": read_json(args.config, "config")}
+    if args.architecture:
+        model["architecture"] = args.architecture
+    if args.dtype:
+        model["dtype"] = args.dtype
+    if args.rules:
+        model["rules"] = read_json(args.rules, "rules")
+    raw = {"seed": args.seed, "rng": args.rng, "model": model}
+    body = ModelInit.model_validate(raw)
+    assert isinstance(body.model, TransformersRecipe)
+    expanded = admission.transformers_model(body.model, body.rng, CHECKPOINT_MAX_TENSORS)
+    max_bytes = checkpoint.parse_size(args.shard_size or checkpoint.DEFAULT_SHARD_SIZE)
+    if args.endpoint:
+        from service.hub import encode_spec
+
+        spec = encode_spec({**raw, **({"shard_size": args.shard_size} if args.shard_size else {})})
+        print(f"{args.endpoint.rstrip('/')}/hub/{spec}")
+        return
+    planned = checkpoint.plan_checkpoint(expanded, args.seed, body.rng, max_bytes)
+    written = checkpoint.write_directory(planned, args.output, admission.fill_elements())
+    total = sum(written.values())
+    print(
+        f"wrote {args.output} ({expanded.architecture}, {len(expanded.specs)} tensors, {expanded.dtype}, "
+        f"{len(written)} files, {checkpoint.human(total)})"
+    )
+
+
 def openapi_text() -> str:
     from service.app import create_app
 
@@ -153,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             _serve(args)
         elif args.command == "generate":
             _generate(args)
+        elif args.command == "checkpoint":
+            _checkpoint(args)
         elif args.command == "kernels":
             startup.build(args.directory, args.target)
         else:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     max_stats_elements: int = Field(1 << 26, ge=1, description="largest tensor (elements) /stats will analyse")
     max_request_elements: int = Field(1 << 29, ge=1, description="largest request (elements over all its tensors)")
     max_json_request_elements: int = Field(1 << 23, ge=1, description="largest JSON request (elements, all tensors)")
+    max_file_bytes: int = Field(
+        16 << 30, ge=1, description="largest checkpoint file served under /hub (bytes), streamed whatever its size"
+    )
     memory_budget_bytes: int = Field(
         2 << 30, ge=1 << 20, description="bytes of tensor data being generated at once, across requests"
     )

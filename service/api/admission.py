@@ -30,15 +30,16 @@ import anyio
 
 from service import __version__
 from service.api.budget import BudgetBusyError
-from service.api.schemas import InitFields, ModelInit, SingleFields, TensorsInit
+from service.api.schemas import InitFields, ModelInit, SingleFields, TensorsInit, TransformersRecipe
 from service.api.seeds import seed_of
 from service.engine import parallel
-from service.engine.bundle import ModelRequest, ModelTensor, check_size, plan_model
+from service.engine.bundle import MAX_TENSORS, ModelRequest, ModelTensor, check_size, plan_model
 from service.engine.errors import InitError, TooLargeError
 from service.engine.plan import Plan, make_plan
-from service.engine.random.registry import get_rng
+from service.engine.random.registry import DEFAULT_RNG, get_rng
 from service.engine.recipes.expand import expand_ordered
 from service.engine.recipes.layers import CONTAINER
+from service.engine.recipes.transformers import TransformersModel, expand_transformers
 from service.engine.region import MAX_ADDRESSABLE, Region
 from service.engine.schemes.distributions import RUN_OVERHEAD
 from service.formats import Bundle, Format
@@ -142,6 +143,10 @@ def admit_many(
         meta["keras_version"] = body.keras_version
     if isinstance(body, TensorsInit):
         request = body.to_engine(seed)
+    elif isinstance(body.model, TransformersRecipe):
+        model = transformers_model(body.model, body.rng)
+        meta.update(model.metadata())
+        request = ModelRequest(seed, model.specs, body.rng)
     else:
         recipe = body.model
         rules = [rule.to_engine() for rule in recipe.rules]
@@ -161,6 +166,15 @@ def admit_many(
         # Each tensor's bits depend on every draw before it: the order is part of the response (and of its ETag).
         meta["draws"] = request.draw_order()
     return tensors, meta
+
+
+def transformers_model(recipe: TransformersRecipe, rng: str, max_tensors: int = MAX_TENSORS) -> TransformersModel:
+    """The engine's expansion of a transformers request (the API's and the CLI's). Only tensor-keyed rngs: a
+    request-keyed one would have to replay transformers' own draw order (construction, then _init_weights)."""
+    if get_rng(rng).keyed_by == "request":
+        raise InitError("rng", f"rng {rng!r} is keyed by request: transformers models take {DEFAULT_RNG}")
+    rules = [rule.to_engine() for rule in recipe.rules]
+    return expand_transformers(recipe.config, recipe.architecture, rules, recipe.dtype, max_tensors)
 
 
 def fill_elements() -> int:
@@ -189,8 +203,8 @@ def work(bundle: Bundle) -> int:
 
 def recipe_work(body: TensorsInit | ModelInit) -> int:
     """Layer entries x (rules + 1) of a model request (0 without a recipe): what its expansion costs."""
-    if not isinstance(body, ModelInit):
-        return 0
+    if not isinstance(body, ModelInit) or isinstance(body.model, TransformersRecipe):
+        return 0  # a transformers model's expansion is a few tensors per layer, its tensors bounded in number
     entries, pending = 0, list(body.model.layers)
     while pending:
         layer = pending.pop()
@@ -248,6 +262,8 @@ class Lanes:
     def __init__(self, settings: Settings) -> None:
         self.heavy_threads = anyio.CapacityLimiter(HEAVY_THREADS_PER_CORE * settings.threads)
         self.recipes = _Line(1, settings.budget_wait_seconds, "the expansion of large recipes", "model")
+        # The same for planning a checkpoint under /hub that is not planned yet (service/hub.py).
+        self.checkpoints = _Line(1, settings.budget_wait_seconds, "the planning of checkpoints", "repo_id")
 
     def job(self, elements: int) -> anyio.CapacityLimiter | None:
         """State this request's work to the engine's scheduler; the thread limiter for its work (None: the shared

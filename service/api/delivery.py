@@ -181,7 +181,7 @@ def buffered_body(bundle: Bundle, fmt: Format) -> bytes | memoryview:
 def streamed_body(bundle: Bundle, fmt: Format) -> tuple[int | None, Iterator[bytes | memoryview]]:
     """The body's length if known up front, and its parts as bytes, each generated when it is asked for."""
     length, parts = fmt.write(bundle, STREAM_CHUNK_ELEMENTS)
-    return length, _coalesced(parts, 4 * STREAM_CHUNK_ELEMENTS)
+    return length, coalesced(parts, 4 * STREAM_CHUNK_ELEMENTS)
 
 
 @dataclass(frozen=True)
@@ -290,7 +290,7 @@ def _record(bundle: Bundle) -> None:
         metrics.record_generation(scheme, elements, nbytes)
 
 
-def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes | memoryview]:
+def coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes | memoryview]:
     """The first part (the format's header: nothing generated yet), then consecutive parts joined into bytes until
     they reach `size`: every part streamed costs a thread hop, so a model of 4096 one-element tensors must not be
     thousands of hops. A tensor's chunk of `size` or more passes through uncopied, as a memoryview of its array

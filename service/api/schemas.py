@@ -39,6 +39,7 @@ from service.engine.plan import MAX_RANK, TensorRequest
 from service.engine.random.registry import DEFAULT_RNG, RNGS
 from service.engine.recipes.expand import FAN_SOURCES, MAX_LAYERS, MAX_RULES
 from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
+from service.engine.recipes.transformers import FRAMEWORK as TRANSFORMERS
 from service.engine.region import check_bounds
 from service.engine.schemes.fans import LAYOUTS
 from service.engine.schemes.registry import (
@@ -346,6 +347,36 @@ class Recipe(_Strict):
     dtype: Literal[tuple(DTYPES)] = "float32"  # type: ignore[valid-type]
 
 
+class TransformersRecipe(_Strict):
+    """A Hugging Face transformers model from its config.json: every parameter of the head class, with
+    transformers' names, shapes, tied weights and init (docs/transformers.md)."""
+
+    framework: Literal["transformers"]
+    config: dict[str, Any] = Field(description="the model's config.json (model_type and the fields it reads)")
+    architecture: Annotated[str, Field(max_length=128)] | None = Field(
+        None, description="the head class, e.g. LlamaForCausalLM; default: the config's architectures[0]"
+    )
+    rules: list[RuleRequest] = Field(default_factory=list, max_length=MAX_RULES)  # type: ignore[valid-type]
+    dtype: Literal[tuple(DTYPES)] | None = Field(  # type: ignore[valid-type]
+        None, description="default: the config's dtype (or torch_dtype), else float32"
+    )
+
+
+_RECIPE_TAGS = ("recipe", TRANSFORMERS)
+
+
+def _recipe_kind(model: Any) -> str:
+    """By `framework`, of a body (a dict) or of a validated model (when serialised: the cache's request key)."""
+    framework = model.get("framework") if isinstance(model, dict) else getattr(model, "framework", None)
+    return TRANSFORMERS if framework == TRANSFORMERS else "recipe"
+
+
+ModelRecipe = Annotated[
+    Union[Annotated[Recipe, Tag("recipe")], Annotated[TransformersRecipe, Tag(TRANSFORMERS)]],  # noqa: UP007
+    Discriminator(_recipe_kind),
+]
+
+
 class ManyFields(RequestFields):
     single: ClassVar[bool] = False
 
@@ -372,9 +403,9 @@ class TensorsInit(ManyFields):
 
 
 class ModelInit(ManyFields):
-    """A whole model from a recipe."""
+    """A whole model from a recipe, or a transformers config."""
 
-    model: Recipe
+    model: ModelRecipe
 
 
 # ---- POST /init's body: one tensor, many tensors, or a model ----
@@ -409,6 +440,8 @@ def strip_union_tags(loc: tuple[Any, ...] | list[Any]) -> tuple[list[Any], str |
     scheme = None
     if len(parts) >= 2 and parts[0] == "body" and parts[1] in _TAGS:
         del parts[1]
+        if parts[1:2] == [RECIPE] and len(parts) > 2 and parts[2] in _RECIPE_TAGS:
+            del parts[2]
         if parts[1:2] == [MANY] and len(parts) > 3 and parts[3] in REGISTRY:
             del parts[3]
         elif parts[1:3] == [RECIPE, "rules"] and len(parts) > 4 and parts[4] in REGISTRY:

@@ -134,8 +134,11 @@ class ModelTensor(ABC):
         return self.numel
 
     @abstractmethod
-    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
-        """The flat row-major values, as consecutive arrays of at most chunk_elements."""
+    def chunks(
+        self, chunk_elements: int = CHUNK_ELEMENTS, first: int = 0, last: int | None = None
+    ) -> Iterator[NDArray]:
+        """The flat row-major values [first, last) (default: all), as consecutive arrays of at most chunk_elements;
+        only those are generated (a byte range of a checkpoint file asks for a few)."""
 
     @abstractmethod
     def working_bytes(self, chunk_elements: int) -> int:
@@ -168,20 +171,24 @@ class RandomTensor(ModelTensor):
         self.dtype = plan.dtype
         self.machine_exact = plan.distribution.machine_exact
 
-    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
+    def chunks(
+        self, chunk_elements: int = CHUNK_ELEMENTS, first: int = 0, last: int | None = None
+    ) -> Iterator[NDArray]:
         # A fresh copy of the plan: a structured distribution's whole-matrix cache then dies with this generator
         # instead of living as long as the model's list of tensors.
         plan = dataclasses.replace(self.plan)
         row = math.prod(self.shape[1:])
-        for first in range(0, max(self.numel, 1), chunk_elements):  # one empty chunk for an empty tensor
-            last = min(first + chunk_elements, self.numel)
-            values = plan.generate(first, last)
-            hits = [f for f in self.fill_rows if max(f.start * row, first) < min(f.stop * row, last)]
+        end = self.numel if last is None else last
+        # One empty chunk for an empty tensor: every format writes its data from the first chunk.
+        for start in range(first, end if self.numel else first + 1, chunk_elements):
+            stop = min(start + chunk_elements, end)
+            values = plan.generate(start, stop)
+            hits = [f for f in self.fill_rows if max(f.start * row, start) < min(f.stop * row, stop)]
             if hits:
                 values = values.copy()  # float64 output can be a view of a structured plan's cached matrix
             for fill in hits:
-                lo, hi = max(fill.start * row, first), min(fill.stop * row, last)
-                values[lo - first : hi - first] = round_to(np.array([fill.value]), plan.dtype)[0]
+                lo, hi = max(fill.start * row, start), min(fill.stop * row, stop)
+                values[lo - start : hi - start] = round_to(np.array([fill.value]), plan.dtype)[0]
             yield values
 
     def working_bytes(self, chunk_elements: int) -> int:
@@ -221,9 +228,12 @@ class IntegerTensor(ModelTensor):
         self.dtype = INT64
         self.machine_exact = True
 
-    def chunks(self, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[NDArray]:
-        for first in range(0, self.numel, chunk_elements):
-            yield np.full(min(chunk_elements, self.numel - first), self.value, dtype=_INT64)
+    def chunks(
+        self, chunk_elements: int = CHUNK_ELEMENTS, first: int = 0, last: int | None = None
+    ) -> Iterator[NDArray]:
+        end = self.numel if last is None else last
+        for start in range(first, end, chunk_elements):
+            yield np.full(min(chunk_elements, end - start), self.value, dtype=_INT64)
 
     def working_bytes(self, chunk_elements: int) -> int:
         return 8 * min(chunk_elements, self.numel)

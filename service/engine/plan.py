@@ -132,7 +132,7 @@ class Plan:
         """Flat elements [start, stop) in the output dtype, as consecutive arrays of at most chunk_elements."""
         stop = self.numel if stop is None else stop
         # At least one chunk, empty for an empty tensor: every format writes its data from the first chunk.
-        for first in range(start, max(stop, start + 1), chunk_elements):
+        for first in range(start, stop if self.numel else start + 1, chunk_elements):
             yield self.generate(first, min(first + chunk_elements, stop))
 
     def tensor(self) -> NDArray:

@@ -13,9 +13,11 @@ class HeadMiddleware:
     def __init__(self, app: ASGIApp, own_head: Collection[str]) -> None:
         self.app = app
         self.own_head = frozenset(own_head)  # paths whose routes answer HEAD themselves
+        # ... and the prefixes of those that end in a path parameter (/hub/{rest:path})
+        self.own_prefixes = tuple(path.partition("{")[0] for path in own_head if "{" in path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD" or scope["path"] in self.own_head:
+        if scope["type"] != "http" or scope["method"] != "HEAD" or self._own(scope["path"]):
             await self.app(scope, receive, send)
             return
 
@@ -36,3 +38,6 @@ class HeadMiddleware:
             await self.app(scope, receive, headers_only)
         finally:
             scope["method"] = "HEAD"
+
+    def _own(self, path: str) -> bool:
+        return path in self.own_head or path.startswith(self.own_prefixes)

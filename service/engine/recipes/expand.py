@@ -96,6 +96,29 @@ def parse_rules(rules: Sequence[Mapping[str, Any]], where: str = "model.rules") 
     return parsed
 
 
+RuleIndex = dict[str, dict[str, Rule]]  # param pattern -> layer pattern -> the last rule with both
+
+
+def index_rules(rules: Sequence[Rule]) -> RuleIndex:
+    """A parameter's rule is then found by looking up its few names, not by testing every rule against every
+    parameter (rules x parameters x depth)."""
+    index: RuleIndex = {}
+    for rule in rules:
+        index.setdefault(rule.param, {})[rule.layer] = rule
+    return index
+
+
+def find_rule(index: RuleIndex, params: set[str], layers: set[str]) -> Rule | None:
+    """The last rule whose param pattern is one of `params` (a parameter's names) and whose layer pattern is one
+    of `layers` (its layer's names)."""
+    found: list[Rule] = []
+    for param in params:
+        by_layer = index.get(param)
+        if by_layer:
+            found.extend(by_layer[name] for name in layers & by_layer.keys())
+    return max(found, key=lambda rule: rule.index, default=None)
+
+
 @dataclass
 class _Layer:
     """One layer being expanded: its type and where it sits."""
@@ -120,11 +143,7 @@ class _Expander:
         self.ruled: set[str] = set()
         self.keras_names: Counter[str] = Counter()
         self.layers = 0
-        # param pattern -> layer pattern -> the last rule with both: a parameter's rule is then found by looking
-        # up its few names, not by testing every rule against every parameter (rules x parameters x depth).
-        self.rule_index: dict[str, dict[str, Rule]] = {}
-        for rule in rules:
-            self.rule_index.setdefault(rule.param, {})[rule.layer] = rule
+        self.rule_index = index_rules(rules)
 
     # ---- reading the request ----
 
@@ -307,12 +326,7 @@ class _Expander:
         if weight.role != "buffer":
             params.add("*")
         layers = {"*", layer.type.name, *layer.type.groups, *layer.ancestors, *layer.prefixes}
-        found: list[Rule] = []
-        for param in params:
-            by_layer = self.rule_index.get(param)
-            if by_layer:
-                found.extend(by_layer[name] for name in layers & by_layer.keys())
-        return max(found, key=lambda rule: rule.index, default=None)
+        return find_rule(self.rule_index, params, layers)
 
     def _spec(self, layer: _Layer, weight: Weight) -> TensorSpec:
         rule = self._rule(layer, weight)

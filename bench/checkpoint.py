@@ -1,0 +1,217 @@
+"""A ~1B-parameter transformers checkpoint: initserve through the Hub protocol versus transformers in-process.
+
+    .venv/bin/python -m bench.checkpoint [--model tinyllama-1.1b] [--dtype bfloat16] [--seed 0]
+
+Needs the `hf` extra (transformers, torch). Same config (a catalogue name, service/hub_configs/), same dtype on
+both sides, each client in a fresh interpreter (its import time reported apart), files written to a temporary
+directory on the same disk:
+
+* transformers: `AutoModelForCausalLM.from_config(config, dtype=...)` (every parameter initialised in Python, in
+  process), then `save_pretrained(dir)`;
+* initserve: `initserve serve` on loopback (one worker, default settings, kernels compiled before timing), and the
+  client's `snapshot_download(repo, local_dir=dir)` with HF_ENDPOINT pointing at it: the same directory, written
+  through the Hub protocol; then `from_pretrained(repo)` through the protocol (download into a fresh HF_HOME and
+  load), against `from_config` alone.
+
+Reported: wall time of each (timed inside the client, after its imports), the client's peak RSS, the server's
+peak RSS increase during the download (kernel VmHWM after a reset, and sampled) for this model and for the tiny
+one (server memory does not grow with the model), and the 7B figure extrapolated from the measured throughput.
+Writes bench/results/checkpoint.md and checkpoint.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import machine
+from bench.serving import measured, serve
+from service import hub
+
+RESULTS = Path(__file__).with_name("results")
+SEVEN_B = "llama-2-7b"
+
+# Each client prints one JSON line: seconds after its imports, import seconds, its peak RSS (MiB).
+LOCAL = """
+import json, resource, sys, time
+started = time.perf_counter()
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+imported = time.perf_counter()
+config = AutoConfig.for_model(**json.loads(sys.argv[1]))
+AutoModelForCausalLM._model_mapping[type(config)]  # transformers imports the modelling code lazily: not timed
+imported = time.perf_counter()
+model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, sys.argv[2]))
+built = time.perf_counter()
+if sys.argv[3]:
+    model.save_pretrained(sys.argv[3])
+done = time.perf_counter()
+print(json.dumps({"import_seconds": imported - started, "from_config_seconds": built - imported,
+                  "seconds": done - imported, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+HUB = """
+import json, resource, sys, time
+started = time.perf_counter()
+import torch
+from huggingface_hub import snapshot_download
+from transformers import AutoConfig, AutoModelForCausalLM
+AutoModelForCausalLM._model_mapping[type(AutoConfig.for_model(**json.loads(sys.argv[4])))]  # as in LOCAL
+imported = time.perf_counter()
+if sys.argv[2]:
+    snapshot_download(sys.argv[1], local_dir=sys.argv[2])
+else:
+    model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="auto")
+    assert str(model.dtype) == "torch." + sys.argv[3], model.dtype
+done = time.perf_counter()
+print(json.dumps({"import_seconds": imported - started, "seconds": done - imported,
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def run(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=1800, check=False
+    )
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
+    return {k: round(v, 2) for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+
+
+def hub_env(endpoint: str, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    return {**env, "HF_ENDPOINT": endpoint, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tinyllama-1.1b", choices=sorted(hub.catalogue()))
+    parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    config = hub.catalogue()[args.model]
+    repo = f"initserve/{args.model}-seed{args.seed}-{args.dtype}"
+    plan = hub.resolve(None, repo, 4096)
+    total = sum(f.length for f in plan.files.values())
+    report: dict[str, Any] = {"machine": machine(), "model": args.model, "repo": repo, "dtype": args.dtype}
+    report["load_average_before"] = round(os.getloadavg()[0], 2)
+    report["parameters"] = sum(t.numel for f in plan.files.values() for t in f.tensors)
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        work = Path(tmp)
+        local = work / "local"
+        report["transformers_save"] = run(LOCAL, json.dumps(config), args.dtype, str(local))
+        report["transformers_save"]["bytes"] = size(local)
+        report["transformers_from_config"] = run(LOCAL, json.dumps(config), args.dtype, "")
+        with serve(env={"INITSERVE_LOG_LEVEL": "warning"}) as server:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and server.get("/readyz")[0] != 200:
+                time.sleep(0.2)
+            endpoint = f"{server.url}/hub"
+            tiny_config = json.dumps(hub.catalogue()["tiny-llama"])
+            # Warm-up: the other rngs' kernels and the Python paths, on the tiny model.
+            run(
+                HUB,
+                "initserve/tiny-llama-seed0",
+                str(work / "warm"),
+                "",
+                tiny_config,
+                env=hub_env(endpoint, work / "h0"),
+            )
+            tiny = measured(
+                server,
+                lambda: run(
+                    HUB,
+                    "initserve/tiny-llama-seed1",
+                    str(work / "tiny"),
+                    "",
+                    tiny_config,
+                    env=hub_env(endpoint, work / "h1"),
+                ),
+            )
+            downloaded = work / "hub"
+            served = measured(
+                server,
+                lambda: run(HUB, repo, str(downloaded), "", json.dumps(config), env=hub_env(endpoint, work / "h2")),
+            )
+            report["initserve_download"] = {**served.pop("outcome"), "bytes": size(downloaded), "server": served}
+            report["server_tiny"] = {k: v for k, v in tiny.items() if k != "outcome"}
+            shutil.rmtree(downloaded)  # the disk holds one copy at a time
+            loaded = measured(
+                server, lambda: run(HUB, repo, "", args.dtype, json.dumps(config), env=hub_env(endpoint, work / "h3"))
+            )
+            report["initserve_from_pretrained"] = {**loaded.pop("outcome"), "server": loaded}
+    report["load_average_after"] = round(os.getloadavg()[0], 2)
+    save, download = report["transformers_save"]["seconds"], report["initserve_download"]["seconds"]
+    report["speedup_directory"] = round(save / download, 2)
+    report["speedup_model"] = round(
+        report["transformers_from_config"]["seconds"] / report["initserve_from_pretrained"]["seconds"], 2
+    )
+    seven = hub.resolve(None, f"initserve/{SEVEN_B}-seed0-{args.dtype}", 4096)
+    seven_bytes = sum(f.length for f in seven.files.values())
+    report["seven_b"] = {
+        "repo": f"initserve/{SEVEN_B}-seed0-{args.dtype}",
+        "bytes": seven_bytes,
+        "initserve_seconds_extrapolated": round(download * seven_bytes / total, 1),
+        "transformers_seconds_extrapolated": round(save * seven_bytes / total, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "checkpoint.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "checkpoint.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    save, cfg = r["transformers_save"], r["transformers_from_config"]
+    down, load = r["initserve_download"], r["initserve_from_pretrained"]
+    gb = down["bytes"] / 1e9
+    rows = [
+        (f"transformers `from_config` + `save_pretrained` ({save['bytes'] / 1e9:.2f} GB)", save, None),
+        (f"initserve `snapshot_download` through HF_ENDPOINT ({gb:.2f} GB)", down, down["server"]),
+        ("transformers `from_config` (the model in memory)", cfg, None),
+        ("initserve `from_pretrained` through HF_ENDPOINT (download + load)", load, load["server"]),
+    ]
+    lines = [
+        f"| {what} | {m['seconds']} s | {m['rss_mib']:.0f} MiB | "
+        f"{'—' if server is None else str(server['peak_increase_mib']) + ' MiB'} |"
+        for what, m, server in rows
+    ]
+    lines.insert(2, f"| **speed-up, the directory on disk** | **{r['speedup_directory']}x** | | |")
+    lines.append(f"| **speed-up, the model in memory** | **{r['speedup_model']}x** | | |")
+    table = "\n".join(lines)
+    seven = r["seven_b"]
+    return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
+
+`python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`;
+1-minute load average {r.get("load_average_before", "?")} before, {r.get("load_average_after", "?")} after (other work
+on the cores slows both sides).
+Times are measured in each client after its imports (a fresh interpreter each; imports: {save["import_seconds"]} s
+for transformers, {down["import_seconds"]} s for the Hub client, not counted).
+
+| what | wall time | client peak RSS | server peak RSS increase |
+|---|---|---|---|
+{table}
+
+Server memory does not follow the model's size: its peak RSS rose {r["server_tiny"]["peak_increase_mib"]} MiB for
+the tiny model and {down["server"]["peak_increase_mib"]} MiB for this one (a stream holds one chunk of one tensor
+at a time). Throughput of the download: {gb / down["seconds"]:.2f} GB/s.
+
+7B by extrapolation from these throughputs (`{seven["repo"]}`, {seven["bytes"] / 1e9:.1f} GB): initserve about
+{seven["initserve_seconds_extrapolated"]} s, transformers about {seven["transformers_seconds_extrapolated"]} s
+(whose process also holds the whole model in memory).
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
