@@ -142,7 +142,7 @@ def constants() -> dict[str, Any]:
 
 def schemes() -> dict[str, Any]:
     """Every scheme's family, default layout and parameters (type, default, bounds, choices), from the registry."""
-    kinds = {float: "number", int: "integer", str: "string"}
+    kinds = {float: "number", int: "integer", str: "string"}  # the bare schemes (the spec's) use only these
     table: dict[str, Any] = {}
     for scheme in SCHEMES:
         params: dict[str, Any] = {}

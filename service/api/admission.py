@@ -160,6 +160,8 @@ def admit_many(
     generated yet. A recipe's expansion takes a while: called in a worker thread."""
     seed = seed_of(body.seed)
     meta: dict[str, Any] = {"seed": seed, "rng": body.rng, "service": f"initserve {__version__}"}
+    if body.keras_version is not None:  # only when asked: the metadata of requests without it keeps its bytes
+        meta["keras_version"] = body.keras_version
     if isinstance(body, TensorsInit):
         request = body.to_engine(seed)
     elif isinstance(body.model, TransformersRecipe):
@@ -169,9 +171,9 @@ def admit_many(
     else:
         recipe = body.model
         rules = [rule.to_engine() for rule in recipe.rules]
-        specs, order = expand_ordered(recipe.layers, recipe.framework, rules, recipe.dtype)
+        specs, order = expand_ordered(recipe.layers, recipe.framework, rules, recipe.dtype, body.keras_version)
         meta["framework"] = recipe.framework
-        request = ModelRequest(seed, specs, body.rng, order)
+        request = ModelRequest(seed, specs, body.rng, order, body.keras_version)
     # The engine's names of the limits -> the settings that set them for this format.
     settings_of = dict(zip(("max_tensor_elements", "max_request_elements"), _limits(fmt), strict=True))
     try:

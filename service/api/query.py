@@ -19,7 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from service.api.schemas import InitFields
 from service.engine.plan import MAX_RANK
-from service.engine.schemes.registry import REGISTRY
+from service.engine.schemes.registry import REGISTRY, Axes, AxisList, Number
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 NUMBER_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -113,8 +113,12 @@ def _converter(name: str, scheme: str | None) -> Any:
     param = REGISTRY[scheme].param(name) if scheme in REGISTRY else None
     if param is not None and param.type is int:
         return _integer
-    if param is not None and param.type is float:
+    if param is not None and param.type in (float, Number):
         return _number
+    if param is not None and param.type is Axes:  # in_axis=-2 or in_axis=0,1
+        return lambda text: _integers(text) if "," in text else _integer(text)
+    if param is not None and param.type is AxisList:  # input_axes=0,1
+        return _integers
     return str
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     Tag,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -46,7 +47,17 @@ from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, LAYERS
 from service.engine.recipes.transformers import FRAMEWORK as TRANSFORMERS
 from service.engine.region import check_bounds
 from service.engine.schemes.fans import LAYOUTS
-from service.engine.schemes.registry import REGISTRY, SCHEMES, Param, Scheme
+from service.engine.schemes.registry import (
+    ALL_SCHEMES,
+    DEFAULT_KERAS_VERSION,
+    KERAS_VERSIONS,
+    REGISTRY,
+    Axes,
+    AxisList,
+    Number,
+    Param,
+    Scheme,
+)
 from service.formats import holding
 
 MAX_SEED = (1 << 64) - 1
@@ -110,6 +121,13 @@ class RequestFields(_Strict):
     rng: Literal[RNGS] = Field(  # type: ignore[valid-type]
         DEFAULT_RNG, description="random algorithm id; results never change within one id"
     )
+    keras_version: Literal[KERAS_VERSIONS] | None = Field(  # type: ignore[valid-type]
+        None,
+        description=(
+            "the Keras version whose names, defaults and fans keras.* schemes and Keras recipes follow; "
+            f"default {DEFAULT_KERAS_VERSION} (3.15: MultiHeadAttention kernels' real fans, input_axes/output_axes)"
+        ),
+    )
 
 
 class SingleFields(TensorFields, RequestFields):
@@ -134,7 +152,7 @@ class SingleFields(TensorFields, RequestFields):
         return _not_reserved(name)
 
     def to_engine(self, seed: int) -> TensorRequest:
-        return self.spec().request(seed, self.name, self.rng)
+        return self.spec().request(seed, self.name, self.rng, self.keras_version)
 
 
 Bound = Annotated[
@@ -177,6 +195,30 @@ def _exact_integer(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return value if type(value) is int else checked
 
 
+def _engine_validator(param: Param) -> Any:
+    def check(value: Any) -> Any:
+        try:
+            checked = param.check(value)
+        except InitError as error:
+            raise PydanticCustomError("param_type", error.message) from None
+        # A number keeps an integer as given, as _exact_integer does: an int64 constant needs every digit.
+        return value if type(value) is int else checked
+
+    return check
+
+
+def _union_schema(param: Param) -> dict[str, Any]:
+    members: dict[Any, list[dict[str, Any]]] = {
+        Number: [{"type": "number"}, {"type": "boolean"}],
+        Axes: [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}],
+        AxisList: [{"type": "array", "items": {"type": "integer"}}, {"type": "null"}],
+    }
+    schema: dict[str, Any] = {"anyOf": members[param.type], "description": param.doc}
+    if not param.required:
+        schema["default"] = param.default
+    return schema
+
+
 def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     kind: Any = param.type
     constraints: dict[str, Any] = {"description": param.doc}
@@ -193,21 +235,45 @@ def _param_field(param: Param, examples: bool) -> tuple[Any, Any]:
     default = ... if param.required else param.default
     if kind is float:  # the range checked on the number, then the integer kept (the schema stays a number's)
         return Annotated[float, Field(**constraints), WrapValidator(_exact_integer)], default
+    if kind in (Number, Axes, AxisList):  # unions checked by the engine's rule, with one message for the whole union
+        return Annotated[Any, PlainValidator(_engine_validator(param)), WithJsonSchema(_union_schema(param))], default
     return Annotated[kind, Field(**constraints)], default
 
 
-def _model(scheme: Scheme, base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
-    fields: dict[str, Any] = {"scheme": (Literal[scheme.name], ...)}
-    fields.update({p.name: _param_field(p, examples) for p in scheme.params})
-    title = "".join(part.title() for part in scheme.name.split("_"))
-    return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{scheme.formula}.", **fields)
+# A framework-namespaced scheme takes zero-size dimensions, as the framework does (the empty tensor); bare names
+# keep refusing them.
+EmptyShape = Annotated[
+    list[Annotated[int, Field(ge=0)]],
+    Field(max_length=MAX_RANK, description="0 to 8 dimensions, each >= 0 (0: the empty tensor, as the framework)"),
+]
+
+
+def _model(schemes: list[Scheme], base: type[BaseModel], suffix: str, examples: bool) -> type[BaseModel]:
+    """One model for schemes with the same parameters (every bare scheme has its own)."""
+    first = schemes[0]
+    fields: dict[str, Any] = {"scheme": (Literal[tuple(s.name for s in schemes)], ...)}
+    if first.namespaced and "shape" in base.model_fields:
+        fields["shape"] = (EmptyShape, ...)
+    fields.update({p.name: _param_field(p, examples) for p in first.params})
+    title = "".join(part.title() for part in first.name.replace(".", "_").split("_"))
+    if len(schemes) == 1:
+        return create_model(f"{title}{suffix}", __base__=base, __doc__=f"{first.formula}.", **fields)
+    doc = "; ".join(f"{s.name}: {s.formula}" for s in schemes)
+    return create_model(f"{title}Family{suffix}", __base__=base, __doc__=f"{doc}.", **fields)
 
 
 def scheme_union(base: type[BaseModel], suffix: str, examples: bool = True) -> Any:
-    """One strict model per scheme on `base` (its parameters with their types and ranges), discriminated by
-    `scheme`. `examples=False` leaves out the allowed values as OpenAPI examples: nested in many-tensor requests
-    they would multiply the explicit examples a fuzzer combines, for no new information."""
-    members = tuple(_model(s, base, suffix, examples) for s in SCHEMES)
+    """Strict models on `base` (the parameters with their types and ranges), discriminated by `scheme`: one per
+    bare scheme, one per parameter list among the namespaced ones (`jax.he_normal` and nine others share theirs),
+    which keeps the schema (and the app's start) from growing with every name. `examples=False` leaves out the
+    allowed values as OpenAPI examples: nested in many-tensor requests they would multiply the explicit examples a
+    fuzzer combines, for no new information."""
+    namespaced: dict[str, list[Scheme]] = {}
+    for scheme in ALL_SCHEMES:
+        if scheme.namespaced:
+            namespaced.setdefault(repr(scheme.params), []).append(scheme)
+    groups = [*([s] for s in ALL_SCHEMES if not s.namespaced), *namespaced.values()]
+    members = tuple(_model(group, base, suffix, examples) for group in groups)
     return Annotated[Union[members], Field(discriminator="scheme")]  # noqa: UP007
 
 
@@ -337,7 +403,8 @@ class TensorsInit(ManyFields):
         return tensors
 
     def to_engine(self, seed: int) -> ModelRequest:
-        return ModelRequest(seed, {name: spec.spec() for name, spec in self.tensors.items()}, self.rng)
+        specs = {name: spec.spec() for name, spec in self.tensors.items()}
+        return ModelRequest(seed, specs, self.rng, keras_version=self.keras_version)
 
 
 class ModelInit(ManyFields):

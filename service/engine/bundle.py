@@ -62,7 +62,7 @@ class TensorSpec:
     fill_rows: tuple[RowFill, ...] = ()
     origin: Mapping[str, Any] = field(default_factory=dict)  # where a recipe took it from: metadata only, no bits
 
-    def request(self, seed: int, name: str, rng: str = DEFAULT_RNG) -> TensorRequest:
+    def request(self, seed: int, name: str, rng: str = DEFAULT_RNG, keras_version: str | None = None) -> TensorRequest:
         """The single-tensor request whose bits this tensor has (fill_rows aside)."""
         return TensorRequest(
             shape=self.shape,
@@ -75,6 +75,7 @@ class TensorSpec:
             fan_out=self.fan_out,
             name=name,
             rng=rng,
+            keras_version=keras_version,
         )
 
 
@@ -99,6 +100,7 @@ class ModelRequest:
     # its framework's construction order). None: the tensors' order, nothing overwritten. A tensor-keyed rng
     # ignores it.
     order: tuple[DrawStep, ...] | None = None
+    keras_version: str | None = None  # whose Keras keras.* schemes follow (TensorRequest.keras_version)
 
     def draw_order(self) -> list[str]:
         """`order` for the metadata: names, an overwritten draw's marked as such."""
@@ -177,7 +179,8 @@ class RandomTensor(ModelTensor):
         plan = dataclasses.replace(self.plan)
         row = math.prod(self.shape[1:])
         end = self.numel if last is None else last
-        for start in range(first, end, chunk_elements):
+        # One empty chunk for an empty tensor: every format writes its data from the first chunk.
+        for start in range(first, end if self.numel else first + 1, chunk_elements):
             stop = min(start + chunk_elements, end)
             values = plan.generate(start, stop)
             hits = [f for f in self.fill_rows if max(f.start * row, start) < min(f.stop * row, stop)]
@@ -296,7 +299,9 @@ def _check_fills(spec: TensorSpec) -> None:
         check_fits(abs(fill.value), DTYPES[spec.dtype], "fill_rows", f"fill_rows[{index}].value")
 
 
-def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = DEFAULT_RNG) -> ModelTensor:
+def plan_tensor(
+    seed: int, name: str, spec: TensorSpec, rng: str = DEFAULT_RNG, keras_version: str | None = None
+) -> ModelTensor:
     """One tensor of a model request, with its own stream; InitError locations name the tensor."""
     try:
         if spec.dtype == INTEGER_DTYPE:
@@ -305,7 +310,7 @@ def plan_tensor(seed: int, name: str, spec: TensorSpec, rng: str = DEFAULT_RNG) 
             known = ", ".join((*DTYPES, INTEGER_DTYPE))
             raise InitError("dtype", f"unknown dtype {spec.dtype!r}; known: {known}")
         _check_fills(spec)
-        return RandomTensor(make_plan(spec.request(seed, name, rng)), spec.fill_rows, spec.origin)
+        return RandomTensor(make_plan(spec.request(seed, name, rng, keras_version)), spec.fill_rows, spec.origin)
     except InitError as error:
         raise _at(name, error) from None
 
@@ -339,7 +344,10 @@ def plan_model(request: ModelRequest) -> list[ModelTensor]:
     if not 0 <= request.seed < 1 << 64:
         raise InitError("seed", f"seed must be in [0, 2^64), got {request.seed}")
     rng = get_rng(request.rng)
-    tensors = [plan_tensor(request.seed, name, spec, request.rng) for name, spec in request.tensors.items()]
+    tensors = [
+        plan_tensor(request.seed, name, spec, request.rng, request.keras_version)
+        for name, spec in request.tensors.items()
+    ]
     if rng.keyed_by == "request":
         _draw_in_order(request, tensors, rng)
     return tensors
@@ -354,7 +362,7 @@ def _draw_in_order(request: ModelRequest, tensors: list[ModelTensor], rng: Rng) 
     draws = []
     for step in steps:
         if isinstance(step, Overwritten):
-            overwritten = plan_tensor(request.seed, step.name, step.spec, request.rng)
+            overwritten = plan_tensor(request.seed, step.name, step.spec, request.rng, request.keras_version)
             if isinstance(overwritten, RandomTensor):
                 owners.append(None)
                 draws.append(dataclasses.replace(overwritten.plan.draw, discarded=True))

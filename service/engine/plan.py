@@ -18,8 +18,10 @@ from service.engine.random.registry import DEFAULT_RNG, get_rng
 from service.engine.random.rng import Draw, Rng, TensorStream
 from service.engine.schemes.distributions import Distribution, run_indices
 from service.engine.schemes.fans import Fans, Layout
-from service.engine.schemes.registry import Context, Scheme, get_scheme
+from service.engine.schemes.registry import DEFAULT_KERAS_VERSION, KERAS_VERSIONS, Context, Scheme, get_scheme
 
+# torch's words for an empty tensor (its kaiming_ warns them; the others return it silently, as Keras and JAX do).
+ZERO_SIZE_WARNING = "Initializing zero-element tensors is a no-op"
 CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32: cache-friendly, and the unit of streaming
 MAX_RANK = 8
 
@@ -38,6 +40,8 @@ class TensorRequest:
     fan_out: int | None = None
     name: str = "weight"
     rng: str = DEFAULT_RNG
+    # Whose Keras the keras.* schemes follow (None: the default, 3.14, and no mention in the metadata).
+    keras_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,13 @@ class Plan:
     @property
     def random_access(self) -> bool:
         """Any range costs only itself: both the distribution (not a whole-matrix one) and the rng allow it."""
-        return self.distribution.random_access and self.rng.random_access
+        return self.numel > 0 and self.distribution.random_access and self.rng.random_access
 
     @cached_property
     def _whole(self) -> NDArray:
         # Structured distributions (orthogonal, sparse) and sequential rngs need the whole tensor: once per plan.
+        if self.numel == 0:  # a zero-size dimension: nothing is drawn, as in the frameworks
+            return np.empty(0, dtype=np.float64)
         return self.rng.sample(self.distribution, self.stream, self.shape, self.dtype.numpy)
 
     def _slice(self, start: int, stop: int | None) -> tuple[int, int]:
@@ -125,7 +131,8 @@ class Plan:
     ) -> Iterator[NDArray]:
         """Flat elements [start, stop) in the output dtype, as consecutive arrays of at most chunk_elements."""
         stop = self.numel if stop is None else stop
-        for first in range(start, stop, chunk_elements):
+        # At least one chunk, empty for an empty tensor: every format writes its data from the first chunk.
+        for first in range(start, stop if self.numel else start + 1, chunk_elements):
             yield self.generate(first, min(first + chunk_elements, stop))
 
     def tensor(self) -> NDArray:
@@ -137,6 +144,8 @@ class Plan:
         version = self.rng.metadata_version if version is None else version
         if version >= 2:
             fan_in, fan_out = self.shape_fans.known()
+            # A framework's own fan rule (JAX's axes, Keras 3.15's input_axes) beats the layout's.
+            fan_in, fan_out = self.fans.get("fan_in", fan_in), self.fans.get("fan_out", fan_out)
             fans: dict[str, Any] = {"fan_in": fan_in, "fan_out": fan_out, "fans_used": sorted(self.fans)}
         else:
             fans = {"fan_in": self.fans.get("fan_in"), "fan_out": self.fans.get("fan_out")}
@@ -159,6 +168,10 @@ class Plan:
         }
         if self.scheme.alias_of:
             meta["alias_of"] = self.scheme.alias_of
+        if self.numel == 0:
+            meta["warning"] = ZERO_SIZE_WARNING
+        if self.request.keras_version is not None or self.scheme.name.startswith("keras."):
+            meta["keras_version"] = self.request.keras_version or DEFAULT_KERAS_VERSION
         return meta
 
 
@@ -167,18 +180,22 @@ def make_plan(request: TensorRequest) -> Plan:
     rng = get_rng(request.rng)
     if len(request.shape) > MAX_RANK:
         raise InitError("shape", f"at most {MAX_RANK} dimensions are supported, got {len(request.shape)}")
-    if any(dim < 1 for dim in request.shape):
-        raise InitError("shape", f"every dimension must be >= 1, got {list(request.shape)}")
+    scheme = get_scheme(request.scheme)
+    smallest = 0 if scheme.namespaced else 1  # the frameworks return the empty tensor; bare names refuse it
+    if any(dim < smallest for dim in request.shape):
+        raise InitError("shape", f"every dimension must be >= {smallest}, got {list(request.shape)}")
     try:
         dtype = DTYPES[request.dtype]
     except KeyError:
         raise InitError("dtype", f"unknown dtype {request.dtype!r}; known: {', '.join(DTYPES)}") from None
-    scheme = get_scheme(request.scheme)
+    keras_version = request.keras_version or DEFAULT_KERAS_VERSION
+    if keras_version not in KERAS_VERSIONS:
+        raise InitError("keras_version", f"keras_version must be one of {list(KERAS_VERSIONS)}, got {keras_version!r}")
     params = scheme.full_params(request.params)
     layout = request.layout or scheme.default_layout
     fans = Fans(request.shape, layout, request.fan_in, request.fan_out)
     try:
-        built = rng.build(scheme, Context(params, request.shape, layout, fans))
+        built = rng.build(scheme, Context(params, request.shape, layout, fans, keras_version))
     except InitError:
         raise
     except (ArithmeticError, ValueError) as error:  # a safety net: parameter ranges should have caught it earlier

@@ -108,13 +108,13 @@ def test_int64_constants_keep_their_exact_value_and_params():
 
 
 def test_integer_support_is_the_schemes_attribute(monkeypatch):
-    assert {s.name for s in REGISTRY.values() if s.integer} == {"zeros", "ones", "constant"}
+    assert {s.name for s in REGISTRY.values() if s.integer and not s.namespaced} == {"zeros", "ones", "constant"}
     twos = Scheme("twos", "torch", "2 everywhere", lambda c: Built(d.Constant(2.0)), integer=True)
     monkeypatch.setitem(REGISTRY, "twos", twos)
     assert plan_tensor(0, "t", TensorSpec((3,), "twos", dtype="int64")).tensor().tolist() == [2, 2, 2]
     with pytest.raises(InitError) as caught:
         plan_tensor(0, "t", TensorSpec((3,), "normal", dtype="int64"))
-    assert "constant, zeros, ones, twos" in caught.value.message
+    assert "constant, zeros, ones, " in caught.value.message and ", twos;" in caught.value.message
 
 
 def test_entries_say_whether_their_bits_are_machine_exact():

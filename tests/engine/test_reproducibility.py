@@ -20,14 +20,22 @@ def request(shape, scheme, params=None, *, seed=0, dtype="float32", layout=None,
     )
 
 
-# One request per scheme (all of REGISTRY), small enough for chunk-size-1 walks.
-EXAMPLE_PARAMS = {"constant": {"val": 0.25}, "sparse": {"sparsity": 0.3}}
-SMALL_SHAPES = {"dirac": (4, 3, 3, 3)}
+# One request per scheme (all of REGISTRY, the framework namespaces' too), small enough for chunk-size-1 walks; a
+# torch.* or tf1.* name takes its bare name's example.
+EXAMPLE_PARAMS = {
+    "constant": {"val": 0.25},
+    "sparse": {"sparsity": 0.3},
+    "keras.constant": {"value": 0.25},
+    "jax.constant": {"value": 0.25},
+    "jax.variance_scaling": {"scale": 2.0, "mode": "fan_geo_avg", "distribution": "normal"},
+}
+SMALL_SHAPES = {"dirac": (4, 3, 3, 3), "jax.delta_orthogonal": (3, 3, 4, 8)}
 
 
 def small_request(scheme, **kwargs):
-    shape = SMALL_SHAPES.get(scheme, (23, 19))
-    return request(shape, scheme, EXAMPLE_PARAMS.get(scheme), **kwargs)
+    bare = scheme.removeprefix("torch.").removeprefix("tf1.")
+    shape = SMALL_SHAPES.get(scheme, SMALL_SHAPES.get(bare, (23, 19)))
+    return request(shape, scheme, EXAMPLE_PARAMS.get(scheme, EXAMPLE_PARAMS.get(bare)), **kwargs)
 
 
 ALL_SCHEMES = sorted(REGISTRY)
@@ -35,7 +43,8 @@ RANDOM_ACCESS = [s for s in ALL_SCHEMES if make_plan(small_request(s)).distribut
 
 
 def test_random_access_covers_the_elementwise_schemes():
-    assert set(ALL_SCHEMES) - set(RANDOM_ACCESS) == {"orthogonal", "sparse"}
+    whole_matrix = {"orthogonal", "sparse", "torch.orthogonal", "torch.sparse", "keras.orthogonal", "jax.orthogonal"}
+    assert set(ALL_SCHEMES) - set(RANDOM_ACCESS) == {*whole_matrix, "jax.delta_orthogonal"}
 
 
 # ---- same request, same bytes ----------------------------------------------------------------------------
@@ -48,7 +57,8 @@ def test_same_request_twice_gives_identical_bytes(scheme):
     assert first.tobytes() == second.tobytes()
 
 
-RANDOM_SCHEMES = [s for s in ALL_SCHEMES if s not in {"constant", "zeros", "ones", "eye", "identity", "dirac"}]
+DETERMINISTIC = {"constant", "zeros", "ones", "eye", "identity", "dirac", "zero", "one"}
+RANDOM_SCHEMES = [s for s in ALL_SCHEMES if s.rpartition(".")[2] not in DETERMINISTIC]
 
 
 @pytest.mark.parametrize("scheme", RANDOM_SCHEMES)

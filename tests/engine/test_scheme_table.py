@@ -6,7 +6,7 @@ import pytest
 
 from service.engine.plan import TensorRequest, make_plan
 from service.engine.schemes import table
-from service.engine.schemes.registry import SCHEMES, Scheme
+from service.engine.schemes.registry import ALL_SCHEMES, Scheme
 
 
 def test_readme_scheme_table_is_generated_from_the_registry():
@@ -14,7 +14,7 @@ def test_readme_scheme_table_is_generated_from_the_registry():
     assert table.rewrite(readme) == readme, "README out of date: python -m service.engine.schemes.table"
 
 
-@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.name)
+@pytest.mark.parametrize("scheme", ALL_SCHEMES, ids=lambda s: s.name)
 def test_every_scheme_has_a_formula_a_source_and_an_example_that_plans(scheme: Scheme):
     assert scheme.formula and scheme.source and "shape" in scheme.example
     params = {k: v for k, v in scheme.example.items() if k != "shape"}

@@ -11,7 +11,7 @@ from service.api.errors import documented
 from service.api.query import NUMBER_PATTERN
 from service.engine.errors import InitError
 from service.engine.schemes.gain import NONLINEARITIES, calculate_gain
-from service.engine.schemes.registry import SCHEMES
+from service.engine.schemes.registry import ALL_SCHEMES, KERAS_VERSIONS, NAMESPACES
 
 router = APIRouter()
 
@@ -19,7 +19,7 @@ router = APIRouter()
 def _param_doc(param: Any) -> dict[str, Any]:
     return {
         "name": param.name,
-        "type": {float: "number", int: "integer", str: "string"}[param.type],
+        "type": param.kind,
         "required": param.required,
         "default": None if param.required else param.default,
         **{k: getattr(param, k) for k in ("ge", "gt", "le") if getattr(param, k) is not None},
@@ -35,6 +35,8 @@ def schemes(http: Request) -> dict[str, Any]:
 
 def _catalogue() -> dict[str, Any]:
     return {
+        "namespaces": list(NAMESPACES),
+        "keras_versions": list(KERAS_VERSIONS),
         "schemes": [
             {
                 "name": s.name,
@@ -45,8 +47,8 @@ def _catalogue() -> dict[str, Any]:
                 "source": s.source,
                 "params": [_param_doc(p) for p in s.params],
             }
-            for s in SCHEMES
-        ]
+            for s in ALL_SCHEMES
+        ],
     }
 
 

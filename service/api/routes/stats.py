@@ -13,7 +13,7 @@ from service.api.delivery import document_tag, if_none_match, json_document, run
 from service.api.errors import documented
 from service.api.json_body import StrictJsonRoute
 from service.api.schemas import StatsRequest
-from service.engine.errors import TooLargeError
+from service.engine.errors import InitError, TooLargeError
 from service.engine.random.rng import LATEST_METADATA
 from service.engine.stats import stats_working_bytes, tensor_stats
 
@@ -38,6 +38,8 @@ async def stats(
 ) -> dict[str, Any]:
     """The budget is waited for on the event loop; the analysis runs in a worker thread."""
     plan = admission.plan_single(request, "max_stats_elements", http.app.state.settings)
+    if plan.numel == 0:
+        raise InitError("shape", f"/stats needs at least one element; shape {list(plan.shape)} has none")
     tag = document_tag(
         orjson.dumps({"stats": plan.metadata(LATEST_METADATA), "bins": request.bins}, option=orjson.OPT_SORT_KEYS)
     )

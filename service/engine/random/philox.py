@@ -23,6 +23,9 @@ from numpy.typing import NDArray
 
 VALUES = 0
 SPARSE_MASK = 1
+# The far-tail truncated normal's attempts: attempt k reads its proposal from purpose TAIL + 2k and its acceptance
+# from TAIL + 2k + 1, word i for element i.
+TAIL = 2
 WORDS_PER_BLOCK = 4
 
 _KEY_DOMAIN = b"initserve/philox-v1\x00"

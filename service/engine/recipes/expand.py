@@ -16,6 +16,7 @@ they say `"fans": "framework"`, which reads fans off the shape as the framework'
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,7 @@ from service.engine.errors import InitError, TooLargeError
 from service.engine.recipes.layer_args import bind
 from service.engine.recipes.layers import CONTAINER, FRAMEWORKS, Framework, Init, LayerType, Step, Weight, get_layer
 from service.engine.recipes.syntax import LayerCall, parse_layer
-from service.engine.schemes.registry import get_scheme
+from service.engine.schemes.registry import DEFAULT_KERAS_VERSION, KERAS_VARIANCE_SCALING, KERAS_VERSIONS, get_scheme
 
 MAX_LAYERS = 4096
 MAX_DEPTH = 32  # nesting of sequentials and composites
@@ -130,8 +131,9 @@ class _Layer:
 
 
 class _Expander:
-    def __init__(self, framework: Framework, rules: Sequence[Rule], dtype: str) -> None:
+    def __init__(self, framework: Framework, rules: Sequence[Rule], dtype: str, keras_version: str) -> None:
         self.framework = framework
+        self.keras_version = keras_version
         self.rules = rules
         self.dtype = dtype
         self.separator = _SEPARATOR[framework]
@@ -338,6 +340,10 @@ class _Expander:
             return self._default(layer, weight, weight.default, origin)
         self.ruled.add(self._name(layer, weight.name))
         fan_in, fan_out = weight.fans if rule.fans == "layer" and weight.fans else (None, None)
+        axes = self._keras_axes(weight.default)
+        if rule.fans == "framework" and axes and rule.scheme in KERAS_VARIANCE_SCALING:
+            # Keras 3.15's EinsumDense gives a variance-scaling kernel initializer its kernel's axes.
+            fan_in, fan_out = (math.prod(weight.shape[axis] for axis in side) for side in axes)
         return TensorSpec(
             shape=weight.shape,
             scheme=rule.scheme,
@@ -350,14 +356,24 @@ class _Expander:
             origin=origin,
         )
 
+    def _keras_axes(self, init: Init) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """The kernel's (input_axes, output_axes) where this Keras version initialises over them (3.15 on)."""
+        return init.keras_axes if self.framework == "keras" and self.keras_version >= "3.15" else None
+
     def _default(
         self, layer: _Layer, weight: Weight, init: Init, origin: Mapping[str, Any] | None = None
     ) -> TensorSpec:
         """`weight` initialised by the framework's own `init` (its default, or a step of PyTorch's construction)."""
+        scheme, params = init.scheme, dict(init.params)
+        axes = self._keras_axes(init)
+        if axes:
+            input_axes, output_axes = axes
+            scheme = f"keras.{scheme}"
+            params.update(input_axes=list(input_axes), output_axes=list(output_axes))
         return TensorSpec(
             shape=weight.shape,
-            scheme=init.scheme,
-            params=dict(init.params),
+            scheme=scheme,
+            params=params,
             dtype=weight.dtype or self.dtype,
             layout=self.framework,
             fan_in=init.fan_in,
@@ -371,9 +387,11 @@ def expand(
     framework: str = "torch",
     rules: Sequence[Mapping[str, Any]] = (),
     dtype: str = "float32",
+    keras_version: str | None = None,
 ) -> dict[str, TensorSpec]:
-    """The state dict of `layers` in `framework`, name -> spec, in the framework's order."""
-    return expand_ordered(layers, framework, rules, dtype)[0]
+    """The state dict of `layers` in `framework`, name -> spec, in the framework's order (Keras: that of
+    `keras_version`, default DEFAULT_KERAS_VERSION)."""
+    return expand_ordered(layers, framework, rules, dtype, keras_version)[0]
 
 
 def expand_ordered(
@@ -381,15 +399,19 @@ def expand_ordered(
     framework: str = "torch",
     rules: Sequence[Mapping[str, Any]] = (),
     dtype: str = "float32",
+    keras_version: str | None = None,
 ) -> tuple[dict[str, TensorSpec], tuple[DrawStep, ...] | None]:
     """`expand`, and the order a request-keyed rng draws the tensors in (`_Expander.order`)."""
+    keras_version = keras_version or DEFAULT_KERAS_VERSION
+    if keras_version not in KERAS_VERSIONS:
+        raise InitError("keras_version", f"keras_version must be one of {list(KERAS_VERSIONS)}, got {keras_version!r}")
     if framework not in FRAMEWORKS:
         raise InitError("model.framework", f"framework must be one of {list(FRAMEWORKS)}, got {framework!r}")
     if dtype not in DTYPES:
         raise InitError("model.dtype", f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
     if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
         raise InitError("model.layers", "model.layers must be a non-empty list of layers")
-    expander = _Expander(framework, parse_rules(rules), dtype)  # type: ignore[arg-type]
+    expander = _Expander(framework, parse_rules(rules), dtype, keras_version)  # type: ignore[arg-type]
     expander.walk(layers, (), (), (), "model.layers")
     if not expander.specs:
         raise InitError("model.layers", "the layers have no parameters")

@@ -34,6 +34,9 @@ class Init:
     params: Mapping[str, Any] = field(default_factory=dict)
     fan_in: int | None = None
     fill_rows: tuple[RowFill, ...] = ()
+    # Keras 3.15 on: the (input_axes, output_axes) an EinsumDense kernel's variance-scaling initializer reads its
+    # fans from (keras-team/keras#22789); earlier Keras reads them off the shape.
+    keras_axes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -409,14 +412,14 @@ def _attention_keras(a: Args) -> list[Weight]:
     head_dim = dim // heads
     fans = (dim, dim)
     weights = []
+    projection = Init("glorot_uniform", keras_axes=((0,), (1, 2)))  # "abc,cde->abde": c in, d and e out
     for part in ("query", "key", "value"):
-        weights.append(
-            Weight(f"{part}.weight", f"{part}/kernel", "weight", (dim, heads, head_dim), GLOROT_UNIFORM, fans)
-        )
+        weights.append(Weight(f"{part}.weight", f"{part}/kernel", "weight", (dim, heads, head_dim), projection, fans))
         if a["bias"]:
             weights.append(Weight(f"{part}.bias", f"{part}/bias", "bias", (heads, head_dim), ZEROS, fans))
     shape = (heads, head_dim, dim)
-    weights.append(Weight("attention_output.weight", "attention_output/kernel", "weight", shape, GLOROT_UNIFORM, fans))
+    output = Init("glorot_uniform", keras_axes=((0, 1), (2,)))  # "abcd,cde->abe": c and d in, e out
+    weights.append(Weight("attention_output.weight", "attention_output/kernel", "weight", shape, output, fans))
     if a["bias"]:
         weights.append(Weight("attention_output.bias", "attention_output/bias", "bias", (dim,), ZEROS, fans))
     return weights

@@ -27,7 +27,7 @@ from service.engine import parallel
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError
 from service.engine.random import detmath, variates
-from service.engine.random.philox import SPARSE_MASK, WORDS_PER_BLOCK, Stream
+from service.engine.random.philox import SPARSE_MASK, TAIL, WORDS_PER_BLOCK, Stream
 
 if parallel.JIT_AVAILABLE:
     from service.engine.random.compiled import samplers
@@ -294,10 +294,11 @@ class Normal(Elementwise):
 class TruncatedNormal(Elementwise):
     """N(mean, std^2) restricted to [a, b] (absolute bounds), by inverse CDF.
 
-    With alpha = (a - mean) / std and beta = (b - mean) / std, the standardised interval is mirrored to
-    (lo, hi) = (-beta, -alpha) when alpha + beta > 0, so that the CDF is evaluated in the lower tail where it
-    keeps its relative precision. Then  z = ndtri(Phi(lo) + u * (Phi(hi) - Phi(lo))),  negated if mirrored,
-    x = clip(mean + std * z, a, b), with u the open uniform.
+    With alpha = (a - mean) / s and beta = (b - mean) / s, s = |std| (torch's trunc_normal_ reads a negative std
+    as its absolute value), the standardised interval is mirrored to (lo, hi) = (-beta, -alpha) when
+    alpha + beta > 0, so that the CDF is evaluated in the lower tail where it keeps its relative precision. Then
+    z = ndtri(Phi(lo) + u * (Phi(hi) - Phi(lo))),  negated if mirrored,  x = clip(mean + s * z, a, b), with u the
+    open uniform. a == b gives a everywhere (as torch).
     """
 
     mean: float
@@ -312,16 +313,17 @@ class TruncatedNormal(Elementwise):
     _mass: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.std > 0:
-            raise InitError("std", f"truncated normal needs std > 0, got {self.std}")
-        if not self.a < self.b:
-            raise InitError("b", f"truncated normal needs a < b, got a={self.a}, b={self.b}")
-        alpha, beta = (self.a - self.mean) / self.std, (self.b - self.mean) / self.std
+        if not (self.std > 0 or self.std < 0):
+            raise InitError("std", f"truncated normal needs std != 0, got {self.std}")
+        if not self.a <= self.b:
+            raise InitError("b", f"truncated normal needs a <= b, got a={self.a}, b={self.b}")
+        scale = self.scale
+        alpha, beta = (self.a - self.mean) / scale, (self.b - self.mean) / scale
         mirrored = alpha + beta > 0
         lo, hi = (-beta, -alpha) if mirrored else (alpha, beta)
         p_lo, p_hi = detmath.ndtr(np.array([lo, hi]))
         mass = float(p_hi - p_lo)
-        if not mass > 0:
+        if not (mass > 0 or self.degenerate):
             raise InitError(
                 "b",
                 f"the interval [{self.a}, {self.b}] lies too far in the tail of N({self.mean}, {self.std}^2): "
@@ -330,20 +332,41 @@ class TruncatedNormal(Elementwise):
         for name, value in (("_lo", lo), ("_hi", hi), ("_mirrored", mirrored), ("_p_lo", float(p_lo)), ("_mass", mass)):
             object.__setattr__(self, name, value)
 
+    @property
+    def scale(self) -> float:
+        return abs(self.std)
+
+    @property
+    def degenerate(self) -> bool:
+        """a == b: every value is a."""
+        return self.a == self.b
+
     def transform(self, words: NDArray[np.uint64]) -> F64:
+        if self.degenerate:
+            return np.full(words.size, self.a, dtype=np.float64)
         p = self._p_lo + variates.uniform_open(words) * self._mass
         z = detmath.ndtri(p)
         if self._mirrored:
             z = -z
-        return np.clip(self.mean + self.std * z, self.a, self.b)
+        return np.clip(self.mean + self.scale * z, self.a, self.b)
+
+    def fill_runs(
+        self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int, out: NDArray
+    ) -> None:
+        if self.degenerate:
+            out[...] = self.a
+        else:
+            super().fill_runs(stream, shape, starts, length, out)
 
     def jit_fill(self, k0: np.uint64, k1: np.uint64, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         p_lo, mass, mirrored = self._p_lo, self._mass, self._mirrored
         samplers.truncated_normal(
-            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.std, self.a, self.b, out, samplers.PHILOX
+            k0, k1, starts, length, p_lo, mass, mirrored, self.mean, self.scale, self.a, self.b, out, samplers.PHILOX
         )
 
     def moments(self) -> Moments:
+        if self.degenerate:
+            return Moments(self.a, 0.0, self.a, self.b)
         lo, hi, mass = self._lo, self._hi, self._mass
         pdf_lo, pdf_hi = detmath.exp(-0.5 * np.array([lo, hi]) ** 2) / SQRT_2PI
         shift = (pdf_lo - pdf_hi) / mass
@@ -351,12 +374,13 @@ class TruncatedNormal(Elementwise):
         # variance decides a refusal (plan._check_finite), which must be the same on every machine.
         variance = 1.0 + (lo * pdf_lo - hi * pdf_hi) / mass - shift * shift
         mean = -shift if self._mirrored else shift
-        return Moments(
-            self.mean + self.std * float(mean), self.std * self.std * max(float(variance), 0.0), self.a, self.b
-        )
+        scale = self.scale
+        return Moments(self.mean + scale * float(mean), scale * scale * max(float(variance), 0.0), self.a, self.b)
 
     def cdf(self, x: F64) -> F64:
-        z = (np.clip(x, self.a, self.b) - self.mean) / self.std
+        if self.degenerate:
+            return (x >= self.a).astype(np.float64)
+        z = (np.clip(x, self.a, self.b) - self.mean) / self.scale
         if self._mirrored:
             return np.clip((self._p_lo + self._mass - detmath.ndtr(-z)) / self._mass, 0.0, 1.0)
         return np.clip((detmath.ndtr(z) - self._p_lo) / self._mass, 0.0, 1.0)
@@ -366,6 +390,113 @@ class TruncatedNormal(Elementwise):
 
     def describe(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std, "a": self.a, "b": self.b}
+
+
+def truncated_normal(mean: float, std: float, a: float, b: float) -> TruncatedNormal:
+    """N(mean, std^2) on [a, b] however far in the tail: the inverse CDF where the interval's probability is a
+    float64, exponential rejection (`TailTruncatedNormal`) where it underflows."""
+    try:
+        return TruncatedNormal(mean, std, a, b)
+    except InitError as error:
+        if error.field != "b" or not a < b:
+            raise
+        return TailTruncatedNormal(mean, std, a, b)
+
+
+@dataclass(frozen=True)
+class TailTruncatedNormal(TruncatedNormal):
+    """N(mean, std^2) on [a, b] where Phi(beta) - Phi(alpha) underflows float64 (the interval lies beyond ~38 std
+    on one side), sampled exactly by exponential rejection in the tail's own coordinates (Robert 1995).
+
+    With s = |std| and the interval taken to the upper tail, [lo, lo + w] = [alpha, beta] (or [-beta, -alpha],
+    sign -1), the density of t = z - lo is proportional to exp(-lo * t) * exp(-t^2 / 2) on [0, w]. Attempt k of
+    element i proposes t = -log(1 - u * c) / lo, c = 1 - exp(-lo * w), u = uniform01 of word i of purpose
+    TAIL + 2k, and accepts if v < exp(-t^2 / 2), v = uniform01 of word i of purpose TAIL + 2k + 1: more than
+    0.999 of proposals are accepted there (t is about 1 / lo). After ATTEMPTS rejections (probability < 1e-24)
+    the last proposal is kept. x = clip(mean + sign * s * (lo + t), a, b). Only detmath's log and exp: the same
+    bits on every machine; any element on its own (random access).
+    """
+
+    kind: ClassVar[str] = "truncated_normal"
+    ATTEMPTS: ClassVar[int] = 8
+    _start: float = field(init=False, repr=False)
+    _width: float = field(init=False, repr=False)
+    _sign: float = field(init=False, repr=False)
+    _c: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (self.std > 0 or self.std < 0) or not self.a < self.b:
+            raise InitError("std", f"the tail sampler needs std != 0 and a < b, got std={self.std}, a={self.a}")
+        alpha, beta = (self.a - self.mean) / self.scale, (self.b - self.mean) / self.scale
+        start, sign = (alpha, 1.0) if alpha > 0 else (-beta, -1.0)
+        width = beta - alpha
+        c = 1.0 - float(detmath.exp(np.array([-start * width]))[0])
+        for name, value in (("_start", start), ("_width", width), ("_sign", sign), ("_c", c), ("_mirrored", sign < 0)):
+            object.__setattr__(self, name, value)
+        for name in ("_lo", "_hi", "_p_lo", "_mass"):
+            object.__setattr__(self, name, math.nan)
+
+    def _values(self, stream: Stream, index: NDArray[np.int64]) -> F64:
+        t = np.zeros(index.size, dtype=np.float64)
+        pending = np.arange(index.size)
+        for attempt in range(self.ATTEMPTS):
+            at = index[pending]
+            u, v = (self._uniform(stream, at, TAIL + 2 * attempt + side) for side in (0, 1))
+            proposal = -detmath.log(1.0 - u * self._c) / self._start
+            t[pending] = proposal
+            accepted = v < detmath.exp(-0.5 * proposal * proposal)
+            pending = pending[~accepted]
+            if not pending.size:
+                break
+        return np.clip(self.mean + self._sign * self.scale * (self._start + t), self.a, self.b)
+
+    @staticmethod
+    def _uniform(stream: Stream, index: NDArray[np.int64], purpose: int) -> F64:
+        words = stream.blocks_at(index // WORDS_PER_BLOCK, 1, purpose)
+        return variates.uniform01(words[np.arange(index.size), index % WORDS_PER_BLOCK])
+
+    def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
+        return self._values(stream, np.arange(start, stop, dtype=np.int64))
+
+    def sample_runs(self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int) -> F64:
+        return self._values(stream, run_indices(starts, length))
+
+    def fill(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int, out: NDArray) -> None:
+        out[...] = self.sample(stream, shape, start, stop)
+
+    def fill_runs(
+        self, stream: Stream, shape: tuple[int, ...], starts: NDArray[np.int64], length: int, out: NDArray
+    ) -> None:
+        out[...] = self.sample_runs(stream, shape, starts, length)
+
+    def transform(self, words: NDArray[np.uint64]) -> F64:
+        raise NotImplementedError("the tail sampler reads its words by element index (sample)")
+
+    @cached_property
+    def _grid(self) -> tuple[F64, F64]:
+        """t on [0, min(w, 60 / lo)] (beyond, the density is below e^-60 of its peak) and the CDF there, by the
+        trapezoid rule on 4,001 points: for the moments and /stats, not for sampling."""
+        t = np.linspace(0.0, min(self._width, 60.0 / self._start), 4001)
+        density = detmath.exp(-self._start * t - 0.5 * t * t)
+        cumulative = np.concatenate([[0.0], np.cumsum((density[1:] + density[:-1]) / 2 * np.diff(t))])
+        return t, cumulative / cumulative[-1]
+
+    def moments(self) -> Moments:
+        t, _ = self._grid
+        # Simpson's rule on the same 4,001 points (4,000 intervals): the moments of t to ~1e-10 of its scale.
+        weights = np.ones(t.size)
+        weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
+        density = weights * detmath.exp(-self._start * t - 0.5 * t * t)
+        mean_t = float(np.sum(density * t) / np.sum(density))
+        variance_t = float(np.sum(density * (t - mean_t) * (t - mean_t)) / np.sum(density))
+        mean = self.mean + self._sign * self.scale * (self._start + mean_t)
+        return Moments(mean, self.scale * self.scale * variance_t, self.a, self.b)
+
+    def cdf(self, x: F64) -> F64:
+        t, cdf = self._grid
+        along = self._sign * (np.clip(x, self.a, self.b) - self.mean) / self.scale - self._start
+        inside = np.interp(along, t, cdf, left=0.0, right=1.0)
+        return inside if self._sign > 0 else 1.0 - inside
 
 
 @dataclass(frozen=True)
@@ -393,6 +524,8 @@ class Constant(Distribution):
 
 def _fixed_values_moments(count: int, value: float, total: int) -> Moments:
     """Moments of a tensor holding `count` entries equal to `value` and zeros elsewhere."""
+    if not total:  # an empty tensor
+        return Moments(0.0, 0.0, min(0.0, value), max(0.0, value))
     mean = value * count / total
     variance = max(value * value * count / total - mean * mean, 0.0)
     return Moments(mean, variance, min(0.0, value), max(0.0, value))
@@ -513,8 +646,12 @@ class Orthogonal(Distribution):
             q = q.T
         return np.ascontiguousarray(q)
 
+    def arrange(self, matrix: F64) -> F64:
+        """The tensor's flat values from the gain-scaled [rows, cols] matrix: row-major as it is (torch, Keras)."""
+        return matrix.reshape(-1)
+
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
-        return self.matrix(stream).reshape(-1)[start:stop]
+        return self.arrange(self.matrix(stream))[start:stop]
 
     def scratch_bytes(self, elements: int) -> int:
         # Measured peak RSS: 5.2 float64 matrices (the normals, NumPy's copy of them, LAPACK's work copies, which
@@ -524,13 +661,58 @@ class Orthogonal(Distribution):
 
     def moments(self) -> Moments:
         bound = abs(self.gain)
-        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols), -bound, bound)
+        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols, 1), -bound, bound)
 
     def max_abs(self) -> float:
         return abs(self.gain)
 
     def describe(self) -> dict[str, float]:
         return {"gain": self.gain, "rows": self.rows, "cols": self.cols}
+
+
+@dataclass(frozen=True)
+class AxisOrthogonal(Orthogonal):
+    """jax.nn.initializers.orthogonal(scale, column_axis): the [prod(shape) / shape[column_axis],
+    shape[column_axis]] matrix, reshaped to the other axes followed by the column axis, which then moves to
+    `column_axis`."""
+
+    shape: tuple[int, ...] = ()
+    column_axis: int = -1
+    kind: ClassVar[str] = "orthogonal"
+
+    def arrange(self, matrix: F64) -> F64:
+        axis = self.column_axis % len(self.shape)
+        rest = tuple(dim for index, dim in enumerate(self.shape) if index != axis)
+        return np.moveaxis(matrix.reshape((*rest, self.shape[axis])), -1, axis).reshape(-1)
+
+    def describe(self) -> dict[str, float]:
+        return {**super().describe(), "column_axis": self.column_axis}
+
+
+@dataclass(frozen=True)
+class DeltaOrthogonal(AxisOrthogonal):
+    """jax.nn.initializers.delta_orthogonal: zeros, and at the centre tap ((k - 1) // 2 of every kernel axis) the
+    orthogonal [in, out] matrix of `AxisOrthogonal` on shape[-2:] (Xiao et al. 2018)."""
+
+    kernel: tuple[int, ...] = ()
+    kind: ClassVar[str] = "delta_orthogonal"
+
+    def arrange(self, matrix: F64) -> F64:
+        out = np.zeros((*self.kernel, *self.shape), dtype=np.float64)
+        out[tuple((k - 1) // 2 for k in self.kernel)] = super().arrange(matrix).reshape(self.shape)
+        return out.reshape(-1)
+
+    def moments(self) -> Moments:
+        count = max(math.prod(self.kernel), 1)
+        # The centre tap's entries have mean square gain^2 / max(rows, cols); the other taps are 0.
+        bound = abs(self.gain)
+        return Moments(0.0, self.gain * self.gain / max(self.rows, self.cols, 1) / count, -bound, bound)
+
+    def scratch_bytes(self, elements: int) -> int:
+        return super().scratch_bytes(elements) + 8 * self.rows * self.cols * math.prod(self.kernel)
+
+    def describe(self) -> dict[str, float]:
+        return {**super().describe(), "taps": math.prod(self.kernel)}
 
 
 @dataclass(frozen=True)
@@ -577,7 +759,7 @@ class Sparse(Distribution):
         return 2 * 8 * total + 2 * 8 * _SPARSE_SLAB_ELEMENTS + Normal(0.0, self.std).scratch_bytes(total)
 
     def moments(self) -> Moments:
-        kept = 1.0 - self.zeros_per_column / self.rows
+        kept = 1.0 - self.zeros_per_column / self.rows if self.rows else 1.0  # no rows: an empty tensor
         return Moments(0.0, kept * self.std * self.std, None, None)
 
     def max_abs(self) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.engine.schemes.registry import SCHEMES, Param, Scheme
+from service.engine.schemes.registry import ALL_SCHEMES, REGISTRY_BARE, SCHEMES, Param, Scheme
 
 START, END = "<!-- schemes:start -->", "<!-- schemes:end -->"
 README = Path(__file__).resolve().parents[3] / "README.md"
@@ -25,9 +25,28 @@ def _row(scheme: Scheme) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
+def _same_as_bare(scheme: Scheme) -> bool:
+    """A namespaced name whose meaning is its bare name's, parameters and all."""
+    bare = REGISTRY_BARE.get(scheme.name.partition(".")[2])
+    return bare is not None and bare.build is scheme.build and bare.params == scheme.params
+
+
 def markdown() -> str:
     header = "| scheme | family | parameters (defaults) | distribution | source | example |\n|---|---|---|---|---|---|"
-    return "\n".join([header, *(_row(s) for s in SCHEMES)])
+    namespaced = [s for s in ALL_SCHEMES if s not in SCHEMES]
+    copies = ", ".join(f"`{s.name}`" for s in namespaced if _same_as_bare(s))
+    own = [_row(s) for s in namespaced if not _same_as_bare(s)]
+    return "\n".join(
+        [
+            header,
+            *(_row(s) for s in SCHEMES),
+            "",
+            f"The same meaning as their bare names, under the framework's namespace: {copies}. Their own meaning:",
+            "",
+            header,
+            *own,
+        ]
+    )
 
 
 def rewrite(readme: str) -> str:

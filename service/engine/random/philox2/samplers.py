@@ -220,7 +220,7 @@ class TruncatedNormal(Sampler):
         z = detmath.ndtri(inner._p_lo + u * inner._mass)
         if inner._mirrored:
             z = -z
-        x = inner.mean + inner.std * z
+        x = inner.mean + inner.scale * z  # scale = |std| (torch.trunc_normal reads a negative std so)
         # The spec's (and the kernel's) comparisons, not np.clip: they differ on a zero's sign (x = -0.0, a' = 0.0).
         x = np.where(x > inner.a, x, inner.a)
         return np.where(x < inner.b, x, inner.b)
@@ -228,7 +228,7 @@ class TruncatedNormal(Sampler):
     def kernel(self, stream: Stream, starts: NDArray[np.int64], length: int, out: NDArray) -> None:
         t = self.inner
         kernel = kernels.truncated_normal64 if self.wide else kernels.truncated_normal32
-        kernel(*_key(stream), starts, length, t._p_lo, t._mass, t._mirrored, t.mean, t.std, t.a, t.b, out)
+        kernel(*_key(stream), starts, length, t._p_lo, t._mass, t._mirrored, t.mean, t.scale, t.a, t.b, out)
 
 
 def sampler(distribution: Distribution, dtype: np.dtype) -> Distribution:
@@ -264,6 +264,8 @@ def _sampler(distribution: Distribution, dtype: np.dtype, zero_signs: tuple[floa
     if isinstance(distribution, d.Normal):
         return Normal(distribution, wide)
     if isinstance(distribution, d.TruncatedNormal):
+        if distribution.degenerate:  # torch.trunc_normal with a == b: a everywhere
+            return d.Constant(distribution.a)
         lo, hi = first_at_least(distribution.a, target), last_at_most(distribution.b, target)
         if not lo < hi:
             raise InitError(

@@ -69,7 +69,8 @@ class PhiloxV2(Rng):
         if isinstance(distribution, distributions.Orthogonal):
             tall, short = distribution.normals_shape
             normals = self.generate(distributions.Normal(0.0, 1.0), stream, (tall, short), 0, tall * short, _FLOAT64)
-            return distribution.from_normals(normals)
+            # arrange: flat, and placed where JAX's column_axis and delta_orthogonal put the matrix.
+            return distribution.arrange(distribution.from_normals(normals))
         total = math.prod(shape)
         if isinstance(distribution, distributions.Sparse):
             values = self.generate(distributions.Normal(0.0, distribution.std), stream, shape, 0, total, _FLOAT64)

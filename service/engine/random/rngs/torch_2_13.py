@@ -27,7 +27,7 @@ from service.engine.random.torch213 import kernels
 from service.engine.random.torch213.generator import HALVES, Generator
 from service.engine.schemes import distributions as d
 from service.engine.schemes.gain import calculate_gain
-from service.engine.schemes.registry import Built, Context, Scheme
+from service.engine.schemes.registry import Built, Context, Scheme, check_xavier_fans
 
 TORCH_VERSION = "2.13.0"
 CPU_PATH = "ATen CPU kernels, AVX2 build (ATEN_CPU_CAPABILITY=avx2; avx512 gives the same bits)"
@@ -40,6 +40,7 @@ def _torch_fans(c: Context) -> tuple[int, int]:
 
 def _xavier(distribution: str) -> Any:
     def build(c: Context) -> Built:
+        check_xavier_fans(c)
         fan_in, fan_out = _torch_fans(c)
         gain = c["gain"]
         std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -156,7 +157,8 @@ def _orthogonal(generator: Generator, dist: d.Orthogonal, dtype: np.dtype) -> ND
     q *= np.sign(np.diag(r))
     if dist.rows < dist.cols:
         q = q.T
-    return (q.astype(dtype) * dtype.type(dist.gain)).reshape(-1)
+    # arrange: JAX's column_axis and delta_orthogonal place the matrix; torch's own layout keeps it as it is.
+    return dist.arrange(q.astype(dtype) * dtype.type(dist.gain)).astype(dtype, copy=False)
 
 
 def _advance(generator: Generator, draw: Draw) -> None:
@@ -189,7 +191,9 @@ class Torch213(Rng):
     contract = "docs/torch-rng.md"
 
     def build(self, scheme: Scheme, context: Context) -> Built:
-        rule = TORCH_BUILDS.get(scheme.name)
+        rule = TORCH_BUILDS.get(scheme.name.removeprefix("torch.")) if scheme.family == "torch" else None
+        if 0 in context.shape:  # torch draws nothing for an empty tensor (kaiming returns before reading fans)
+            rule = None
         return rule(context) if rule is not None else scheme.build(context)
 
     def streams(self, seed: int, draws: Sequence[Draw]) -> list[tuple[_RequestStream, int]]:
