@@ -118,7 +118,12 @@ def _kernel(a: Args, rank: int) -> tuple[int, ...]:
     if len(kernel) == 1:
         return kernel * rank
     if len(kernel) != rank:
-        raise InitError("kernel_size", f"kernel_size must be one integer or {rank} of them, got {list(kernel)}")
+        # torch 2.13 takes any number and builds a weight of that many kernel dims, which its forward refuses
+        raise InitError(
+            "kernel_size",
+            f"kernel_size must be one integer or {rank} of them, got {list(kernel)} (PyTorch would build a "
+            f"{2 + len(kernel)}-D weight that its {rank}-D convolution cannot run)",
+        )
     return tuple(kernel)
 
 
@@ -128,10 +133,37 @@ def _conv_fans(a: Args, kernel: tuple[int, ...]) -> tuple[int, int]:
     return a["in_channels"] // a["groups"] * area, a["out_channels"] // a["groups"] * area
 
 
-def _conv_check(a: Args) -> None:
-    for side in ("in_channels", "out_channels"):
-        if a[side] % a["groups"]:
-            raise InitError("groups", f"{side} must be divisible by groups ({a[side]} % {a['groups']} != 0)")
+def _torch_rule(field_name: str, rule: str) -> InitError:
+    """A layer argument PyTorch's constructor refuses: its own words, marked as its rule."""
+    return InitError(field_name, f"{rule} (PyTorch's rule)")
+
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_PADDING_STRINGS = ("same", "valid")
+
+
+def _conv_check(transposed: bool) -> Callable[[Args], None]:
+    def check(a: Args) -> None:
+        for side in ("in_channels", "out_channels"):
+            if a[side] % a["groups"]:
+                raise InitError("groups", f"{side} must be divisible by groups ({a[side]} % {a['groups']} != 0)")
+        mode, padding = a["padding_mode"], a["padding"]
+        if transposed and mode != "zeros":
+            raise _torch_rule("padding_mode", f"only 'zeros' padding mode is supported for ConvTranspose, got {mode!r}")
+        if mode not in _PADDING_MODES:
+            raise _torch_rule("padding_mode", f"padding_mode must be one of {list(_PADDING_MODES)}, got {mode!r}")
+        if isinstance(padding, str):
+            if transposed:  # torch keeps the string as a tuple of its letters: a module that cannot run
+                raise InitError("padding", f"a transposed convolution's padding is integers, got {padding!r}")
+            if padding not in _PADDING_STRINGS:
+                raise _torch_rule(
+                    "padding", f"invalid padding string {padding!r}, should be one of {list(_PADDING_STRINGS)}"
+                )
+            stride = a["stride"] if isinstance(a["stride"], list | tuple) else [a["stride"]]
+            if padding == "same" and any(s != 1 for s in stride):
+                raise _torch_rule("padding", "padding='same' is not supported for strided convolutions")
+
+    return check
 
 
 def _conv_torch(rank: int, transposed: bool) -> Builder:
@@ -208,7 +240,11 @@ def _embedding_torch(a: Args) -> list[Weight]:
 
 def _embedding_keras(a: Args) -> list[Weight]:
     if a["padding_idx"] is not None:
-        raise InitError("padding_idx", "Keras's Embedding has no padding_idx (mask_zero masks, it does not zero)")
+        raise InitError(
+            "padding_idx",
+            "padding_idx is PyTorch's (a zero row): Keras's Embedding has none (mask_zero masks the index 0 in the "
+            "input, it zeroes no row); drop padding_idx for Keras",
+        )
     fans = (a["num_embeddings"], a["embedding_dim"])
     shape = (a["num_embeddings"], a["embedding_dim"])
     return [Weight("weight", "embeddings", "weight", shape, KERAS_EMBEDDING, fans)]
@@ -360,9 +396,27 @@ def _rnn_args(kind: str) -> tuple[Arg, ...]:
     return (*head, *middle, *tail, *extra)
 
 
+_NONLINEARITIES = ("tanh", "relu")
+
+
+def _dropout_check(a: Args) -> None:
+    dropout = a["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout <= 1:
+        raise _torch_rule(
+            "dropout",
+            "dropout should be a number in range [0, 1] representing the probability of an element being zeroed, "
+            f"got {dropout!r}",
+        )
+
+
+def _nonlinearity_check(a: Args) -> None:
+    if a.get("nonlinearity", "tanh") not in _NONLINEARITIES:
+        raise _torch_rule("nonlinearity", f"unknown nonlinearity {a['nonlinearity']!r}; select from 'tanh' or 'relu'")
+
+
 def _rnn_check(a: Args) -> None:
-    if a.get("proj_size", 0) not in (0, None):
-        raise InitError("proj_size", "LSTM with proj_size is not supported (only proj_size=0)")
+    _nonlinearity_check(a)
+    _dropout_check(a)
     if a["num_layers"] > 64:
         raise InitError("num_layers", f"at most 64 layers per recurrent layer, got {a['num_layers']}")
 
@@ -465,9 +519,15 @@ def _transformer_children(cross_attention: bool) -> Callable[[Args], list[Child]
     return children
 
 
+_ACTIVATIONS = ("relu", "gelu")
+
+
 def _transformer_check(a: Args) -> None:
     if a["d_model"] % a["nhead"]:
         raise InitError("nhead", "embed_dim must be divisible by num_heads")
+    # torch also takes a callable, which JSON cannot name; as a string only these two.
+    if a["activation"] not in _ACTIVATIONS:
+        raise _torch_rule("activation", f"activation should be relu/gelu, not {a['activation']!r}")
 
 
 # ---- the catalogue -----------------------------------------------------------------------------------------
@@ -543,7 +603,7 @@ LAYER_TYPES: tuple[LayerType, ...] = (
             _conv_torch(rank, False),
             _conv_keras(rank, False),
             f"conv{rank}d",
-            _conv_check,
+            _conv_check(transposed=False),
         )
         for rank in (1, 2, 3)
     ),
@@ -555,7 +615,7 @@ LAYER_TYPES: tuple[LayerType, ...] = (
             _conv_torch(rank, True),
             _conv_keras(rank, True),
             f"conv{rank}d_transpose",
-            _conv_check,
+            _conv_check(transposed=True),
         )
         for rank in (1, 2, 3)
     ),
