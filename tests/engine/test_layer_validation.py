@@ -47,6 +47,8 @@ REFUSED: list[tuple[str, str, str, Callable[[Any], Any]]] = [
         "'zeros'",
         lambda nn: nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect"),
     ),
+    ("lstm(4, 8, proj_size=8)", "proj_size", "smaller than hidden_size", lambda nn: nn.LSTM(4, 8, proj_size=8)),
+    ("lstm(4, 8, proj_size=-1)", "proj_size", "positive integer or zero", lambda nn: nn.LSTM(4, 8, proj_size=-1)),
     (
         "transformer_encoder_layer(16, 2, activation='bogus')",
         "activation",
@@ -109,3 +111,21 @@ def test_the_api_answers_422_naming_the_field_and_rule(client):
     (detail,) = response.json()["detail"]
     assert detail["loc"] == ["body", "model.layers[1].dropout"]
     assert "range [0, 1]" in detail["msg"] and "PyTorch's rule" in detail["msg"]
+
+
+@pytest.mark.parametrize(
+    ("layer", "field", "words"),
+    [
+        ("lstm(4, 8, proj_size=3)", "proj_size", "no projection"),
+        ("multihead_attention(8, 2, kdim=4)", "kdim", "not supported for Keras"),
+        ("multihead_attention(8, 2, add_bias_kv=True)", "add_bias_kv", "PyTorch's"),
+        ("bilinear(2, 3, 4)", "type", "Keras has no bilinear"),
+        ("instancenorm2d(3)", "type", "groupnorm"),
+        ("embedding_bag(5, 2)", "type", "EmbeddingBag"),
+        ("lstm_cell(2, 3)", "type", "Keras has no"),
+    ],
+)
+def test_torch_only_arguments_and_layers_are_refused_for_keras_saying_so(layer, field, words):
+    with pytest.raises(InitError, match=words) as caught:
+        expand([layer], "keras")
+    assert caught.value.field == f"model.layers[0].{field}"

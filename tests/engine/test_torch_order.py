@@ -31,7 +31,7 @@ from service.engine.random.rng import Draw  # noqa: E402
 from service.engine.random.rngs.torch_2_13 import Torch213  # noqa: E402
 from service.engine.recipes.expand import expand_ordered  # noqa: E402
 from service.engine.schemes.distributions import Constant, Normal, Uniform  # noqa: E402
-from tests.torch_architectures import basic_block, language_model  # noqa: E402
+from tests.torch_architectures import basic_block, issue16_layers, language_model  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -263,6 +263,7 @@ ARCHITECTURES: dict[str, tuple[list[Any], Callable[[], Any]]] = {
         ),
     ),
     "other_layer_types": (MIXED, mixed),
+    "issue16_layer_types": issue16_layers(8),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from service.engine.bundle import INTEGER_DTYPE, RowFill
@@ -92,6 +92,10 @@ def _refuse(field_name: str, message: str) -> Builder:
         raise InitError(field_name, message)
 
     return build
+
+
+def _no_keras(what: str) -> Builder:
+    return _refuse("type", f"Keras has no {what}: this layer type is PyTorch's")
 
 
 # ---- linear and convolutions -------------------------------------------------------------------------------
@@ -305,38 +309,81 @@ def _groupnorm_check(a: Args) -> None:
         raise InitError("num_groups", "num_channels must be divisible by num_groups")
 
 
+def _rmsnorm(framework: str) -> Builder:
+    def build(a: Args) -> list[Weight]:
+        if not a["elementwise_affine"]:
+            return []
+        return [Weight("weight", "weight" if framework == "torch" else "scale", "weight", a["normalized_shape"], ONES)]
+
+    return build
+
+
+_INSTANCENORM_ARGS = (
+    Arg("num_features", "count"),
+    Arg("eps", "ignored", 1e-5),
+    Arg("momentum", "ignored", 0.1),
+    Arg("affine", "flag", False),
+    Arg("track_running_stats", "flag", False),
+    Arg("bias", "flag", True),
+)
+
+
 # ---- recurrent ---------------------------------------------------------------------------------------------
 
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 _KERAS_RNN = {"rnn": ("simple_rnn", "simple_rnn_cell"), "gru": ("gru", "gru_cell"), "lstm": ("lstm", "lstm_cell")}
 
 
+def _recurrent_init(hidden: int) -> Init:
+    bound = 1.0 / math.sqrt(hidden)  # torch: every parameter U(-stdv, stdv), stdv = 1 / sqrt(hidden_size)
+    return Init("uniform", {"a": -bound, "b": bound})
+
+
 def _rnn_torch(kind: str) -> Builder:
     gates = _GATES[kind]
 
     def build(a: Args) -> list[Weight]:
-        hidden = a["hidden_size"]
-        bound = 1.0 / math.sqrt(hidden)  # torch: every parameter U(-stdv, stdv), stdv = 1 / sqrt(hidden_size)
-        init = Init("uniform", {"a": -bound, "b": bound})
+        hidden, projection = a["hidden_size"], a.get("proj_size", 0)
+        output = projection or hidden  # LSTM proj_size: the hidden state is projected to proj_size
+        init = _recurrent_init(hidden)
         directions = ("", "_reverse") if a["bidirectional"] else ("",)
         weights = []
         for layer in range(a["num_layers"]):
-            fan_ih = a["input_size"] if layer == 0 else hidden * len(directions)
+            fan_ih = a["input_size"] if layer == 0 else output * len(directions)
             for suffix in directions:
                 tag = f"_l{layer}{suffix}"
                 # Real fans per gate: each gate is its own [hidden, fan] matrix, stacked.
                 weights += [
                     Weight("weight_ih", f"weight_ih{tag}", "weight", (gates * hidden, fan_ih), init, (fan_ih, hidden)),
-                    Weight("weight_hh", f"weight_hh{tag}", "weight", (gates * hidden, hidden), init, (hidden, hidden)),
+                    Weight("weight_hh", f"weight_hh{tag}", "weight", (gates * hidden, output), init, (output, hidden)),
                 ]
                 if a["bias"]:
                     weights += [
                         Weight("bias_ih", f"bias_ih{tag}", "bias", (gates * hidden,), init, (fan_ih, hidden)),
-                        Weight("bias_hh", f"bias_hh{tag}", "bias", (gates * hidden,), init, (hidden, hidden)),
+                        Weight("bias_hh", f"bias_hh{tag}", "bias", (gates * hidden,), init, (output, hidden)),
                     ]
+                if projection:
+                    shape = (projection, hidden)
+                    weights.append(Weight("weight_hr", f"weight_hr{tag}", "weight", shape, init, (hidden, projection)))
         return weights
 
     return build
+
+
+def _cell_torch(kind: str) -> Builder:
+    """RNNCell, LSTMCell, GRUCell: one layer, one direction, its parameters without the _l0 suffix."""
+    layer = _rnn_torch(kind)
+
+    def build(a: Args) -> list[Weight]:
+        weights = layer({**a, "num_layers": 1, "bidirectional": False})
+        return [replace(weight, name=weight.key) for weight in weights]
+
+    return build
+
+
+def _cell_args(kind: str) -> tuple[Arg, ...]:
+    head = (Arg("input_size", "count"), Arg("hidden_size", "count"), Arg("bias", "flag", True))
+    return (*head, Arg("nonlinearity", "ignored", "tanh")) if kind == "rnn" else head
 
 
 def _rnn_keras(kind: str) -> Builder:
@@ -344,6 +391,8 @@ def _rnn_keras(kind: str) -> Builder:
     cell = _KERAS_RNN[kind][1]
 
     def build(a: Args) -> list[Weight]:
+        if a.get("proj_size", 0):
+            raise InitError("proj_size", "Keras's LSTM has no projection (proj_size is PyTorch's)")
         if a["bidirectional"]:
             raise InitError("bidirectional", "Keras wraps bidirectional RNNs in Bidirectional: not supported")
         hidden = a["hidden_size"]
@@ -392,7 +441,7 @@ def _rnn_args(kind: str) -> tuple[Arg, ...]:
         Arg("dropout", "ignored", 0.0),
         Arg("bidirectional", "flag", False),
     )
-    extra = (Arg("proj_size", "ignored", 0), Arg("unit_forget_bias", "flag", True)) if kind == "lstm" else ()
+    extra = (Arg("proj_size", "index", 0), Arg("unit_forget_bias", "flag", True)) if kind == "lstm" else ()
     return (*head, *middle, *tail, *extra)
 
 
@@ -417,8 +466,49 @@ def _nonlinearity_check(a: Args) -> None:
 def _rnn_check(a: Args) -> None:
     _nonlinearity_check(a)
     _dropout_check(a)
+    projection = a.get("proj_size", 0)
+    if projection is None or projection < 0:
+        raise _torch_rule("proj_size", f"proj_size should be a positive integer or zero, got {projection!r}")
+    if projection >= a["hidden_size"]:
+        raise _torch_rule(
+            "proj_size", f"proj_size has to be smaller than hidden_size ({projection} >= {a['hidden_size']})"
+        )
     if a["num_layers"] > 64:
         raise InitError("num_layers", f"at most 64 layers per recurrent layer, got {a['num_layers']}")
+
+
+# ---- bilinear and embedding bags ---------------------------------------------------------------------------
+
+
+def _bilinear_torch(a: Args) -> list[Weight]:
+    in1, in2, out = a["in1_features"], a["in2_features"], a["out_features"]
+    bound = 1 / math.sqrt(in1)  # torch: weight and bias U(-bound, bound), bound = 1 / sqrt(weight.size(1))
+    init = Init("uniform", {"a": -bound, "b": bound})
+    fans = (in1 * in2, out)  # one output sums in1 * in2 products
+    weights = [_weight((out, in1, in2), init, fans)]
+    if a["bias"]:
+        weights.append(_bias((out,), init, fans))
+    return weights
+
+
+def _embedding_bag_check(a: Args) -> None:
+    _padding_row(a)
+    if a["_weight"] is not None:
+        raise InitError("_weight", "_weight (a given initial tensor) is not supported: the service draws the weight")
+
+
+_EMBEDDING_BAG_ARGS = (
+    Arg("num_embeddings", "count"),
+    Arg("embedding_dim", "count"),
+    Arg("max_norm", "ignored", None),
+    Arg("norm_type", "ignored", 2.0),
+    Arg("scale_grad_by_freq", "ignored", False),
+    Arg("mode", "ignored", "mean"),
+    Arg("sparse", "ignored", False),
+    Arg("_weight", "ignored", None),
+    Arg("include_last_offset", "ignored", False),
+    Arg("padding_idx", "index", None),
+)
 
 
 # ---- attention ---------------------------------------------------------------------------------------------
@@ -429,18 +519,32 @@ def _attention_check(a: Args) -> None:
     if dim % heads:
         raise InitError("num_heads", "embed_dim must be divisible by num_heads")
     for side in ("kdim", "vdim"):
-        if a[side] not in (None, dim):
-            raise InitError(side, f"only {side}=None (= embed_dim) is supported, got {a[side]}")
-    if a["add_bias_kv"]:
-        raise InitError("add_bias_kv", "add_bias_kv=True is not supported")
+        if a[side] is not None and a[side] < 1:
+            raise InitError(side, f"{side} must be an integer >= 1 or null (= embed_dim), got {a[side]}")
+
+
+def _attention_dims(a: Args) -> tuple[int, int, int]:
+    dim = a["embed_dim"]
+    return dim, a["kdim"] or dim, a["vdim"] or dim
 
 
 def _attention_torch(a: Args) -> list[Weight]:
-    dim = a["embed_dim"]
-    fans = (dim, dim)  # per projection: q, k and v are three [dim, dim] maps fused in in_proj_weight
-    weights = [Weight("in_proj_weight", "in_proj_weight", "weight", (3 * dim, dim), Init("xavier_uniform"), fans)]
+    dim, kdim, vdim = _attention_dims(a)
+    xavier = Init("xavier_uniform")
+    if kdim == vdim == dim:
+        # q, k and v are three [dim, dim] maps fused in in_proj_weight: real fans per projection
+        weights = [Weight("in_proj_weight", "in_proj_weight", "weight", (3 * dim, dim), xavier, (dim, dim))]
+    else:  # torch keeps them apart when a key or value width differs from embed_dim
+        weights = [
+            Weight(f"{part}_proj_weight", f"{part}_proj_weight", "weight", (dim, width), xavier, (width, dim))
+            for part, width in (("q", dim), ("k", kdim), ("v", vdim))
+        ]
+    fans = (dim, dim)
     if a["bias"]:
         weights.append(Weight("in_proj_bias", "in_proj_bias", "bias", (3 * dim,), ZEROS, fans))
+    if a["add_bias_kv"]:
+        # one learned key and value appended to the sequence: xavier_normal_ reads fans (dim, dim) off [1, 1, dim]
+        weights += [Weight(key, key, "bias", (1, 1, dim), Init("xavier_normal"), None) for key in ("bias_k", "bias_v")]
     # out_proj is an nn.Linear (kaiming_uniform(a=sqrt(5))); MultiheadAttention then zeroes its bias.
     weights.append(Weight("out_proj.weight", "out_proj.weight", "weight", (dim, dim), TORCH_DEFAULT, fans))
     if a["bias"]:
@@ -450,12 +554,27 @@ def _attention_torch(a: Args) -> list[Weight]:
 
 def _attention_torch_steps(a: Args) -> list[Step]:
     # MultiheadAttention.__init__ first builds out_proj, an nn.Linear, which draws its weight and bias; then
-    # _reset_parameters draws in_proj_weight and zeroes both biases, so out_proj.bias's draw is overwritten.
+    # _reset_parameters draws the projections (xavier_uniform), zeroes both biases, so out_proj.bias's draw is
+    # overwritten, and draws bias_k and bias_v (xavier_normal).
     dim = a["embed_dim"]
     out_proj = _linear_torch({"in_features": dim, "out_features": dim, "bias": a["bias"]})
-    defaults = {weight.name: weight.default for weight in _attention_torch(a)}
-    resets = ("in_proj_weight", "in_proj_bias", "out_proj.bias") if a["bias"] else ("in_proj_weight",)
+    weights = _attention_torch(a)
+    defaults = {weight.name: weight.default for weight in weights}
+    projections = [w.name for w in weights if w.key.endswith("proj_weight") and not w.name.startswith("out_proj")]
+    biases = ("in_proj_bias", "out_proj.bias") if a["bias"] else ()
+    kv = ("bias_k", "bias_v") if a["add_bias_kv"] else ()
+    resets = (*projections, *biases, *kv)
     return [*((f"out_proj.{weight.name}", weight.default) for weight in out_proj), *((n, defaults[n]) for n in resets)]
+
+
+def _attention_keras_refusals(a: Args) -> list[Weight]:
+    dim, kdim, vdim = _attention_dims(a)
+    for side, width in (("kdim", kdim), ("vdim", vdim)):
+        if width != dim:
+            raise InitError(side, f"{side} other than embed_dim is not supported for Keras, got {width}")
+    if a["add_bias_kv"]:
+        raise InitError("add_bias_kv", "Keras's MultiHeadAttention has no add_bias_kv (it is PyTorch's)")
+    return _attention_keras(a)
 
 
 def _attention_keras(a: Args) -> list[Weight]:
@@ -681,12 +800,23 @@ LAYER_TYPES: tuple[LayerType, ...] = (
         )
         for kind in ("rnn", "gru", "lstm")
     ),
+    *(
+        LayerType(
+            f"{kind}_cell",
+            _cell_args(kind),
+            ("recurrent",),
+            _cell_torch(kind),
+            _no_keras(f"{kind}_cell"),
+            check=_nonlinearity_check,
+        )
+        for kind in ("rnn", "gru", "lstm")
+    ),
     LayerType(
         "multihead_attention",
         _ATTENTION_ARGS,
         ("attention",),
         _attention_torch,
-        _attention_keras,
+        _attention_keras_refusals,
         "multi_head_attention",
         _attention_check,
         torch_steps=_attention_torch_steps,
@@ -698,6 +828,44 @@ LAYER_TYPES: tuple[LayerType, ...] = (
         lambda a: [_weight((a["num_parameters"],), Init("constant", {"val": a["init"]}), None)],
         _refuse("type", "Keras's PReLU takes its alpha's shape from the input; not supported"),
         "p_re_lu",
+    ),
+    LayerType(
+        "rmsnorm",
+        (Arg("normalized_shape", "size"), Arg("eps", "ignored", None), Arg("elementwise_affine", "flag", True)),
+        ("norm",),
+        _rmsnorm("torch"),
+        _rmsnorm("keras"),
+        "rms_normalization",
+    ),
+    *(
+        LayerType(
+            f"instancenorm{rank}d",
+            _INSTANCENORM_ARGS,
+            ("norm", "instancenorm"),
+            _batchnorm_torch,  # the same parameters and buffers as batch norm, off by default
+            _no_keras("instance normalization (use groupnorm with num_groups = num_channels)"),
+        )
+        for rank in (1, 2, 3)
+    ),
+    LayerType(
+        "bilinear",
+        (
+            Arg("in1_features", "count"),
+            Arg("in2_features", "count"),
+            Arg("out_features", "count"),
+            Arg("bias", "flag", True),
+        ),
+        (),
+        _bilinear_torch,
+        _no_keras("bilinear layer"),
+    ),
+    LayerType(
+        "embedding_bag",
+        _EMBEDDING_BAG_ARGS,
+        ("embedding",),
+        _embedding_torch,  # torch: normal_ and the padding row zeroed, as Embedding
+        _no_keras("EmbeddingBag"),
+        check=_embedding_bag_check,
     ),
     LayerType(
         "transformer_encoder_layer",
