@@ -80,6 +80,20 @@ ARCHITECTURES: dict[str, tuple[list, Callable[[], nn.Module]]] = {
     ),
     "other_layer_types": (MIXED, Mixed),
     "issue16_layer_types": issue16_layers(64),
+    "transformer_stacks": (
+        [
+            "encoder: transformer_encoder('transformer_encoder_layer(64, 4, 128)', 2, 'layernorm(64)')",
+            {"type": "transformer", "name": "transformer", "args": [64, 4, 2, 2, 128]},
+        ],
+        lambda: nn.ModuleDict(
+            {
+                "encoder": nn.TransformerEncoder(
+                    nn.TransformerEncoderLayer(64, 4, 128), 2, nn.LayerNorm(64), enable_nested_tensor=False
+                ),
+                "transformer": nn.Transformer(64, 4, 2, 2, 128),
+            }
+        ),
+    ),
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from service.engine.errors import InitError
 
-ArgKind = Literal["count", "size", "flag", "index", "number", "text", "ignored"]
+ArgKind = Literal["count", "size", "flag", "index", "number", "text", "layer", "ignored"]
 REQUIRED: Any = object()
 MAX_SIZE_RANK = 8
 
@@ -21,6 +21,7 @@ _KIND_WORDS = {
     "index": "an integer or null",
     "number": "a finite number",
     "text": "a string",
+    "layer": "a layer (its text or object)",
     "ignored": "a number, string, boolean, null or a list of numbers",
 }
 
@@ -71,6 +72,8 @@ def check_value(arg: Arg, value: Any) -> Any:
         value = float(value) if ok else value
     elif kind == "text":
         ok = isinstance(value, str)
+    elif kind == "layer":  # expanded where it is built, which checks it
+        ok = isinstance(value, str | Mapping) or (value is None and arg.default is None)
     else:
         scalar = value is None or isinstance(value, bool | str) or _is_number(value)
         ok = scalar or (isinstance(value, list | tuple) and len(value) <= MAX_SIZE_RANK and all(map(_is_number, value)))

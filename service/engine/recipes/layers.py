@@ -56,6 +56,17 @@ Step = tuple[str, Init]  # one initialisation PyTorch's constructor applies: (pa
 
 
 @dataclass(frozen=True)
+class StackPart:
+    """A module of a stack (torch's TransformerEncoder/Decoder/Transformer): a layer built at `name`, or with
+    `copies`, built once and deep-copied that many times as `name.0`, `name.1`, ... `arg` names it in errors."""
+
+    name: str
+    layer: Any
+    copies: int | None
+    arg: str
+
+
+@dataclass(frozen=True)
 class LayerType:
     name: str
     args: tuple[Arg, ...] = ()
@@ -69,6 +80,8 @@ class LayerType:
     # The initialisations PyTorch's constructor applies, in its order, where they are not simply each parameter's
     # default in the builder's (state-dict) order: a parameter drawn twice keeps its last draw.
     torch_steps: Callable[[Args], list[Step]] | None = None
+    stack: Callable[[Args], list[StackPart]] | None = None  # torch's stacks of deep-copied layers
+    redraw_matrices: bool = False  # nn.Transformer: xavier_uniform_ on every parameter of >= 2 dims when built
 
 
 TORCH_DEFAULT = Init("torch_default")
@@ -649,6 +662,68 @@ def _transformer_check(a: Args) -> None:
         raise _torch_rule("activation", f"activation should be relu/gelu, not {a['activation']!r}")
 
 
+def _encoder_stack(kind: str) -> Callable[[Args], list[StackPart]]:
+    def stack(a: Args) -> list[StackPart]:
+        parts = [StackPart("layers", a[f"{kind}_layer"], a["num_layers"], f"{kind}_layer")]
+        return parts + ([StackPart("norm", a["norm"], None, "norm")] if a["norm"] is not None else [])
+
+    return stack
+
+
+def _stack_args(kind: str) -> tuple[Arg, ...]:
+    head = (Arg(f"{kind}_layer", "layer"), Arg("num_layers", "count"), Arg("norm", "layer", None))
+    return (
+        (*head, Arg("enable_nested_tensor", "ignored", True), Arg("mask_check", "ignored", True))
+        if (kind == "encoder")
+        else head
+    )
+
+
+def _stack_check(a: Args) -> None:
+    if a["num_layers"] > 1024:
+        raise InitError("num_layers", f"at most 1024 layers per stack, got {a['num_layers']}")
+
+
+_TRANSFORMER_STACK_ARGS = (
+    Arg("d_model", "count", 512),
+    Arg("nhead", "count", 8),
+    Arg("num_encoder_layers", "count", 6),
+    Arg("num_decoder_layers", "count", 6),
+    Arg("dim_feedforward", "count", 2048),
+    Arg("dropout", "ignored", 0.1),
+    Arg("activation", "ignored", "relu"),
+    Arg("custom_encoder", "layer", None),
+    Arg("custom_decoder", "layer", None),
+    Arg("layer_norm_eps", "ignored", 1e-5),
+    Arg("batch_first", "ignored", False),
+    Arg("norm_first", "ignored", False),
+    Arg("bias", "flag", True),
+)
+
+
+def _transformer_stack(a: Args) -> list[StackPart]:
+    """nn.Transformer.__init__: an encoder layer, the encoder's norm, the encoder (its copies); the same for the
+    decoder; custom_encoder / custom_decoder replace either."""
+    layer = {key: a[key] for key in ("d_model", "nhead", "dim_feedforward", "dropout", "activation", "bias")}
+    layer |= {"layer_norm_eps": a["layer_norm_eps"], "batch_first": a["batch_first"], "norm_first": a["norm_first"]}
+    norm = {"type": "layernorm", "args": [a["d_model"], a["layer_norm_eps"]], "bias": a["bias"]}
+    parts = []
+    for kind in ("encoder", "decoder"):
+        custom = a[f"custom_{kind}"]
+        stack = {
+            "type": f"transformer_{kind}",
+            "args": [{"type": f"transformer_{kind}_layer", **layer}, a[f"num_{kind}_layers"], norm],
+        }
+        parts.append(StackPart(kind, stack if custom is None else custom, None, f"custom_{kind}"))
+    return parts
+
+
+def _transformer_stack_check(a: Args) -> None:
+    _transformer_check(a)
+    for kind in ("encoder", "decoder"):
+        _stack_check({"num_layers": a[f"num_{kind}_layers"]})
+
+
 # ---- the catalogue -----------------------------------------------------------------------------------------
 
 PARAMETERLESS = (
@@ -882,6 +957,26 @@ LAYER_TYPES: tuple[LayerType, ...] = (
         keras=_refuse("type", _NO_KERAS_TRANSFORMER),
         check=_transformer_check,
         children=_transformer_children(True),
+    ),
+    *(
+        LayerType(
+            f"transformer_{kind}",
+            _stack_args(kind),
+            ("transformer",),
+            keras=_refuse("type", _NO_KERAS_TRANSFORMER),
+            check=_stack_check,
+            stack=_encoder_stack(kind),
+        )
+        for kind in ("encoder", "decoder")
+    ),
+    LayerType(
+        "transformer",
+        _TRANSFORMER_STACK_ARGS,
+        ("transformer",),
+        keras=_refuse("type", _NO_KERAS_TRANSFORMER),
+        check=_transformer_stack_check,
+        stack=_transformer_stack,
+        redraw_matrices=True,
     ),
     *(LayerType(name, parameterless=True, keras_stem=name) for name in PARAMETERLESS),
 )
