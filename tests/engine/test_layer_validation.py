@@ -129,3 +129,25 @@ def test_torch_only_arguments_and_layers_are_refused_for_keras_saying_so(layer, 
     with pytest.raises(InitError, match=words) as caught:
         expand([layer], "keras")
     assert caught.value.field == f"model.layers[0].{field}"
+
+
+@pytest.mark.parametrize(
+    ("layer", "framework", "field", "words"),
+    [
+        ("prelu()", "keras", "input_shape", "give input_shape"),
+        ("prelu(4, input_shape=(3, 4))", "keras", "num_parameters", "no num_parameters"),
+        ("prelu(input_shape=(3, 4), shared_axes=3)", "keras", "shared_axes", "beyond input_shape"),
+        ("prelu(input_shape=(3, 4))", "torch", "input_shape", "Keras's"),
+        ("depthwise_conv2d(3, 3)", "torch", "type", "no torch equivalent"),
+        ("einsum_dense('ab,bc', 4, 3)", "keras", "equation", "invalid einsum equation"),
+        ("einsum_dense('ab,bcd->acd', 4, 3)", "keras", "output_shape", "must have 2 dims"),
+        ("einsum_dense('ab,bc->ac', [None], 3)", "keras", "output_shape", "needs a size"),
+        ("einsum_dense('abc,cd->abd', (None, 4), 3)", "keras", "input_shape", "must have 3 dims"),
+        ("einsum_dense('ab,bc->ac', 4, 3, 'x')", "keras", "bias_axes", "output spec"),
+        ("einsum_dense('ab,bz->ac', 4, 3)", "keras", "equation", "neither"),
+    ],
+)
+def test_keras_layer_arguments_are_checked(layer, framework, field, words):
+    with pytest.raises(InitError, match=words) as caught:
+        expand([layer], framework)
+    assert caught.value.field == f"model.layers[0].{field}"

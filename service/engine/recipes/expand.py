@@ -16,11 +16,10 @@ they say `"fans": "framework"`, which reads fans off the shape as the framework'
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from service.engine.bundle import MAX_TENSORS, Copy, DrawStep, Overwritten, TensorSpec
@@ -160,6 +159,10 @@ class _Expander:
             return call.name
         if self.framework == "torch":
             return str(index)
+        return self._keras_name(stem)
+
+    def _keras_name(self, stem: str) -> str:
+        """Keras 3's auto-name of the next layer of this class: dense, dense_1, ..."""
         count = self.keras_names[stem]
         self.keras_names[stem] += 1
         return stem if count == 0 else f"{stem}_{count}"
@@ -261,7 +264,7 @@ class _Expander:
                 self._item(part.layer, copy, str(copy), copies_path, copies, inner_ancestors, where)
                 for original, name in zip(originals, list(self.specs)[made:], strict=True):
                     if name not in self.ruled:  # a rule draws into the copy after construction: its own key
-                        self.specs[name] = dataclasses.replace(self.specs[name], copy_of=original)
+                        self.specs[name] = replace(self.specs[name], copy_of=original)
                     if not copying:
                         self.constructed.append(Copy(name, original))
             self.copying = copying
@@ -271,12 +274,12 @@ class _Expander:
                 spec = self.specs[name]
                 if len(spec.shape) < 2:
                     continue
-                redrawn = dataclasses.replace(
+                redrawn = replace(
                     spec, scheme="xavier_uniform", params={}, fan_in=None, fan_out=None, fill_rows=(), copy_of=None
                 )
                 if name not in self.ruled:
                     self.specs[name] = redrawn
-                self.constructed.append((name, dataclasses.replace(redrawn, origin={})))
+                self.constructed.append((name, replace(redrawn, origin={})))
 
     def _layer(
         self,
@@ -308,15 +311,20 @@ class _Expander:
             weights = builder(args)
         except InitError as error:
             raise _relocated(at, error, f" ({layer_type.name})") from None
-        base = self._module_name(call, index, layer_type.keras_stem, at)
+        # Keras: Bidirectional(LSTM(...)) names the LSTM (created first) and then the wrapper, for every unit
+        wrapper = layer_type.keras_wrapper(args) if self.framework == "keras" and layer_type.keras_wrapper else None
+        stem = wrapper or layer_type.keras_stem
+        wrapped = self._keras_name(layer_type.keras_stem) if wrapper else ""
+        base = self._module_name(call, index, stem, at)
         for unit in sorted({w.unit for w in weights}):  # a stacked Keras RNN is one Keras layer per unit
             if unit == 0:
                 name = base
-            elif call.name is not None:
-                name = f"{call.name}_{unit}"
             else:
-                name = self._module_name(call, index, layer_type.keras_stem, at)
-            unit_weights = [w for w in weights if w.unit == unit]
+                wrapped = self._keras_name(layer_type.keras_stem) if wrapper else ""
+                name = f"{call.name}_{unit}" if call.name is not None else self._module_name(call, index, stem, at)
+            unit_weights = [
+                replace(w, name=w.name.format(wrapped)) if wrapper else w for w in weights if w.unit == unit
+            ]
             layer = _Layer(layer_type, (*path, name), self._prefixes(prefixes, name, at), ancestors, at)
             self._params(layer, unit_weights, self._steps(layer_type, args, unit_weights))
 

@@ -11,6 +11,7 @@ gate/projection matrices. docs/models.md lists every difference.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -81,6 +82,8 @@ class LayerType:
     # default in the builder's (state-dict) order: a parameter drawn twice keeps its last draw.
     torch_steps: Callable[[Args], list[Step]] | None = None
     stack: Callable[[Args], list[StackPart]] | None = None  # torch's stacks of deep-copied layers
+    # Keras: the wrapper each Keras layer of it is built in (Bidirectional), by its auto-name stem, if any
+    keras_wrapper: Callable[[Args], str | None] | None = None
     redraw_matrices: bool = False  # nn.Transformer: xavier_uniform_ on every parameter of >= 2 dims when built
 
 
@@ -231,6 +234,116 @@ def _conv_args(transposed: bool) -> tuple[Arg, ...]:
     return (*head, *tail, Arg("padding_mode", "ignored", "zeros"))
 
 
+# ---- Keras's depthwise and separable convolutions ----------------------------------------------------------
+
+
+def _depthwise_keras(rank: int, separable: bool) -> Builder:
+    """DepthwiseConv{rank}D: `kernel [*k, in, m]`; SeparableConv{rank}D: `depthwise_kernel` so, then
+    `pointwise_kernel [1.., in·m, out]`; both glorot_uniform, bias zeros."""
+
+    def build(a: Args) -> list[Weight]:
+        kernel = _kernel(a, rank)
+        c_in, multiplier = a["in_channels"], a["depth_multiplier"]
+        area = math.prod(kernel)
+        depthwise_fans = (area, multiplier * area)  # each input channel feeds its m outputs only
+        key = "depthwise_kernel" if separable else "kernel"
+        weights = [Weight("weight", key, "weight", (*kernel, c_in, multiplier), GLOROT_UNIFORM, depthwise_fans)]
+        c_out = a["out_channels"] if separable else c_in * multiplier
+        if separable:
+            shape = (*(1,) * rank, c_in * multiplier, c_out)
+            fans = (c_in * multiplier, c_out)
+            weights.append(Weight("pointwise_weight", "pointwise_kernel", "weight", shape, GLOROT_UNIFORM, fans))
+        if a["bias"]:
+            weights.append(_bias((c_out,), ZEROS, weights[-1].fans))
+        return weights
+
+    return build
+
+
+def _depthwise_args(separable: bool) -> tuple[Arg, ...]:
+    """Keras's order with PyTorch's names, and the input channels Keras reads off its input."""
+    head = (Arg("in_channels", "count"), *((Arg("out_channels", "count"),) if separable else ()))
+    head = (*head, Arg("kernel_size", "size"), *_IGNORED_CONV)
+    multiplier = Arg("depth_multiplier", "count", 1)
+    middle = (Arg("dilation", "ignored", 1), multiplier) if separable else (multiplier, Arg("dilation", "ignored", 1))
+    return (*head, *middle, Arg("bias", "flag", True))
+
+
+# ---- Keras's EinsumDense -----------------------------------------------------------------------------------
+
+_EINSUM = (
+    (re.compile(r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)"), False),
+    (re.compile(r"0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)"), True),
+    (re.compile(r"([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0"), False),
+)
+
+
+def _einsum_shapes(a: Args) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, int]]:
+    """Keras 3's `_analyze_einsum_string`: the kernel's and the bias's shapes from the equation, the input shape
+    (here without the batch axis) and the output shape; and the kernel's real fans (its input and output axes)."""
+    equation = re.sub(r"\.\.\.", "0", a["equation"])
+    found = next(((m, left) for pattern, left in _EINSUM if (m := pattern.fullmatch(equation))), None)
+    if found is None:
+        raise InitError(
+            "equation",
+            f"invalid einsum equation {a['equation']!r}: Keras takes [X],[Y]->[Z], ...[X],[Y]->...[Z] "
+            "or [X]...,[Y]->[Z]...",
+        )
+    match, left_elided = found
+    input_spec, weight_spec, output_spec = match.groups()
+    input_shape = [None, *a["input_shape"]]
+    output_shape = [None, *a["output_shape"]]
+    elided = len(input_shape) - len(input_spec)
+    if elided < 0 or (elided and "0" not in equation):
+        raise InitError("input_shape", f"input_shape (with the batch axis) must have {len(input_spec)} dims")
+    if elided > 0 and left_elided:
+        output_shape[1:1] = reversed(input_shape[1:elided])
+    elif elided > 0:
+        output_shape += input_shape[len(input_shape) - elided :]
+    offset = elided if left_elided else 0
+    input_at = {dim: i + offset - (len(input_shape) if left_elided else 0) for i, dim in enumerate(input_spec)}
+    output_at = {dim: i + offset for i, dim in enumerate(output_spec)}
+    if len(output_shape) < len(output_spec) + offset or len(output_shape) > len(output_spec) + max(elided, 0):
+        dims = len(output_spec) + max(elided, 0) - 1
+        raise InitError("output_shape", f"output_shape (without the batch axis) must have {dims} dims for {equation!r}")
+    for dim in output_spec:
+        if dim not in input_spec and dim not in weight_spec:
+            raise InitError("equation", f"output dimension {dim!r} is in neither the input nor the weight spec")
+    kernel, fans = [], [1, 1]
+    for dim in weight_spec:
+        side = 1 if dim in output_at else 0
+        if dim not in output_at and dim not in input_at:
+            raise InitError("equation", f"weight dimension {dim!r} is in neither the input nor the output spec")
+        size = output_shape[output_at[dim]] if side else input_shape[input_at[dim]]
+        if size is None:
+            where = "output_shape" if side else "input_shape"
+            raise InitError(where, f"the kernel's dimension {dim!r} needs a size in {where}")
+        kernel.append(size)
+        fans[side] *= size
+    bias = None
+    if a["bias_axes"] is not None:
+        missing = [char for char in a["bias_axes"] if char not in output_spec]
+        if missing or not a["bias_axes"]:
+            raise InitError(
+                "bias_axes", f"bias axes must be in the output spec {output_spec!r}, got {a['bias_axes']!r}"
+            )
+        sizes = {char: output_shape[i + offset] for i, char in enumerate(output_spec)}
+        first = min(output_spec.find(char) for char in a["bias_axes"])
+        bias = [sizes[char] if char in a["bias_axes"] else 1 for char in output_spec[first:]]
+        bias += [] if left_elided else [1] * max(elided, 0)
+        if None in bias:
+            raise InitError("output_shape", "the bias's axes need sizes in output_shape")
+    return tuple(kernel), None if bias is None else tuple(bias), (fans[0], fans[1])
+
+
+def _einsum_keras(a: Args) -> list[Weight]:
+    kernel, bias, fans = _einsum_shapes(a)
+    weights = [Weight("weight", "kernel", "weight", kernel, GLOROT_UNIFORM, fans)]
+    if bias is not None:
+        weights.append(_bias(bias, ZEROS, fans))
+    return weights
+
+
 # ---- embedding ---------------------------------------------------------------------------------------------
 
 
@@ -356,6 +469,10 @@ def _rnn_torch(kind: str) -> Builder:
     gates = _GATES[kind]
 
     def build(a: Args) -> list[Weight]:
+        if not a.get("reset_after", True):
+            raise InitError(
+                "reset_after", "PyTorch's GRU applies the reset gate after the matmul (reset_after=True) only"
+            )
         hidden, projection = a["hidden_size"], a.get("proj_size", 0)
         output = projection or hidden  # LSTM proj_size: the hidden state is projected to proj_size
         init = _recurrent_init(hidden)
@@ -406,43 +523,51 @@ def _rnn_keras(kind: str) -> Builder:
     def build(a: Args) -> list[Weight]:
         if a.get("proj_size", 0):
             raise InitError("proj_size", "Keras's LSTM has no projection (proj_size is PyTorch's)")
-        if a["bidirectional"]:
-            raise InitError("bidirectional", "Keras wraps bidirectional RNNs in Bidirectional: not supported")
         hidden = a["hidden_size"]
+        # Bidirectional(layer) builds a forward and a backward copy of the wrapped layer, named after it: the
+        # expander puts the wrapped layer's Keras name where the {} is.
+        directions = ("forward_{}/", "backward_{}/") if a["bidirectional"] else ("",)
         weights = []
         for unit in range(a["num_layers"]):  # Keras stacks separate layers: lstm, lstm_1, ...
-            fan_in = a["input_size"] if unit == 0 else hidden
+            fan_in = a["input_size"] if unit == 0 else hidden * len(directions)
             width = gates * hidden
-            weights += [
-                Weight(
-                    "weight_ih",
-                    f"{cell}/kernel",
-                    "weight",
-                    (fan_in, width),
-                    GLOROT_UNIFORM,
-                    (fan_in, hidden),
-                    unit=unit,
-                ),
-                Weight(
-                    "weight_hh",
-                    f"{cell}/recurrent_kernel",
-                    "weight",
-                    (hidden, width),
-                    ORTHOGONAL,
-                    (hidden, hidden),
-                    unit=unit,
-                ),
-            ]
-            if a["bias"]:
-                # GRU: reset_after=True (Keras 3's default) keeps separate input and recurrent biases, shape (2, 3h).
-                # LSTM: unit_forget_bias=True (Keras's default) sets the forget gate's slice [h, 2h) to 1.
-                shape = (2, width) if kind == "gru" else (width,)
-                fills = (RowFill(hidden, 2 * hidden, 1.0),) if kind == "lstm" and a["unit_forget_bias"] else ()
-                default = Init("zeros", fill_rows=fills)
-                weights.append(Weight("bias", f"{cell}/bias", "bias", shape, default, (fan_in, hidden), unit=unit))
+            for direction in directions:
+                weights += [
+                    Weight(
+                        "weight_ih",
+                        f"{direction}{cell}/kernel",
+                        "weight",
+                        (fan_in, width),
+                        GLOROT_UNIFORM,
+                        (fan_in, hidden),
+                        unit=unit,
+                    ),
+                    Weight(
+                        "weight_hh",
+                        f"{direction}{cell}/recurrent_kernel",
+                        "weight",
+                        (hidden, width),
+                        ORTHOGONAL,
+                        (hidden, hidden),
+                        unit=unit,
+                    ),
+                ]
+                if a["bias"]:
+                    # GRU: reset_after=True (Keras 3's default) keeps separate input and recurrent biases, shape
+                    # (2, 3h); reset_after=False one, (3h,). LSTM: unit_forget_bias=True (Keras's default) sets the
+                    # forget gate's slice [h, 2h) to 1.
+                    shape = (2, width) if kind == "gru" and a["reset_after"] else (width,)
+                    fills = (RowFill(hidden, 2 * hidden, 1.0),) if kind == "lstm" and a["unit_forget_bias"] else ()
+                    default = Init("zeros", fill_rows=fills)
+                    name = f"{direction}{cell}/bias"
+                    weights.append(Weight("bias", name, "bias", shape, default, (fan_in, hidden), unit=unit))
         return weights
 
     return build
+
+
+def _keras_rnn_wrapper(a: Args) -> str | None:
+    return "bidirectional" if a["bidirectional"] else None
 
 
 def _rnn_args(kind: str) -> tuple[Arg, ...]:
@@ -455,6 +580,8 @@ def _rnn_args(kind: str) -> tuple[Arg, ...]:
         Arg("bidirectional", "flag", False),
     )
     extra = (Arg("proj_size", "index", 0), Arg("unit_forget_bias", "flag", True)) if kind == "lstm" else ()
+    if kind == "gru":
+        extra = (Arg("reset_after", "flag", True),)  # Keras's; torch's GRU is reset_after=True
     return (*head, *middle, *tail, *extra)
 
 
@@ -522,6 +649,33 @@ _EMBEDDING_BAG_ARGS = (
     Arg("include_last_offset", "ignored", False),
     Arg("padding_idx", "index", None),
 )
+
+
+# ---- PReLU -------------------------------------------------------------------------------------------------
+
+
+def _prelu_torch(a: Args) -> list[Weight]:
+    for keras_only in ("input_shape", "shared_axes"):
+        if a[keras_only] is not None:
+            raise InitError(keras_only, f"{keras_only} is Keras's (PyTorch's PReLU has num_parameters)")
+    init = 0.25 if a["init"] is None else a["init"]  # torch's default
+    return [_weight((a["num_parameters"],), Init("constant", {"val": init}), None)]
+
+
+def _prelu_keras(a: Args) -> list[Weight]:
+    """Keras's alpha has the input's shape (without the batch axis), 1 along each of shared_axes (counted from
+    1, the first axis after the batch); it starts at 0 (alpha_initializer="zeros"), or at `init` if given."""
+    if a["num_parameters"] != 1:
+        raise InitError("num_parameters", "Keras's PReLU has no num_parameters: its alpha's shape is input_shape's")
+    if a["input_shape"] is None:
+        raise InitError("input_shape", "Keras's PReLU takes its alpha's shape from the input: give input_shape")
+    shape = list(a["input_shape"])
+    for axis in a["shared_axes"] or ():
+        if axis > len(shape):
+            raise InitError("shared_axes", f"shared axis {axis} is beyond input_shape {list(a['input_shape'])}")
+        shape[axis - 1] = 1
+    init = ZEROS if a["init"] is None else Init("constant", {"val": a["init"]})
+    return [Weight("weight", "alpha", "weight", tuple(shape), init)]
 
 
 # ---- attention ---------------------------------------------------------------------------------------------
@@ -871,7 +1025,14 @@ LAYER_TYPES: tuple[LayerType, ...] = (
     ),
     *(
         LayerType(
-            kind, _rnn_args(kind), ("recurrent",), _rnn_torch(kind), _rnn_keras(kind), _KERAS_RNN[kind][0], _rnn_check
+            kind,
+            _rnn_args(kind),
+            ("recurrent",),
+            _rnn_torch(kind),
+            _rnn_keras(kind),
+            _KERAS_RNN[kind][0],
+            _rnn_check,
+            keras_wrapper=_keras_rnn_wrapper,
         )
         for kind in ("rnn", "gru", "lstm")
     ),
@@ -898,11 +1059,48 @@ LAYER_TYPES: tuple[LayerType, ...] = (
     ),
     LayerType(
         "prelu",
-        (Arg("num_parameters", "count", 1), Arg("init", "number", 0.25)),
+        (
+            Arg("num_parameters", "count", 1),
+            Arg("init", "number", None),
+            Arg("input_shape", "size", None),
+            Arg("shared_axes", "size", None),
+        ),
         ("activation",),
-        lambda a: [_weight((a["num_parameters"],), Init("constant", {"val": a["init"]}), None)],
-        _refuse("type", "Keras's PReLU takes its alpha's shape from the input; not supported"),
+        _prelu_torch,
+        _prelu_keras,
         "p_re_lu",
+    ),
+    *(
+        LayerType(
+            f"depthwise_conv{rank}d",
+            _depthwise_args(False),
+            ("conv",),
+            keras=_depthwise_keras(rank, False),
+            keras_stem=f"depthwise_conv{rank}d",
+        )
+        for rank in (1, 2)
+    ),
+    *(
+        LayerType(
+            f"separable_conv{rank}d",
+            _depthwise_args(True),
+            ("conv",),
+            keras=_depthwise_keras(rank, True),
+            keras_stem=f"separable_conv{rank}d",
+        )
+        for rank in (1, 2)
+    ),
+    LayerType(
+        "einsum_dense",
+        (
+            Arg("equation", "text"),
+            Arg("output_shape", "dims"),
+            Arg("input_shape", "dims"),
+            Arg("bias_axes", "text", None),
+        ),
+        ("linear",),
+        keras=_einsum_keras,
+        keras_stem="einsum_dense",
     ),
     LayerType(
         "rmsnorm",
