@@ -382,12 +382,14 @@ def sent(request: dict[str, Any]) -> dict[str, Any]:
     return {k: int(v) if k in _DECIMAL_FIELDS else v for k, v in request.items()}
 
 
-def _plan(request: dict[str, Any], dtype: str | None = None) -> Any:
+def plan_of(request: dict[str, Any], dtype: str | None = None) -> Any:
+    """The engine's plan of a request of a vectors file (either rng's: its `rng` field, philox-v1 when absent), in
+    `dtype` if given; raises InitError as the service refuses it."""
     from service.engine.plan import TensorRequest, make_plan
     from service.engine.schemes.registry import get_scheme
 
     request = sent(request)
-    fields = ("shape", "scheme", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "slice", "format")
+    fields = ("shape", "scheme", "seed", "dtype", "layout", "fan_in", "fan_out", "name", "slice", "format", "rng")
     params = {k: v for k, v in request.items() if k not in fields}
     scheme = get_scheme(request["scheme"])
     return make_plan(
@@ -401,6 +403,7 @@ def _plan(request: dict[str, Any], dtype: str | None = None) -> Any:
             fan_in=request.get("fan_in"),
             fan_out=request.get("fan_out"),
             name=request.get("name", "weight"),
+            rng=request.get("rng", "philox-v1"),
         )
     )
 
@@ -410,7 +413,7 @@ def tensor_bytes(request: dict[str, Any], dtype: str) -> bytes:
     from service.engine.region import Region
 
     bounds = tuple(tuple(pair) for pair in request["slice"]) if "slice" in request else None
-    return Region(_plan(request, dtype), bounds).generate().tobytes()  # type: ignore[arg-type]
+    return Region(plan_of(request, dtype), bounds).generate().tobytes()  # type: ignore[arg-type]
 
 
 def refused_at(request: dict[str, Any]) -> str | None:
@@ -421,7 +424,7 @@ def refused_at(request: dict[str, Any]) -> str | None:
     if math.prod(request["shape"]) > MAX_ADDRESSABLE:
         return "shape"
     try:
-        _plan(request)
+        plan_of(request)
     except InitError as error:
         return error.field
     return None
@@ -499,7 +502,7 @@ def _truncated() -> list[dict[str, Any]]:
 def _requests() -> list[dict[str, Any]]:
     out = []
     for request in REQUESTS:
-        plan = _plan(request)
+        plan = plan_of(request)
         values = np.frombuffer(tensor_bytes(request, "float64"), dtype="<f8")
         out.append(
             {
@@ -562,7 +565,7 @@ def _bodies() -> list[dict[str, Any]]:
     out = []
     for request in BODIES:
         bounds = tuple(tuple(pair) for pair in request["slice"]) if "slice" in request else None
-        region = Region(_plan(request), bounds)  # type: ignore[arg-type]
+        region = Region(plan_of(request), bounds)  # type: ignore[arg-type]
         fmt = FORMATS[request.get("format", "safetensors")]
         _, parts = fmt.write(single(region), 1 << 20)
         body = b"".join(bytes(part) for part in parts)
@@ -646,19 +649,22 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Writes (or with --check, compares) every rng's vectors file: philox-v1's (this module) and philox-v2's."""
+    from service.engine.random.philox2 import vectors as v2
+
     parser = argparse.ArgumentParser(prog="python -m service.vectors", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from what would be written")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file differs from what would be written")
     args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = PATH.read_text(encoding="utf-8") if PATH.exists() else ""
-        if current != text:
-            print(f"{PATH} is stale: run python -m service.vectors", file=sys.stderr)
-            return 1
-        return 0
-    PATH.parent.mkdir(parents=True, exist_ok=True)
-    PATH.write_text(text, encoding="utf-8")
-    return 0
+    stale = 0
+    for path, text in ((PATH, render()), (v2.PATH, v2.render())):
+        if args.check:
+            if (path.read_text(encoding="utf-8") if path.exists() else "") != text:
+                print(f"{path} is stale: run python -m service.vectors", file=sys.stderr)
+                stale = 1
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return stale
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ export interface TensorRequest {
   fan_in?: number | bigint;
   fan_out?: number | bigint;
   slice?: Array<[number | bigint, number | bigint]>;
-  rng?: 'philox-v1' | string;
+  /** `philox-v1` (the default) or `philox-v2` (docs/philox-v2.md); the service knows more (e.g. `torch-2.13`). */
+  rng?: 'philox-v1' | 'philox-v2' | string;
   format?: Format;
   [parameter: string]: unknown;
 }
@@ -98,8 +99,9 @@ export interface Generated {
 }
 
 /**
- * The tensor of a seeded single-tensor request computed locally, bit for bit with the service (rng philox-v1).
- * Refuses (RequestError) what the service refuses, a missing seed, and `orthogonal` (not bit-exact anywhere).
+ * The tensor of a seeded single-tensor request computed locally, bit for bit with the service (rng philox-v1, the
+ * default, or philox-v2). Refuses (RequestError) what the service refuses, a missing seed, another rng, and
+ * `orthogonal` (not bit-exact anywhere).
  */
 export function generate(request: TensorRequest, options?: { raw?: boolean }): Generated;
 
@@ -108,7 +110,10 @@ export class RequestError extends Error {
   loc: Array<string | number>;
 }
 
-/** Give generate() its constants (the parsed philox-v1.json) where the module cannot read the packaged file. */
+/**
+ * Give generate() an rng's constants (the parsed philox-v1.json or philox-v2.json, which names its rng) where the
+ * module cannot read the packaged files. philox-v2 needs both (its log, ndtr and ndtri are philox-v1's).
+ */
 export function useSpec(json: unknown): void;
 
 export interface Decoded {

@@ -178,7 +178,7 @@ def buffered_body(bundle: Bundle, fmt: Format) -> bytes | memoryview:
     return memoryview(buffer)
 
 
-def streamed_body(bundle: Bundle, fmt: Format) -> tuple[int | None, Iterator[bytes]]:
+def streamed_body(bundle: Bundle, fmt: Format) -> tuple[int | None, Iterator[bytes | memoryview]]:
     """The body's length if known up front, and its parts as bytes, each generated when it is asked for."""
     length, parts = fmt.write(bundle, STREAM_CHUNK_ELEMENTS)
     return length, _coalesced(parts, 4 * STREAM_CHUNK_ELEMENTS)
@@ -240,7 +240,7 @@ class Delivery:
             return Response(cached, media_type=fmt.media_type, headers={**head, "X-Initserve-Cache": "hit"})
         threads = self.lanes.job(admission.work(bundle))
 
-        def prepared() -> tuple[int | None, Iterator[bytes], bool, int]:
+        def prepared() -> tuple[int | None, Iterator[bytes | memoryview], bool, int]:
             """The body's length and parts, whether it streams, and the budget it holds."""
             length, parts = streamed_body(bundle, fmt)
             # A body of unknown length (JSON) is buffered when it is one tensor, which INITSERVE_MAX_JSON_ELEMENTS
@@ -290,10 +290,12 @@ def _record(bundle: Bundle) -> None:
         metrics.record_generation(scheme, elements, nbytes)
 
 
-def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes]:
-    """The first part (the format's header: nothing generated yet), then consecutive parts as bytes, joined until
+def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes | memoryview]:
+    """The first part (the format's header: nothing generated yet), then consecutive parts joined into bytes until
     they reach `size`: every part streamed costs a thread hop, so a model of 4096 one-element tensors must not be
-    thousands of hops (a part of `size` or more is copied once, to bytes, and passes through)."""
+    thousands of hops. A tensor's chunk of `size` or more passes through uncopied, as a memoryview of its array
+    (a fresh array that nothing writes to again: `formats.data`): the transport sends from it, and a copy to bytes
+    made a 268 MB fetch (kaiming_normal [16384, 4096]) 1.2x slower: 1.42 s against 1.17 s, same run."""
     pending: list[Part] = []
     held = 0
     for index, part in enumerate(parts):
@@ -303,7 +305,10 @@ def _coalesced(parts: Iterator[Part], size: int) -> Iterator[bytes]:
         pending.append(part)
         held += len(part)
         if held >= size:
-            yield bytes(pending[0]) if len(pending) == 1 else b"".join(pending)
+            if len(pending) == 1:
+                yield memoryview(part) if isinstance(part, np.ndarray) else bytes(part)
+            else:
+                yield b"".join(pending)
             pending, held = [], 0
     if pending:
         yield b"".join(pending)
@@ -362,7 +367,7 @@ class TensorStream(Response):
 
     def __init__(
         self,
-        parts: Iterator[bytes],
+        parts: Iterator[bytes | memoryview],
         length: int | None,
         media_type: str,
         headers: dict[str, str],

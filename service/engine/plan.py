@@ -185,6 +185,7 @@ def make_plan(request: TensorRequest) -> Plan:
         raise InitError("scheme", f"{scheme.name}: parameters out of numerical range ({error})") from None
     _check_finite(scheme, built.distribution)
     check_fits(built.distribution.max_abs(), dtype, "dtype", f"{scheme.name} with these parameters")
+    rng.prepare(built.distribution, dtype.numpy)
     draw = Draw(request.name, built.distribution, request.shape, dtype.name)
     return Plan(
         request=request,

@@ -1,4 +1,5 @@
-"""The RNG registry: philox-v1 its default entry, found by discovery, and the attributes the engine reads.
+"""The RNG registry: philox-v1 its default entry beside philox-v2 and torch-2.13, found by discovery, and the
+attributes the engine reads.
 
 A stand-in for PyTorch's CPU generator (one sequential stream per request, no random access) shows that slicing,
 chunking, working memory and many-tensor ordering follow the entry's attributes, not its id."""
@@ -24,14 +25,17 @@ from service.engine.region import Region
 from service.engine.schemes.distributions import Normal, Uniform
 
 
-def test_philox_v1_is_the_default_entry():
-    assert registry.RNGS == ("philox-v1", "torch-2.13") and registry.DEFAULT_RNG == "philox-v1"
+def test_philox_v1_stays_the_default_beside_philox_v2():
+    assert registry.RNGS == ("philox-v1", "philox-v2", "torch-2.13") and registry.DEFAULT_RNG == "philox-v1"
+    assert TensorRequest((2, 2), "normal", 0).rng == "philox-v1"
     entry = registry.get_rng("philox-v1")
     assert isinstance(entry, PhiloxV1)
     assert (entry.random_access, entry.keyed_by, entry.contract) == (True, "tensor", "docs/reproducibility.md")
+    v2 = registry.get_rng("philox-v2")
+    assert (v2.random_access, v2.keyed_by, v2.contract) == (True, "tensor", "docs/philox-v2.md")
     with pytest.raises(InitError) as caught:
         make_plan(TensorRequest((2, 2), "normal", 0, rng="mt19937"))
-    assert caught.value.field == "rng" and "known: philox-v1, torch-2.13" in caught.value.message
+    assert caught.value.field == "rng" and "known: philox-v1, philox-v2, torch-2.13" in caught.value.message
 
 
 def test_an_rng_is_one_module_of_the_registry_folder(tmp_path, monkeypatch):
@@ -48,7 +52,7 @@ def test_an_rng_is_one_module_of_the_registry_folder(tmp_path, monkeypatch):
         )
     )
     monkeypatch.setattr(rngs, "__path__", [*rngs.__path__, str(tmp_path)])
-    assert sorted(registry._discover()) == ["counter-v0", "philox-v1", "torch-2.13"]
+    assert sorted(registry._discover()) == ["counter-v0", "philox-v1", "philox-v2", "torch-2.13"]
 
 
 class Sequential(Rng):

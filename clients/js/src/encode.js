@@ -3,7 +3,7 @@
 // container names the service version, so the caller says which one (`service`, e.g. 'initserve 0.1.0').
 
 import { bfloat16ToFloat, concatBytes as concat, halfToFloat, littleEndianBytes } from './dtypes.js';
-import { compute } from './generate.js';
+import { compute, shapeFans } from './generate.js';
 import { spec } from './spec.js';
 
 const SAFETENSORS_DTYPE = { float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
@@ -113,8 +113,10 @@ export function metadataOf({ request: n, distribution: d, fans, gain }, service)
     shape: n.dims.map(bigToInt),
     dtype: n.dtype,
     layout: n.layout,
-    fan_in: fans.fan_in ?? null,
-    fan_out: fans.fan_out ?? null,
+    // Metadata version 2 (every rng after philox-v1): both fans of the shape, then those the scheme read.
+    ...(n.rng === 'philox-v1'
+      ? { fan_in: fans.fan_in ?? null, fan_out: fans.fan_out ?? null }
+      : { ...shapeFans(n), fans_used: ['fan_in', 'fan_out'].filter((which) => fans[which] !== undefined) }),
     gain: d.kind === 'eye' ? new Float(d.gain) : gain === null ? null : new Float(gain),
     distribution: d.kind,
   };
@@ -133,7 +135,7 @@ export function metadataOf({ request: n, distribution: d, fans, gain }, service)
     const value = derived[key] ?? d[key];
     meta[key] = ['groups', 'zeros_per_column'].includes(key) ? value : new Float(value);
   }
-  meta.rng = 'philox-v1';
+  meta.rng = n.rng;
   meta.service = service;
   if (n.aliasOf) meta.alias_of = n.aliasOf;
   if (n.slice) {

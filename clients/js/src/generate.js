@@ -1,11 +1,14 @@
-// generate(): the tensor of an initserve request computed locally, bit for bit (rng philox-v1), following
+// generate(): the tensor of an initserve request computed locally, bit for bit (rng philox-v1 or philox-v2), following
 // docs/reproducibility.md: the request rules (1.1), the stream (2), variates (3), distributions (5), schemes (6),
-// slices (7), dtype rounding (8) and representability (9). Scheme names, parameters, defaults, ranges and
-// choices come from the vectors file's `schemes`, like every constant.
+// slices (7), dtype rounding (8) and representability (9); philox-v2 (docs/philox-v2.md) keeps all of it but the
+// stream, the draws and the samplers (generate2.js). Scheme names, parameters, defaults, ranges and choices come
+// from the vectors file's `schemes`, like every constant.
 
 import { mathFor } from './detmath.js';
 import { float32Bits, float32BitsToBfloat16, float32BitsToHalf, littleEndianBytes, widen16 } from './dtypes.js';
+import { cut, maskWords, normalReach, sampler } from './generate2.js';
 import { deriveKey, streamBlock, toSeed } from './philox.js';
+import { digestWords } from './philox2.js';
 import { hexToFloat, spec } from './spec.js';
 
 const TWO_POW_53 = 2 ** 53;
@@ -16,6 +19,7 @@ const COMMON = new Set(['shape', 'scheme', 'seed', 'name', 'dtype', 'layout', 'f
 const IGNORED = new Set(['format']);
 const CASE_INSENSITIVE = new Set(['mode', 'distribution']);
 const DTYPES = ['float32', 'float64', 'float16', 'bfloat16'];
+const RNGS = ['philox-v1', 'philox-v2'];
 // What generate() refuses though the service computes it: orthogonal is not bit-exact anywhere (section 5.3).
 const REFUSED = { orthogonal: 'its QR runs in LAPACK and is not bit-exact across machines (spec section 5.3)' };
 const GAINS = {
@@ -104,7 +108,8 @@ export function normalize(request) {
       fail(key, `unknown field for scheme ${schemeName}`);
     }
   }
-  if (request.rng !== undefined && request.rng !== 'philox-v1') fail('rng', 'generate() computes philox-v1 only');
+  const rng = request.rng ?? 'philox-v1';
+  if (!RNGS.includes(rng)) fail('rng', `generate() computes ${RNGS.join(' and ')} (not ${JSON.stringify(rng)})`);
   if (request.seed === undefined || request.seed === null) {
     fail('seed', 'generate() needs a seed (the service draws one at random when it is omitted)');
   }
@@ -145,6 +150,7 @@ export function normalize(request) {
     });
   }
   return {
+    rng,
     scheme: schemeName,
     family: scheme.family,
     aliasOf: scheme.alias_of,
@@ -182,6 +188,24 @@ function fanReader(n) {
     return fans[which];
   };
   return { read, fans };
+}
+
+/**
+ * Both fans of the shape, or the explicit ones, null where the torch layout has fewer than 2 dimensions: what
+ * metadata version 2 (philox-v2's responses) reports beside `fans_used`, the fans the scheme read.
+ */
+export function shapeFans(n) {
+  const both = {};
+  for (const which of ['fan_in', 'fan_out']) {
+    const { read } = fanReader(n);
+    try {
+      both[which] = read(which);
+    } catch (error) {
+      if (!(error instanceof RequestError)) throw error;
+      both[which] = null;
+    }
+  }
+  return both;
 }
 
 function gain(nonlinearity, a) {
@@ -225,7 +249,7 @@ export function distributionOf(n) {
   let d;
   switch (n.scheme) {
     case 'uniform':
-      if (!(p.a <= p.b)) fail('b', 'must be >= a');
+      if (!(p.a <= p.b)) fail('a', 'must be <= b');
       d = { kind: 'uniform', low: p.a, high: p.b };
       break;
     case 'normal':
@@ -253,8 +277,9 @@ export function distributionOf(n) {
       d = { kind: 'eye', gain: p.gain };
       break;
     case 'dirac':
-      requireRank(n, [3, 4, 5], '3-, 4- or 5-D');
+      // The layout first, then the rank, as the service checks them (the spec does not order them).
       if (n.layout !== 'torch') fail('layout', 'dirac needs the torch layout');
+      requireRank(n, [3, 4, 5], '3-, 4- or 5-D');
       if (n.dims[0] % BigInt(p.groups) !== 0n) fail('groups', `must divide shape[0] (${n.dims[0]})`);
       d = { kind: 'dirac', groups: p.groups };
       break;
@@ -281,8 +306,8 @@ export function distributionOf(n) {
       break;
     }
     case 'sparse':
-      requireRank(n, [2], '2-D');
       if (n.layout !== 'torch') fail('layout', 'sparse needs the torch layout');
+      requireRank(n, [2], '2-D');
       d = { kind: 'sparse', std: p.std, sparsity: p.sparsity };
       break;
     case 'variance_scaling':
@@ -302,7 +327,7 @@ export function distributionOf(n) {
       d = { kind: 'normal', mean: p.mean, std: p.stddev };
       break;
     case 'random_uniform':
-      if (!(p.minval <= p.maxval)) fail('maxval', 'must be >= minval');
+      if (!(p.minval <= p.maxval)) fail('minval', 'must be <= maxval');
       d = { kind: 'uniform', low: p.minval, high: p.maxval };
       break;
     case 'truncated_normal':
@@ -355,19 +380,27 @@ function moments(d, dims, math) {
   }
 }
 
-// Section 5.1's conditions on a truncated normal (prepared here, once per tensor), then section 9: float64 overflow
-// refused at the scheme's first parameter (`field`), the dtype's range at `dtype`.
-function prepare(d, dtype, dims, math, field) {
+// Section 5.1's numbers of a truncated normal on [a, b] (computed once per tensor), and its condition mass > 0.
+function truncate(d, a, b, math) {
+  const alpha = (a - d.mean) / d.std;
+  const beta = (b - d.mean) / d.std;
+  d.mirrored = alpha + beta > 0;
+  [d.lo, d.hi] = d.mirrored ? [-beta, -alpha] : [alpha, beta];
+  d.p_lo = math.ndtr(d.lo);
+  d.mass = math.ndtr(d.hi) - d.p_lo;
+  if (!(d.mass > 0)) fail('b', `the interval [${a}, ${b}] has no probability mass in float64`);
+}
+
+// Section 5.1's conditions on a truncated normal, then section 9: float64 overflow refused at the scheme's first
+// parameter (`field`), the dtype's range at `dtype`. philox-v2 (its section 7) makes the same checks on the same
+// numbers (its normal's reach is r + 53 ln 2 / r), then cuts: the uniform is sampled on [lo, hi), the truncated
+// normal on [a', b'] (section 5.1's numbers again, from a' and b'). The service checks in this order.
+function prepare(d, dtype, dims, math, field, rng) {
+  const v2 = rng === 'philox-v2';
   if (d.kind === 'truncated_normal') {
     if (!(d.std > 0)) fail('std', 'a truncated normal needs std > 0');
     if (!(d.a < d.b)) fail('b', 'a truncated normal needs a < b');
-    const alpha = (d.a - d.mean) / d.std;
-    const beta = (d.b - d.mean) / d.std;
-    d.mirrored = alpha + beta > 0;
-    [d.lo, d.hi] = d.mirrored ? [-beta, -alpha] : [alpha, beta];
-    d.p_lo = math.ndtr(d.lo);
-    d.mass = math.ndtr(d.hi) - d.p_lo;
-    if (!(d.mass > 0)) fail('b', `the interval [${d.a}, ${d.b}] has no probability mass in float64`);
+    truncate(d, d.a, d.b, math);
   }
   const numbers = Object.entries(d).filter(([, v]) => typeof v === 'number');
   for (const [key, value] of numbers) {
@@ -380,7 +413,7 @@ function prepare(d, dtype, dims, math, field) {
       break;
     case 'normal':
     case 'sparse':
-      largest = Math.abs(d.mean ?? 0.0) + d.std * math.normalRadius;
+      largest = Math.abs(d.mean ?? 0.0) + d.std * (v2 ? normalReach(math) : math.normalRadius);
       break;
     case 'truncated_normal':
       largest = Math.max(Math.abs(d.a), Math.abs(d.b));
@@ -399,6 +432,9 @@ function prepare(d, dtype, dims, math, field) {
   }
   const max = hexToFloat(spec().json.constants.dtype_max[dtype].bits);
   if (largest > max) fail('dtype', `values up to ${largest} exceed ${dtype}'s largest finite value ${max}`);
+  if (!v2) return;
+  cut(d, dtype, RequestError);
+  if (d.kind === 'truncated_normal') truncate(d, d.cutA, d.cutB, math);
 }
 
 // Section 3, on words given as their limbs (high, low).
@@ -485,14 +521,28 @@ function elementFunction(d, key, dims, math) {
   }
 }
 
-// Section 5.4: the whole [rows, cols] matrix of Normal(0, std), then in each column the rows with the smallest
-// purpose-1 mask words (stable: ties to the lower row) set to 0.0.
-function sparseMatrix(d, key, dims, valueAt) {
+// Section 5.4 (philox-v2: its section 7): the whole [rows, cols] matrix of Normal(0, std) `values`, then in each
+// column the rows with the smallest mask words (stable: ties to the lower row) set to 0.0. A mask word is
+// (maskHigh, maskLow): philox-v1's 64-bit purpose-1 words; philox-v2's are 32-bit (maskLow null).
+function zeroSmallest(d, dims, values, maskHigh, maskLow) {
   const rows = Number(dims[0]);
   const cols = Number(dims[1]);
-  const values = new Float64Array(rows * cols);
-  for (let i = 0; i < values.length; i++) values[i] = valueAt(i);
   const zeros = Math.min(Math.ceil(d.sparsity * rows), rows);
+  const order = Array.from({ length: rows }, (_, r) => r);
+  const low = maskLow ?? { length: 0 };
+  for (let c = 0; c < cols; c++) {
+    const word = (r) => r * cols + c;
+    order.sort(
+      (x, y) => maskHigh[word(x)] - maskHigh[word(y)] || (low[word(x)] ?? 0) - (low[word(y)] ?? 0) || x - y,
+    );
+    for (let z = 0; z < zeros; z++) values[word(order[z])] = 0.0;
+  }
+  return values;
+}
+
+function sparseMatrix(d, key, dims, valueAt) {
+  const values = new Float64Array(Number(dims[0] * dims[1]));
+  for (let i = 0; i < values.length; i++) values[i] = valueAt(i);
   const maskHigh = new Uint32Array(values.length);
   const maskLow = new Uint32Array(values.length);
   const block = new Uint32Array(8);
@@ -503,13 +553,13 @@ function sparseMatrix(d, key, dims, valueAt) {
       maskLow[4 * b + j] = block[2 * j + 1];
     }
   }
-  const order = Array.from({ length: rows }, (_, r) => r);
-  for (let c = 0; c < cols; c++) {
-    const word = (r) => r * cols + c;
-    order.sort((x, y) => maskHigh[word(x)] - maskHigh[word(y)] || maskLow[word(x)] - maskLow[word(y)] || x - y);
-    for (let z = 0; z < zeros; z++) values[word(order[z])] = 0.0;
-  }
-  return values;
+  return zeroSmallest(d, dims, values, maskHigh, maskLow);
+}
+
+function sparseMatrixV2(d, digest, dims, fill) {
+  const values = new Float64Array(Number(dims[0] * dims[1]));
+  fill(0, values.length, values, 0);
+  return zeroSmallest(d, dims, values, maskWords(digest, values.length), null);
 }
 
 /** float64 values -> the dtype's storage (section 8): Float64Array, Float32Array or Uint16Array of encodings. */
@@ -530,12 +580,15 @@ export function compute(request) {
   const math = mathFor(spec());
   const n = normalize(request);
   const { distribution: d, fans, gain: schemeGain } = distributionOf(n);
-  prepare(d, n.dtype, n.dims, math, Object.keys(spec().schemes[n.scheme].params)[0] ?? 'scheme');
-  const key = deriveKey(n.seed, n.name);
+  prepare(d, n.dtype, n.dims, math, Object.keys(spec().schemes[n.scheme].params)[0] ?? 'scheme', n.rng);
+  const v2 = n.rng === 'philox-v2';
+  const key = v2 ? digestWords(n.seed, n.name) : deriveKey(n.seed, n.name);
   const dims = n.dims;
   const full = dims.reduce((a, b) => a * b, 1n);
   const big = full >= BigInt(TWO_POW_53);
-  const valueAt = elementFunction(d, key, dims, math);
+  // philox-v2 fills runs of consecutive elements (`fill`); its constant, eye and dirac are philox-v1's values.
+  const fill = v2 ? sampler(d, key, n.dtype, math) : null;
+  const valueAt = fill ? null : elementFunction(d, key, dims, math);
 
   // Indices are plain numbers unless the whole tensor (a slice may cut a small region of a huge one) reaches 2^53.
   const T = big ? BigInt : Number;
@@ -545,12 +598,20 @@ export function compute(request) {
   const strides = dims.map((_, k) => T(dims.slice(k + 1).reduce((a, b) => a * b, 1n)));
   const at = region.map(([start]) => start);
   const values = new Float64Array(count);
-  const whole = d.kind === 'sparse' ? sparseMatrix(d, key, dims, valueAt) : null;
-  for (let out = 0; out < count; out++) {
+  let whole = null;
+  if (d.kind === 'sparse') whole = v2 ? sparseMatrixV2(d, key, dims, fill) : sparseMatrix(d, key, dims, valueAt);
+  // Element by element, or (philox-v2's samplers) one run per row of the region: its last dimension's elements
+  // have consecutive flat indices.
+  const byRun = fill !== null && whole === null;
+  const last = dims.length - 1;
+  const step = byRun && last >= 0 ? Number(region[last][1] - region[last][0]) : 1;
+  const moving = byRun ? last - 1 : last; // the last dimension that the walk over the region advances
+  for (let out = 0; out < count; out += step) {
     let flat = T(0);
     for (let k = 0; k < dims.length; k++) flat += at[k] * strides[k];
-    values[out] = whole ? whole[flat] : valueAt(flat, at);
-    for (let k = dims.length - 1; k >= 0; k--) {
+    if (byRun) fill(flat, step, values, out);
+    else values[out] = whole ? whole[flat] : valueAt(flat, at);
+    for (let k = moving; k >= 0; k--) {
       at[k] += one;
       if (at[k] < region[k][1]) break;
       at[k] = region[k][0];

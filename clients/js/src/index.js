@@ -1,4 +1,5 @@
-// initserve: reproducible neural-network weights, fetched from the service or computed locally (rng philox-v1).
+// initserve: reproducible neural-network weights, fetched from the service or computed locally (rngs philox-v1
+// and philox-v2).
 
 export { fetchTensor, fetchTensors, InitserveError } from './client.js';
 export { decode, decodeJson, decodeNpy, decodeNpz, decodeSafetensors } from './decode.js';

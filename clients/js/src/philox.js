@@ -9,11 +9,14 @@ const MAX_SEED = (1n << 64n) - 1n;
 
 // The 64-bit product of two uint32 is split into limbs without BigInt: Math.imul gives the low limb exactly, and
 // the float product is within 2^11 of the exact one, so rounding (product - low) / 2^32 recovers the high limb.
+/** The high 32 bits of the product of the uint32 x and y, whose low 32 bits are `low`. */
+export const mulHigh = (x, y, low) => Math.round((x * y - low) / TWO32);
+
 let mulHi = 0;
 let mulLo = 0;
 function mul32(x, y) {
   mulLo = Math.imul(x, y) >>> 0;
-  mulHi = Math.round((x * y - mulLo) / TWO32);
+  mulHi = mulHigh(x, y, mulLo);
 }
 
 // The 128-bit product (ah:al) * (bh:bl) as four limbs, most significant first, into out[at..at+4).
@@ -110,9 +113,11 @@ export function toSeed(seed) {
   return value;
 }
 
-/** The SHA-256 input of section 2.1: the domain, the seed (8 bytes little-endian), the name in UTF-8. */
-export function keyInput(seed, name) {
-  const domain = spec().domain;
+/**
+ * The SHA-256 input of section 2.1: the domain (philox-v1's unless another rng's is given), the seed (8 bytes
+ * little-endian), the name in UTF-8.
+ */
+export function keyInput(seed, name, domain = spec().domain) {
   const nameBytes = new TextEncoder().encode(name);
   const input = new Uint8Array(domain.length + 8 + nameBytes.length);
   input.set(domain);

@@ -1,12 +1,16 @@
-// The philox-v1 contract's constants come from its machine-readable companion (docs/vectors/philox-v1.json, shipped
-// in the package as philox-v1.json) and are never copied into code: one table serves the service and every client.
+// Each rng's constants come from its contract's machine-readable companion (docs/vectors/philox-v1.json and
+// philox-v2.json, shipped in the package next to src/) and are never copied into code: one table serves the service
+// and every client. philox-v2 also reads philox-v1's (its log, ndtr and ndtri are philox-v1's).
 
-const PACKAGED = new URL('../philox-v1.json', import.meta.url);
+const RNGS = ['philox-v1', 'philox-v2'];
 // A checkout of the repository has no packaged copy (npm pack makes it): read the one the spec ships.
-const IN_REPOSITORY = new URL('../../../docs/vectors/philox-v1.json', import.meta.url);
+const locations = (rng) => [
+  new URL(`../${rng}.json`, import.meta.url),
+  new URL(`../../../docs/vectors/${rng}.json`, import.meta.url),
+];
 
-let current = null;
-let loadError = null;
+const current = {};
+const loadError = {};
 
 async function readText(url) {
   if (typeof process !== 'undefined' && process.versions && process.versions.node) {
@@ -33,10 +37,7 @@ export function hexToWords(hex) {
   return [parseInt(padded.slice(0, 8), 16) >>> 0, parseInt(padded.slice(8, 16), 16) >>> 0];
 }
 
-function compile(json) {
-  if (!json || json.rng !== 'philox-v1' || !json.constants) {
-    throw new Error('not the philox-v1 vectors file (docs/vectors/philox-v1.json)');
-  }
+function compileV1(json) {
   const c = json.constants;
   const constants = {};
   for (const [name, entry] of Object.entries(c.float64)) constants[name] = hexToFloat(entry.bits);
@@ -55,36 +56,70 @@ function compile(json) {
   return { json, constants, polynomials, highWords, domain, philox, schemes: json.schemes };
 }
 
-/**
- * Use `json` (the parsed docs/vectors/philox-v1.json, e.g. `import spec from 'initserve/philox-v1.json'` in a
- * bundler) as the contract's constants: for environments where this module cannot read the file next to it.
- */
-export function useSpec(json) {
-  current = compile(json);
-  loadError = null;
-  return current;
+const words32 = (list) => Uint32Array.from(list, (hex) => parseInt(hex, 16) >>> 0);
+
+function compileV2(json) {
+  const c = json.constants;
+  const { X, F, layers } = c.ziggurat;
+  if (X.length !== layers + 1 || F.length !== layers + 1) throw new Error('ziggurat tables of the wrong length');
+  return {
+    json,
+    domain: Uint8Array.from(c.key_domain_hex.match(/../g), (byte) => parseInt(byte, 16)),
+    philox: {
+      multipliers: words32(c.philox4x32_10.multipliers),
+      keyIncrements: words32(c.philox4x32_10.key_increments),
+      rounds: c.philox4x32_10.rounds,
+    },
+    ziggurat: { layers, X: Float64Array.from(X, hexToFloat), F: Float64Array.from(F, hexToFloat) },
+  };
 }
 
-/** The compiled constants; throws with the reason when they could not be loaded. */
-export function spec() {
-  if (current) return current;
+const COMPILERS = { 'philox-v1': compileV1, 'philox-v2': compileV2 };
+
+function compile(json) {
+  const compiler = json && json.constants && COMPILERS[json.rng];
+  if (!compiler) throw new Error(`not a vectors file of ${RNGS.join(' or ')} (docs/vectors/<rng>.json)`);
+  try {
+    return compiler(json);
+  } catch (error) {
+    throw new Error(`not the ${json.rng} vectors file (docs/vectors/${json.rng}.json): ${error.message}`);
+  }
+}
+
+/**
+ * Use `json` (a parsed docs/vectors/philox-v1.json or philox-v2.json, e.g. `import spec from
+ * 'initserve/philox-v1.json'` in a bundler) as that rng's constants: for environments where this module cannot read
+ * the files next to it. The file's `rng` says which it is.
+ */
+export function useSpec(json) {
+  const compiled = compile(json);
+  current[json.rng] = compiled;
+  delete loadError[json.rng];
+  return compiled;
+}
+
+/** The compiled constants of `rng` (default philox-v1); throws with the reason when they could not be loaded. */
+export function spec(rng = 'philox-v1') {
+  if (current[rng]) return current[rng];
   throw new Error(
-    `initserve: the philox-v1 constants (philox-v1.json) could not be loaded (${loadError}); ` +
+    `initserve: the ${rng} constants (${rng}.json) could not be loaded (${loadError[rng]}); ` +
       'pass the parsed file to useSpec(json)',
   );
 }
 
-async function load() {
+async function load(rng) {
   const reasons = [];
-  for (const url of [PACKAGED, IN_REPOSITORY]) {
+  for (const url of locations(rng)) {
     try {
-      return useSpec(JSON.parse(await readText(url)));
+      const json = JSON.parse(await readText(url));
+      if (json.rng !== rng) throw new Error(`holds ${json.rng}, not ${rng}`);
+      return useSpec(json);
     } catch (error) {
       reasons.push(`${url.href}: ${error.message}`);
     }
   }
-  loadError = reasons.join('; ');
+  loadError[rng] = reasons.join('; ');
   return null;
 }
 
-await load();
+for (const rng of RNGS) await load(rng);

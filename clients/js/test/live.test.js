@@ -1,7 +1,7 @@
-// generate() against the live service on seeded random requests: every scheme generate() computes, all dtypes,
-// formats, shapes from 0-D to 5-D, slices (of huge tensors too), explicit fans, seeds up to 2^64 - 1 and non-ASCII
-// names. A 200 must carry exactly generate()'s data bytes, and be exactly encode()'s whole body; a 422 must be
-// refused by generate() too.
+// generate() against the live service on seeded random requests, for each rng it computes (philox-v1, the default,
+// and philox-v2): every scheme generate() computes, all dtypes, formats, shapes from 0-D to 5-D, slices (of huge
+// tensors too), explicit fans, seeds up to 2^64 - 1 and non-ASCII names. A 200 must carry exactly generate()'s data
+// bytes, and be exactly encode()'s whole body; a 422 must be refused by generate() too, at the same field.
 
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,7 +42,7 @@ function random(seed) {
   };
 }
 
-function requests(seed) {
+function requests(seed, rng) {
   const rand = random(seed);
   const int = (lo, hi) => lo + Math.floor(rand() * (hi - lo + 1));
   const pick = (list) => list[int(0, list.length - 1)];
@@ -68,6 +68,8 @@ function requests(seed) {
       () => int(-3, 3),
       () => (rand() - 0.5) * 10 ** int(-8, 6),
       () => pick([0.1, 0.5, 1 / 3, Math.SQRT2, -0.0, 5e-324, 1e5, 7e4, 1e38, 3.5e38, 1e300]),
+      // Edges of the dtypes (their largest values; a bfloat16 step at 1; 0.05, which bfloat16 rounds up)
+      () => pick([65504, 3.3895313892515355e38, 3.4028234663852886e38, 1.0078125, -0.05, 0.05]),
     ])();
   const positive = () => pick([() => rand() * 3, () => 10 ** int(-6, 3) * rand(), () => pick([0.01, 1, 2, 0.05])])();
 
@@ -113,6 +115,7 @@ function requests(seed) {
     const huge = chance(0.04) && !['sparse', 'dirac'].includes(name);
     const shape = huge ? [2 ** int(20, 40) + int(0, 99), int(2, 2 ** 20)] : shapeFor(name);
     const request = { shape, scheme: name, ...params(name, scheme, shape) };
+    if (rng) request.rng = rng;
     request.seed = pick([() => int(0, 9), () => int(0, 2 ** 53 - 1), u64, () => (1n << 64n) - 1n])();
     if (chance(0.6)) request.name = pick(NAMES);
     request.dtype = pick(['float32', 'float64', 'float16', 'bfloat16']);
@@ -131,7 +134,8 @@ function requests(seed) {
   return list;
 }
 
-const show = (request) => JSON.stringify(request, (k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+const show = (request) =>
+  JSON.stringify(request, (k, v) => (typeof v === 'bigint' ? `${v}n` : Object.is(v, -0) ? '-0.0' : v));
 
 async function check({ request, format }) {
   let fetched;
@@ -161,6 +165,7 @@ async function check({ request, format }) {
     if (refusal.status === 413) return 'too large';
     assert.equal(refusal.status, 422, `${show(request)}: ${refusal.message}`);
     assert.ok(localRefusal, `the service refused what generate() computed: ${show(request)}: ${refusal.message}`);
+    assert.deepEqual(localRefusal.loc, refusal.detail[0].loc.slice(1), `${show(request)}: ${refusal.message}`);
     return 'refused';
   }
   assert.ok(!localRefusal, `generate() refused what the service computed: ${show(request)}: ${localRefusal?.message}`);
@@ -190,10 +195,10 @@ function coverage(request, format) {
   ].filter(Boolean);
 }
 
-test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED})`, { timeout: 600_000 }, async () => {
+async function compareLive(rng) {
   const counts = { matched: 0, refused: 0, 'too large': 0 };
   const covered = new Set();
-  const pending = requests(SEED);
+  const pending = requests(SEED, rng);
   while (counts.matched < MATCHES && pending.length) {
     const batch = pending.splice(0, IN_FLIGHT);
     const outcomes = await Promise.all(batch.map(check));
@@ -202,7 +207,7 @@ test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED}
       if (outcome === 'matched') for (const item of coverage(batch[i].request, batch[i].format)) covered.add(item);
     });
   }
-  console.log(`live: ${JSON.stringify(counts)}`);
+  console.log(`live ${rng ?? 'default rng'}: ${JSON.stringify(counts)}`);
   assert.ok(counts.matched >= MATCHES, `only ${counts.matched} of ${MATCHES} requests were answered 200`);
   assert.ok(counts.refused > 0, 'no refused request was compared');
   const wanted = [
@@ -214,7 +219,45 @@ test(`generate() == the live service on ${MATCHES} random requests (seed ${SEED}
     'explicit fan',
   ];
   assert.deepEqual(wanted.filter((item) => !covered.has(item)), [], 'never matched');
-});
+}
+
+const title = (rng) => `generate() == the live service on ${MATCHES} random requests of ${rng} (seed ${SEED})`;
+test(title('the default rng, philox-v1'), { timeout: 600_000 }, () => compareLive(undefined));
+test(title('philox-v2'), { timeout: 600_000 }, () => compareLive('philox-v2'));
+
+test(
+  'philox-v2: parameters that differ only in the sign of a zero give each request its own bits, in any order',
+  async () => {
+    // Each request alone on a fresh server gives what generate() does (the spec's section 7): U[a, a) is a, so
+    // -0.0 or +0.0; mean + std * z with std 0 is -0.0 where z < 0 only if mean is -0.0.
+    const base = { shape: [6], rng: 'philox-v2', seed: 424242, dtype: 'float64' };
+    const pairs = [
+      [{ scheme: 'constant', val: -0.0 }, { scheme: 'zeros' }],
+      [{ scheme: 'uniform', a: -0.0, b: 0.0 }, { scheme: 'uniform', a: 0.0, b: -0.0 }],
+      [{ scheme: 'normal', mean: 0.0, std: 0.0 }, { scheme: 'normal', mean: -0.0, std: 0.0 }],
+    ];
+    const failures = [];
+    for (const pair of pairs) {
+      for (const params of pair) {
+        const request = { ...base, ...params };
+        const served = Array.from((await fetchTensor(server.url, request)).data, (x) => Object.is(x, -0));
+        const local = Array.from(generate(request).data, (x) => Object.is(x, -0));
+        if (served.join() !== local.join()) failures.push(show(request));
+      }
+    }
+    assert.deepEqual(failures, []);
+  },
+);
+
+test(
+  'philox-v2 sparse is refused where its normals\' reach (13.71 std, spec section 7) overflows the dtype',
+  async () => {
+    const request = { shape: [4, 4], scheme: 'sparse', sparsity: 0.5, std: 7000, rng: 'philox-v2', seed: 1 };
+    const refused = (e) => e instanceof RequestError && e.loc[0] === 'dtype';
+    assert.throws(() => generate({ ...request, dtype: 'float16' }), refused);
+    await assert.rejects(fetchTensor(server.url, { ...request, dtype: 'float16' }), (e) => e.status === 422);
+  },
+);
 
 test('many tensors and models: the formats agree, each tensor is generate() of its own request', async () => {
   const tensors = {

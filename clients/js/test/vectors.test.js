@@ -1,7 +1,6 @@
 // Every vector of docs/vectors/philox-v1.json, group by group in the order of the spec's section 12.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
@@ -12,24 +11,18 @@ import { RequestError, generate, normalPair, uniform01, uniformOpen } from '../s
 import { parseJson } from '../src/json.js';
 import { deriveKey, keyInput, philoxBlock, streamBlock } from '../src/philox.js';
 import { hexToFloat, hexToWords, spec, useSpec } from '../src/spec.js';
+import { hex64, sha256 } from './hex.js';
 
 const FILE = new URL('../../../docs/vectors/philox-v1.json', import.meta.url);
 const { vectors } = parseJson(readFileSync(FILE, 'utf8'));
 const math = mathFor(spec());
 const DTYPES = ['float64', 'float32', 'float16', 'bfloat16'];
 
-const view = new DataView(new ArrayBuffer(8));
-/** The 16 hex digits of a float64's encoding. */
-const hex64 = (x) => {
-  view.setFloat64(0, x);
-  return view.getBigUint64(0).toString(16).padStart(16, '0');
-};
 /** Limbs [h0, l0, h1, l1, ...] as 16-hex-digit words. */
 const wordsHex = (limbs) =>
   Array.from({ length: limbs.length / 2 }, (_, i) =>
     ((BigInt(limbs[2 * i]) << 32n) | BigInt(limbs[2 * i + 1])).toString(16).padStart(16, '0'),
   );
-const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 // The file writes seeds and fans as decimal strings (they reach 2^64 - 1, beyond what JSON.parse keeps exact);
 // a request takes them as integers.
 const DECIMAL_FIELDS = new Set(['seed', 'fan_in', 'fan_out']);
@@ -176,7 +169,8 @@ test('float_text: shortest digits, exact ties to the even digit (section 10)', (
 
 test('useSpec: the constants can be given as the parsed file, and anything else is refused', () => {
   const before = spec();
-  assert.throws(() => useSpec({ rng: 'philox-v2' }), /not the philox-v1 vectors file/);
+  assert.throws(() => useSpec({ rng: 'philox-v2' }), /not a vectors file of philox-v1 or philox-v2/);
+  assert.throws(() => useSpec({ rng: 'philox-v1', constants: {} }), /not the philox-v1 vectors file/);
   assert.equal(spec(), before, 'a refused file leaves the loaded constants in place');
   useSpec(parseJson(readFileSync(FILE, 'utf8')));
   assert.equal(generate({ shape: [64, 33], scheme: 'kaiming_normal', seed: 0, dtype: 'float64' }).data[156],

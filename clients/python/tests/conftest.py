@@ -16,6 +16,7 @@ from initserve_client import Client  # imports no torch
 os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
 
 REPO = Path(__file__).resolve().parents[3]
+COMPILE_SECONDS = 600
 
 
 def _server_module():  # the repo's tests/server.py, loaded by path: this tests/ directory is not that package
@@ -37,12 +38,14 @@ def url(serve) -> Iterator[str]:
         yield os.environ["INITSERVE_URL"]
         return
     # serve() pipes the server's output and reads it only if the start fails: the access log of the thousand-odd
-    # requests of test_generate_live would fill the pipe and block the server, so only warnings are logged.
-    with serve(env={"INITSERVE_LOG_LEVEL": "warning"}) as (base, _):
+    # requests of test_generate_live would fill the pipe and block the server, so only warnings are logged. A server
+    # without a kernel cache compiles philox-v2's kernels at its first philox-v2 request, which took over the default
+    # 60 s on a loaded 2-core machine (a 504 there is no refusal generate() could match).
+    with serve(env={"INITSERVE_LOG_LEVEL": "warning", "INITSERVE_TIMEOUT_SECONDS": str(COMPILE_SECONDS)}) as (base, _):
         yield base
 
 
 @pytest.fixture(scope="session")
 def client(url: str) -> Iterator[Client]:
-    with Client(url) as connection:
+    with Client(url, timeout=COMPILE_SECONDS) as connection:
         yield connection

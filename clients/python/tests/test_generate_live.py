@@ -1,6 +1,8 @@
-"""generate() against the live service: on 1,200 seeded random requests (every scheme it computes, all four dtypes,
-shapes from 0-D to 5-D, slices, seeds up to 2^64 - 1, non-ASCII names, every format) the bytes and the metadata are
-the service's; the requests the service refuses, generate() refuses with the same loc, type and message."""
+"""generate() against the live service: on 1,200 seeded random requests per rng, philox-v1 and philox-v2 (every
+scheme it computes, all four dtypes, shapes from 0-D to 5-D, slices, seeds up to 2^64 - 1, non-ASCII names, every
+format; for philox-v2 also intervals at the edge of a dtype's values and normals at the edge of its range) the bytes
+and the metadata are the service's; the requests the service refuses, generate() refuses with the same loc, type and
+message."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from initserve_client.contract import document
 from initserve_client.generation import NOT_LOCAL, SCHEMES
 
 COUNT = 1200
+RNGS = ["philox-v1", "philox-v2"]
 NAMES = ["weight", "fc.weight", "w/é x", "层.权重", "😀 emoji", "Ω" * 256, "a", "__metadata", "tab\there", "0"]
 SEEDS = [0, 1, 7, 2**32 - 1, 2**32 + 5, 2**53, 2**63, 2**64 - 2, 2**64 - 1]
 FAN_READERS = {"xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "msra", "torch_default"}
@@ -77,7 +80,26 @@ def _params(rng: random.Random, scheme: str, shape: list[int]) -> dict[str, Any]
     return params
 
 
-def random_request(rng: random.Random) -> dict[str, Any]:
+def _v2_edges(rng: random.Random, request: dict[str, Any]) -> None:
+    """philox-v2's own rules at their edges: an interval holding few or no values of the dtype (its cuts, section
+    7), a normal whose tail reaches the dtype's largest value."""
+    scheme = request["scheme"]
+    centre = rng.choice([1.0, 1.004, -3.0, 0.05, 1e-40, 65500.0, 3.0, 0.3])
+    width = rng.choice([1e-7, 1e-4, 1e-3, 2.0**-7, 2.0**-9, 5.0])
+    if scheme in ("uniform", "random_uniform"):
+        low, high = ("a", "b") if scheme == "uniform" else ("minval", "maxval")
+        request[low], request[high] = centre, centre + width
+    elif scheme == "trunc_normal":
+        request["a"], request["b"] = centre, centre + width
+        request["std"] = rng.choice([1.0, 1e-3, 50.0])
+    elif scheme in ("normal", "random_normal"):
+        std = "std" if scheme == "normal" else "stddev"
+        request["mean"], request[std] = rng.choice([(0.0, 4778.666004619225), (0.0, 4778.666004619226), (6e4, 400.0)])
+        request["mean"] = rng.choice([request["mean"], -request["mean"]])
+        request["dtype"] = "float16"
+
+
+def random_request(rng: random.Random, rng_id: str = "philox-v1") -> dict[str, Any]:
     scheme = rng.choice([name for name in SCHEMES if name not in NOT_LOCAL])
     shape = _shape(rng, scheme)
     request: dict[str, Any] = {"shape": shape, "scheme": scheme, **_params(rng, scheme, shape)}
@@ -99,14 +121,19 @@ def random_request(rng: random.Random) -> dict[str, Any]:
         request["slice"] = region
     formats = ["safetensors", "json"] + ([] if request["dtype"] == "bfloat16" else ["npy"])
     request["format"] = rng.choice(formats)
+    if rng_id != "philox-v1":  # the same draws as before for philox-v1's requests
+        request["rng"] = rng_id
+        if rng.random() < 0.3:
+            _v2_edges(rng, request)
     return request
 
 
-def test_generate_equals_the_service_on_random_requests(client):
+@pytest.mark.parametrize("rng_id", RNGS)
+def test_generate_equals_the_service_on_random_requests(client, rng_id):
     rng = random.Random(20261201)
     served = refused = 0
     for _ in range(COUNT):
-        request = random_request(rng)
+        request = random_request(rng, rng_id)
         try:
             fetched = client.fetch_tensor(request)
         except ServiceError as error:  # a combination the service refuses: generate() must refuse it the same way
@@ -127,8 +154,10 @@ def test_generate_equals_the_service_on_random_requests(client):
     assert served >= 1000 and refused < 100, (served, refused)
 
 
-def test_large_tensors_and_block_boundaries(client):
-    # Whole chunks, a chunk boundary crossed by a slice, odd sizes, and the double-rounding elements' tensor.
+@pytest.mark.parametrize("rng_id", RNGS)
+def test_large_tensors_and_block_boundaries(client, rng_id):
+    # Whole chunks, a chunk boundary crossed by a slice, odd sizes, and the double-rounding elements' tensor; under
+    # philox-v2 the normal's every path (77,100 float64 normals: about 20 tails) and sparse's wide normals.
     for request in (
         {"shape": [300, 257], "scheme": "kaiming_normal", "seed": 2**64 - 1, "dtype": "float64"},
         {"shape": [70001], "scheme": "trunc_normal", "a": -0.3, "b": 4.0, "seed": 3, "dtype": "float16"},
@@ -140,7 +169,11 @@ def test_large_tensors_and_block_boundaries(client):
             "slice": [[32000, 33500], [1, 3]],
         },
         {"shape": [4096, 64], "scheme": "sparse", "sparsity": 0.37, "seed": 9, "name": "稀疏"},
+        {"shape": [1 << 18], "scheme": "normal", "seed": 2**63 + 11, "dtype": "bfloat16", "slice": [[77, 200077]]},
+        # std 0: section 5.4's 0.0 + std * z is +0.0 wherever z is negative, not std * z's -0.0
+        {"shape": [64, 16], "scheme": "sparse", "sparsity": 0.25, "std": 0.0, "seed": 2, "dtype": "float64"},
     ):
+        request = {**request, "rng": rng_id}
         fetched = client.fetch_tensor(request)
         assert generate(request).array.tobytes() == fetched.array.tobytes(), request
 
@@ -233,8 +266,10 @@ REFUSED = [
 ]
 
 
+@pytest.mark.parametrize("rng_id", RNGS)
 @pytest.mark.parametrize("request_body", REFUSED, ids=lambda body: str(body)[:70])
-def test_refused_as_the_service_refuses(client, request_body):
+def test_refused_as_the_service_refuses(client, request_body, rng_id):
+    request_body = {"rng": rng_id, **request_body}
     with pytest.raises(ServiceError) as served:
         client.fetch_tensor(request_body)
     with pytest.raises(RequestError) as local:
@@ -243,13 +278,25 @@ def test_refused_as_the_service_refuses(client, request_body):
     assert local.value.detail == served.value.detail[:1]
 
 
+@pytest.mark.parametrize("rng_id", RNGS)
 @pytest.mark.parametrize(
     "case", document()["vectors"]["admission"], ids=lambda case: f"{case['request']['scheme']}-{case['refused_at']}"
 )
-def test_admission_vectors_as_the_service_admits_them(client, case):
-    # Section 9's boundaries from both sides: the same refusal (loc, msg, type), or the same bytes.
+def test_admission_vectors_as_the_service_admits_them(client, case, rng_id):
+    # Section 9's boundaries from both sides: the same refusal (loc, msg, type), or the same bytes. philox-v2 keeps
+    # section 9 and adds its own rules after it (docs/philox-v2.md section 7): a normal served at philox-v1's
+    # largest |z| (8.57) is refused for its tail (13.71), so its side of each boundary is the service's answer.
     request = {key: int(value) if key == "seed" else value for key, value in case["request"].items()}
-    if case["refused_at"] is None:
+    request["rng"] = rng_id
+    refused_at = case["refused_at"]
+    if rng_id != "philox-v1":
+        try:
+            client.fetch_tensor(request)
+            refused_at = None
+        except ServiceError as error:
+            refused_at = error.detail[0]["loc"][-1]
+            assert case["refused_at"] in (None, refused_at), error.detail  # v2 refuses all that v1 refuses, there
+    if refused_at is None:
         assert generate(request).array.tobytes() == client.fetch_tensor(request).array.tobytes()
         return
     with pytest.raises(ServiceError) as served:
@@ -262,6 +309,7 @@ def test_admission_vectors_as_the_service_admits_them(client, case):
 def test_what_is_not_computed_locally_is_refused_by_name():
     for request, loc, words in (
         ({"shape": [4, 4], "scheme": "orthogonal"}, "scheme", "'orthogonal' is not generated locally"),
+        ({"shape": [4, 4], "scheme": "orthogonal", "rng": "philox-v2"}, "scheme", "'orthogonal' is not generated"),
         ({"shape": [4], "scheme": "normal", "rng": "torch-2.13"}, "rng", "'torch-2.13' is torch's"),
         ({"seed": 1, "tensors": {"w": {"shape": [2], "scheme": "ones"}}}, "tensors", "once per tensor"),
         ({"seed": 1, "model": {"layers": ["linear(2, 2)"]}}, "model", "fetch it from the service"),
@@ -286,3 +334,50 @@ def test_no_seed_draws_one_below_2_53_and_reports_it():
     again = generate({"shape": [5], "scheme": "normal", "seed": seed})
     assert again.array.tobytes() == tensor.array.tobytes()
     assert np.isfinite(tensor.array).all()
+
+
+V2_EDGES = [
+    # docs/philox-v2.md section 7's refusals at dtype, their neighbours that are served, and section 9's order
+    {"shape": [8], "scheme": "uniform", "a": 1.004, "b": 1.0078125, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "uniform", "a": 1.004, "b": 1.0078126, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "uniform", "a": 65500, "b": 65504, "dtype": "float16"},
+    {"shape": [8], "scheme": "uniform", "a": 65488, "b": 65504, "dtype": "float16"},
+    {"shape": [8], "scheme": "random_uniform", "minval": -1e-46, "maxval": 1e-46},
+    {"shape": [8], "scheme": "uniform", "a": 1e-46, "b": 1e-45},
+    {"shape": [8], "scheme": "uniform", "a": -3.0, "b": -2.999, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": 1.004, "b": 1.0078, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": 0.999, "b": 1.001, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "std": 1e-45, "a": 1e-46, "b": 1e-45},
+    {"shape": [8], "scheme": "trunc_normal", "std": 50.0, "a": 65470, "b": 65500, "dtype": "float16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": 40, "b": 41, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "truncated_normal", "mean": 1.004, "stddev": 1e-7, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "normal", "std": 4778.666004619225, "dtype": "float16"},
+    {"shape": [8], "scheme": "normal", "std": 4778.666004619226, "dtype": "float16"},
+    {"shape": [8], "scheme": "normal", "std": 7642, "dtype": "float16"},
+    {"shape": [8], "scheme": "random_normal", "mean": -6e4, "stddev": 400, "dtype": "float16"},
+    {"shape": [8], "scheme": "normal", "std": 2.482437228037361e37},
+    {"shape": [8], "scheme": "normal", "std": 2.4824372280373606e37},
+    {"shape": [8], "scheme": "normal", "mean": 1e38, "std": 1.7432175770619905e37, "dtype": "bfloat16"},
+    {"shape": [8, 8], "scheme": "sparse", "sparsity": 0.5, "std": 4779, "dtype": "float16"},
+    {"shape": [8, 8], "scheme": "kaiming_normal", "fan_in": 1, "dtype": "float16"},
+    {"shape": [8], "scheme": "uniform", "a": 2.5, "b": 2.5, "dtype": "bfloat16"},
+    {"shape": [8], "scheme": "trunc_normal", "a": -1e-300, "b": 1e-300, "std": 1e-300},
+    {"shape": [8], "scheme": "normal", "std": 1.3e154, "dtype": "float64"},
+    {"shape": [8], "scheme": "uniform", "a": -1, "b": 3, "dtype": "float64"},
+]
+
+
+@pytest.mark.parametrize("request_body", V2_EDGES, ids=lambda body: str(body)[:80])
+def test_philox_v2_edges_as_the_service_answers_them(client, request_body):
+    request = {**request_body, "seed": 13, "name": "边", "rng": "philox-v2"}
+    try:
+        fetched = client.fetch_tensor(request)
+    except ServiceError as served:
+        with pytest.raises(RequestError) as local:
+            generate(request)
+        assert local.value.detail == served.detail[:1]
+        return
+    tensor = generate(request)
+    assert tensor.array.tobytes() == fetched.array.tobytes()
+    ours = {key: value for key, value in tensor.metadata.items() if value is not None}  # safetensors leaves out nulls
+    assert ours == {key: value for key, value in fetched.metadata.items() if key != "service"}

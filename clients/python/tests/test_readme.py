@@ -31,6 +31,7 @@ def test_the_numpy_examples_run_and_print_what_they_say(url, tmp_path):
     assert "['0.weight', '0.bias', '2.weight', '2.bias'] 7" in out and "'module': '0'" in out
     out = _run(blocks[1], url, tmp_path)  # generate: its assert compares with the service's bytes
     assert "(256, 784) bfloat16 0.0505" in out and "(1, 4096) [50000, 4096]" in out and "not_local" in out
+    assert "3.0 2.984375 philox-v2" in out  # issue 13: philox-v1's bfloat16 uniform(-1, 3) reaches 3, v2's cannot
     out = _run(blocks[2], url, tmp_path)
     assert out.startswith("422 [{'loc': ['body', 'std']") and "greater_than_equal" in out
 

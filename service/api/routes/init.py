@@ -139,7 +139,7 @@ _QUERY_PARAMETERS = [
     _query("fan_out", "overrides the fan_out of the shape"),
     _query("name", "tensor name (default weight)"),
     _query("format", f"{_names(True).replace(', ', ' (default), ', 1)}; or by Accept"),
-    _query("rng", "random algorithm id (philox-v1)"),
+    _query("rng", "random algorithm id: philox-v1 (default) or philox-v2"),
     _query("slice", "only this region: start:stop per dimension, comma-separated", example="0:128,0:784"),
 ]
 

@@ -85,6 +85,11 @@ class Rng(ABC):
         """What a response says about this rng besides its id (nothing for philox-v1, whose bytes are pinned)."""
         return {}
 
+    def prepare(self, distribution: Distribution, dtype: np.dtype) -> None:
+        """Refuse (InitError) a distribution this rng cannot generate in `dtype`; called once per tensor when its
+        request is planned, so that no error surfaces once a response has begun. Accepts everything by default."""
+        return None
+
     @abstractmethod
     def sample(
         self, distribution: Distribution, stream: TensorStream, shape: tuple[int, ...], dtype: np.dtype

@@ -486,10 +486,20 @@ class Orthogonal(Distribution):
     random_access: ClassVar[bool] = False
     machine_exact: ClassVar[bool] = False
 
+    @property
+    def normals_shape(self) -> tuple[int, int]:
+        """(max(rows, cols), min(rows, cols)): the matrix of standard normals QR starts from."""
+        return max(self.rows, self.cols), min(self.rows, self.cols)
+
     def matrix(self, stream: Stream) -> F64:
-        tall, short = max(self.rows, self.cols), min(self.rows, self.cols)
-        normals = generate(Normal(0.0, 1.0), stream, (tall, short), 0, tall * short, np.dtype(np.float64))
-        q, r = np.linalg.qr(normals.reshape(tall, short))
+        tall, short = self.normals_shape
+        return self.from_normals(
+            generate(Normal(0.0, 1.0), stream, (tall, short), 0, tall * short, np.dtype(np.float64))
+        )
+
+    def from_normals(self, normals: F64) -> F64:
+        """The matrix made from the stream's first max*min standard normals (another rng's, too)."""
+        q, r = np.linalg.qr(normals.reshape(self.normals_shape))
         # One pass instead of two: q * (sign * gain) has the bits of (q * sign) * gain, as sign is -1, 0 or 1.
         q *= np.sign(np.diag(r)) * self.gain
         if self.rows < self.cols:
@@ -538,8 +548,12 @@ class Sparse(Distribution):
     def sample(self, stream: Stream, shape: tuple[int, ...], start: int, stop: int) -> F64:
         total = self.rows * self.cols
         values = generate(Normal(0.0, self.std), stream, shape, 0, total, np.dtype(np.float64))
+        return self.masked(values, stream.words(0, total, purpose=SPARSE_MASK))[start:stop]
+
+    def masked(self, values: F64, keys: NDArray[np.uint64]) -> F64:
+        """The whole matrix: `values` (flat, float64) with each column's zeros where its `keys` are smallest."""
         values = values.reshape(self.rows, self.cols)
-        keys = stream.words(0, total, purpose=SPARSE_MASK).reshape(self.rows, self.cols)
+        keys = keys.reshape(self.rows, self.cols)
         # A slab of columns at a time: the sort indices (8 bytes an element) of one slab, not of the whole matrix.
         # Each column's zeros depend on its own keys only, so the bits are those of one whole-matrix argsort.
         slab = max(1, _SPARSE_SLAB_ELEMENTS // self.rows)
@@ -547,7 +561,7 @@ class Sparse(Distribution):
             columns = slice(first, first + slab)
             zero_rows = np.argsort(keys[:, columns], axis=0, kind="stable")[: self.zeros_per_column]
             np.put_along_axis(values[:, columns], zero_rows, 0.0, axis=0)
-        return values.reshape(-1)[start:stop]
+        return values.reshape(-1)
 
     def scratch_bytes(self, elements: int) -> int:
         # The values and the mask keys (a float64 and a uint64 matrix), a slab's sort indices and their copy of

@@ -1,5 +1,6 @@
-"""The philox-v1 contract's constants, read from the shipped copy of docs/vectors/philox-v1.json (never copied into
-source: the service's engine and every client read the same file; a test keeps this copy identical to the docs')."""
+"""The contracts' constants, read from the shipped copies of docs/vectors/philox-v1.json and philox-v2.json (never
+copied into source: the service's engine and every client read the same files; a test keeps each copy identical to
+the docs')."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from typing import Any
 import numpy as np
 
 RNG = "philox-v1"
+RNG_V2 = "philox-v2"
 
 
 @cache
-def document() -> dict[str, Any]:
-    """The whole JSON: `constants`, `schemes` (names, families, parameters, defaults, ranges) and `vectors`."""
-    return json.loads(resources.files(__package__).joinpath(f"{RNG}.json").read_text("utf-8"))
+def document(rng: str = RNG) -> dict[str, Any]:
+    """The whole JSON of an rng: `constants` and `vectors`; philox-v1's also has `schemes` (names, families,
+    parameters, defaults, ranges), which every rng shares."""
+    return json.loads(resources.files(__package__).joinpath(f"{rng}.json").read_text("utf-8"))
 
 
 def float_of(hex_bits: str) -> float:

@@ -1,6 +1,7 @@
-"""`generate(request)`: the tensor the service returns for a single-tensor `rng: "philox-v1"` request, computed here
-bit for bit, written from docs/reproducibility.md alone (its section numbers are cited below). Every scheme but
-`orthogonal` (a LAPACK QR, not bit-exact across machines), every dtype, slices, seeds up to 2^64 - 1.
+"""`generate(request)`: the tensor the service returns for a single-tensor `rng: "philox-v1"` or `"philox-v2"`
+request, computed here bit for bit, written from docs/reproducibility.md and docs/philox-v2.md alone (section numbers
+below are reproducibility.md's unless they say v2). Every scheme but `orthogonal` (a LAPACK QR, not bit-exact across
+machines), every dtype, slices, seeds up to 2^64 - 1.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from initserve_client import elementary, philox
-from initserve_client.contract import RNG, F, document, float_of
+from initserve_client import elementary, philox, philox2, samplers2
+from initserve_client.contract import RNG, RNG_V2, F, document, float_of
 from initserve_client.decode import DTYPES, Tensor
 from initserve_client.errors import RequestError
+from initserve_client.rounding import first_at_least, last_at_most, pred, to_dtype
 
 SCHEMES: dict[str, dict[str, Any]] = document()["schemes"]
 NOT_LOCAL = ("orthogonal",)  # the whole-matrix schemes that are not bit-exact across machines (section 5.3)
@@ -109,6 +111,7 @@ class _Request:
     layout: str
     fans_given: dict[str, int]
     region: tuple[tuple[int, int], ...] | None
+    rng: str
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -220,10 +223,11 @@ def _read(request: Mapping[str, Any]) -> _Request:
                 "tensor's name (its bits are the single request's), or fetch it from the service (fetch_tensors)"
             )
             raise _refuse(many, message, "not_local")
-    rng = _literal(request.get("rng", RNG), "rng", (RNG, "torch-2.13"))
-    if rng != RNG:
+    rng = _literal(request.get("rng", RNG), "rng", (RNG, RNG_V2, "torch-2.13"))
+    if rng not in (RNG, RNG_V2):
         message = (
-            f"generate() computes rng '{RNG}' only: '{rng}' is torch's sequential generator, fetch it from the service"
+            f"generate() computes rngs '{RNG}' and '{RNG_V2}': '{rng}' is torch's sequential generator, fetch it from "
+            "the service"
         )
         raise _refuse("rng", message, "not_local")
     if "shape" not in request:
@@ -253,7 +257,7 @@ def _read(request: Mapping[str, Any]) -> _Request:
             "format 'npy' cannot hold bfloat16 (NumPy has no standard code for it); use safetensors, or another dtype"
         )
         raise _refuse("format", message)
-    return _Request(shape, scheme, params, seed, name, dtype, layout, fans_given, region)
+    return _Request(shape, scheme, params, seed, name, dtype, layout, fans_given, region, rng)
 
 
 # ---- schemes to distributions (section 6) ---------------------------------------------------------------
@@ -265,6 +269,7 @@ class _Distribution:
     numbers: dict[str, float | int] = field(default_factory=dict)  # the metadata's, in its order
     gain: float | None = None
     fans: dict[str, int] = field(default_factory=dict)  # the fans the scheme read
+    shape_fans: dict[str, int | None] = field(default_factory=dict)  # metadata version 2's
 
 
 class _Fans:
@@ -278,6 +283,13 @@ class _Fans:
         if which not in self.read:
             self.read[which] = self.given[which] if which in self.given else self._computed()[which]
         return self.read[which]
+
+    def of_shape(self) -> dict[str, int | None]:
+        """Metadata version 2's fans: both, given or computed, None only where the torch layout has fewer than 2
+        dimensions (CHANGELOG.md)."""
+        computable = self.layout == "keras" or len(self.shape) >= 2
+        computed: dict[str, int | None] = dict(self._computed()) if computable else {"fan_in": None, "fan_out": None}
+        return {key: self.given.get(key, value) for key, value in computed.items()}
 
     def _computed(self) -> dict[str, int]:
         shape = self.shape
@@ -451,6 +463,7 @@ def _build(request: _Request) -> _Distribution:
     elif base == "eye":
         dist.gain = 1.0
     dist.fans = fan.read
+    dist.shape_fans = fan.of_shape()
     return dist
 
 
@@ -495,6 +508,11 @@ def _shown_numbers(dist: _Distribution) -> dict[str, float | int]:
     return dict(dist.numbers)
 
 
+def _too_far_in_the_tail(mean: float, std: float, a: float, b: float) -> RequestError:
+    message = f"the interval [{a!r}, {b!r}] lies too far in the tail of N({mean!r}, {std!r}^2): its probability "
+    return _refuse("b", message + "underflows float64")
+
+
 def _admit_truncation(dist: _Distribution) -> _Truncation | None:
     """Section 5.1's conditions on a truncated normal, whichever scheme gave it: std > 0, a < b, mass > 0."""
     if dist.kind != "truncated_normal":
@@ -506,11 +524,7 @@ def _admit_truncation(dist: _Distribution) -> _Truncation | None:
         raise _refuse("b", f"truncated normal needs a < b, got a={a!r}, b={b!r}")
     truncation = _truncation(mean, std, a, b)
     if not truncation.mass > 0:
-        message = (
-            f"the interval [{a!r}, {b!r}] lies too far in the tail of N({mean!r}, {std!r}^2): "
-            "its probability underflows float64"
-        )
-        raise _refuse("b", message)
+        raise _too_far_in_the_tail(mean, std, a, b)
     return truncation
 
 
@@ -584,6 +598,50 @@ def _check(request: _Request, dist: _Distribution) -> _Truncation | None:
     return truncation
 
 
+# ---- philox-v2's refusals and cuts (docs/philox-v2.md sections 6, 7) ----------------------------------------
+
+
+@dataclass
+class _Cut:
+    """The float64 interval whose values round into the distribution's interval in the output dtype: a uniform's
+    [lo, hi), a truncated normal's [a', b']."""
+
+    lo: float
+    hi: float
+
+
+def _check_v2(request: _Request, dist: _Distribution) -> tuple[_Cut | None, _Truncation | None]:
+    """After section 9's checks (which philox-v2 keeps): a dtype with no value in the interval, and a normal (or
+    sparse's normals) whose tail (|z| up to samplers2.LARGEST_Z, beyond v1's MAX_NORMAL_RADIUS) overflows the dtype,
+    refused at `dtype`."""
+    n, dtype = dist.numbers, request.dtype
+    if dist.kind == "uniform" and n["low"] < n["high"]:
+        low, high = float(n["low"]), float(n["high"])
+        cut = _Cut(first_at_least(low, dtype, strict=low == -high), first_at_least(high, dtype))
+        if not cut.lo < cut.hi:
+            message = f"no {dtype} value lies in the uniform's interval [{low!r}, {high!r}) after rounding"
+            raise _refuse("dtype", message)
+        return cut, None
+    if dist.kind in ("normal", "sparse"):  # sparse's values are wide normals of mean 0, rounded to the dtype
+        largest = abs(n.get("mean", 0.0)) + n["std"] * samplers2.LARGEST_Z
+        if largest > DTYPE_MAX[dtype]:
+            message = (
+                f"{dist.kind} with these parameters can reach |x| = {_bound_text(largest)}, which overflows "
+                f"{dtype} (max {_bound_text(DTYPE_MAX[dtype])})"
+            )
+            raise _refuse("dtype", message)
+    if dist.kind == "truncated_normal":
+        mean, std, a, b = (float(n[key]) for key in ("mean", "std", "a", "b"))
+        cut = _Cut(first_at_least(a, dtype), last_at_most(b, dtype))
+        if not cut.lo < cut.hi:
+            raise _refuse("dtype", f"no {dtype} value lies in the truncation interval [{a!r}, {b!r}]")
+        truncation = _truncation(mean, std, cut.lo, cut.hi)
+        if not truncation.mass > 0:
+            raise _too_far_in_the_tail(mean, std, cut.lo, cut.hi)  # the service names the cut interval
+        return cut, truncation
+    return None, None
+
+
 # ---- the values (sections 2, 3, 5, 7) ------------------------------------------------------------------
 
 
@@ -595,11 +653,15 @@ def _first_of_runs(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_values[starts], np.cumsum(starts) - 1
 
 
-def _words(key: tuple[int, int], units: np.ndarray, per_block: int, purpose: int) -> np.ndarray:
+# an rng's stream: the four words of each block index of stream `purpose`, as an array (len(blocks), 4)
+Stream = Callable[[np.ndarray, int], np.ndarray]
+
+
+def _words(stream: Stream, units: np.ndarray, per_block: int, purpose: int) -> np.ndarray:
     """Stream words for ascending unit indices: units of 1 word (per_block 4) or of 2 (normal pairs, per_block 2),
     as an array (len(units), 4 // per_block); each block is computed once."""
     blocks, position = _first_of_runs(units // np.uint64(per_block))
-    words = philox.stream_words(key, blocks, purpose)
+    words = stream(blocks, purpose)
     width = 4 // per_block
     offset = (units % np.uint64(per_block)).astype(np.int64) * width
     return np.stack([words[position, offset + j] for j in range(width)], axis=-1)
@@ -622,16 +684,24 @@ def normal_pair(w0: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return r * c, r * s
 
 
-def _standard_normal(key: tuple[int, int], index: np.ndarray) -> np.ndarray:
+def _standard_normal(stream: Stream, index: np.ndarray) -> np.ndarray:
     """N(0, 1) of each element (ascending flat indices): one Box-Muller pair per pair of elements (section 2.3)."""
     pairs, position = _first_of_runs(index >> np.uint64(1))
-    words = _words(key, pairs, 2, 0)
+    words = _words(stream, pairs, 2, 0)
     even, odd = normal_pair(words[:, 0], words[:, 1])
     return np.where((index & np.uint64(1)).astype(bool), odd[position], even[position])
 
 
-def _word_of(key: tuple[int, int], index: np.ndarray, purpose: int) -> np.ndarray:
-    return _words(key, index, 4, purpose)[:, 0]
+def _word_of(stream: Stream, index: np.ndarray, purpose: int) -> np.ndarray:
+    return _words(stream, index, 4, purpose)[:, 0]
+
+
+def _draw_of(stream: Stream, index: np.ndarray, wide: bool) -> np.ndarray:
+    """philox-v2's draws (v2 section 5): word i (narrow), or words 2i and 2i + 1 as one 64-bit word (wide)."""
+    if not wide:
+        return _word_of(stream, index, 0)
+    pair = _words(stream, index, 2, 0)
+    return (pair[:, 0] << np.uint64(32)) | pair[:, 1]
 
 
 def _chunks(shape: tuple[int, ...], region: tuple[tuple[int, int], ...]) -> Iterator[np.ndarray]:
@@ -653,41 +723,92 @@ def _chunks(shape: tuple[int, ...], region: tuple[tuple[int, int], ...]) -> Iter
         yield flat[begin : begin + CHUNK]
 
 
+class _V1Variates:
+    """philox-v1's variates of elements (ascending flat indices): sections 2.3, 3 and 5."""
+
+    def __init__(self, request: _Request) -> None:
+        key = philox.key(request.seed, request.name)
+        self.stream: Stream = lambda blocks, purpose: philox.stream_words(key, blocks, purpose)
+
+    def uniform(self, index: np.ndarray, low: float, high: float, cut: _Cut | None) -> np.ndarray:
+        return low + (high - low) * uniform01(_word_of(self.stream, index, 0))
+
+    def normal(self, index: np.ndarray) -> np.ndarray:
+        return _standard_normal(self.stream, index)
+
+    def open_unit(self, index: np.ndarray) -> np.ndarray:
+        return uniform_open(_word_of(self.stream, index, 0))
+
+
+class _V2Variates:
+    """philox-v2's (v2 sections 3, 5, 7): an element's draw is 32 bits (narrow) or 64 (wide); the normal's retries
+    read the element's own retry stream."""
+
+    def __init__(self, request: _Request, wide: bool) -> None:
+        words = philox2.digest_words(request.seed, request.name)
+        self.stream: Stream = lambda blocks, purpose: philox2.stream_words(words, blocks, purpose)
+        self.retry: samplers2.RetryWords = lambda element, k: philox2.retry_words(words, element, k)
+        self.wide = wide
+
+    def uniform(self, index: np.ndarray, low: float, high: float, cut: _Cut | None) -> np.ndarray:
+        if cut is None:  # not low < high: U[a, a) is a
+            return np.full(index.shape, low, dtype=np.float64)
+        draw = _draw_of(self.stream, index, self.wide)
+        return samplers2.uniform(draw, self.wide, cut.lo, cut.hi - cut.lo, pred(cut.hi))
+
+    def normal(self, index: np.ndarray) -> np.ndarray:
+        return samplers2.standard_normal(_draw_of(self.stream, index, self.wide), self.wide, index, self.retry)
+
+    def open_unit(self, index: np.ndarray) -> np.ndarray:
+        return samplers2.open_unit(_draw_of(self.stream, index, self.wide), self.wide)
+
+
+def _variates(request: _Request, wide: bool | None = None) -> _V1Variates | _V2Variates:
+    """The request's rng; philox-v2 draws wide for float64 output unless told (sparse always draws wide)."""
+    if request.rng == RNG:
+        return _V1Variates(request)
+    return _V2Variates(request, request.dtype == "float64" if wide is None else wide)
+
+
 def _random_values(
-    request: _Request, dist: _Distribution, truncation: _Truncation | None, region: tuple[tuple[int, int], ...]
+    request: _Request,
+    dist: _Distribution,
+    truncation: _Truncation | None,
+    cut: _Cut | None,
+    region: tuple[tuple[int, int], ...],
 ) -> np.ndarray:
-    key = philox.key(request.seed, request.name)
+    variates = _variates(request)
     n = dist.numbers
     parts = []
     for index in _chunks(request.shape, region):
         if dist.kind == "uniform":
-            low, high = n["low"], n["high"]
-            parts.append(low + (high - low) * uniform01(_word_of(key, index, 0)))
+            parts.append(variates.uniform(index, n["low"], n["high"], cut))
         elif dist.kind == "normal":
-            parts.append(n["mean"] + n["std"] * _standard_normal(key, index))
-        else:  # truncated normal, section 5.1
+            parts.append(n["mean"] + n["std"] * variates.normal(index))
+        else:  # truncated normal, section 5.1; philox-v2 (its section 7) on its cut [a', b']
             assert truncation is not None
-            u = uniform_open(_word_of(key, index, 0))
-            z = elementary.ndtri(truncation.p_lo + u * truncation.mass)
+            a, b = (cut.lo, cut.hi) if cut else (n["a"], n["b"])
+            z = elementary.ndtri(truncation.p_lo + variates.open_unit(index) * truncation.mass)
             if truncation.mirrored:
                 z = -z
             x = n["mean"] + n["std"] * z
-            x = np.where(x > n["a"], x, n["a"])
-            parts.append(np.where(x < n["b"], x, n["b"]))
+            x = np.where(x > a, x, a)
+            parts.append(np.where(x < b, x, b))
     values = np.concatenate(parts) if parts else np.empty(0)
     return values.reshape([stop - start for start, stop in region])
 
 
 def _sparse_values(request: _Request, dist: _Distribution) -> np.ndarray:
-    """Section 5.4, on the whole matrix: Normal(0, std), then in each column the rows with the smallest purpose-1
-    mask words (ties to the lower row) set to zero."""
+    """Section 5.4, on the whole matrix: Normal(0, std) (philox-v2: its wide normals), then in each column the rows
+    with the smallest purpose-1 mask words (ties to the lower row) set to zero."""
     rows, cols = request.shape
     whole = ((0, rows), (0, cols))
-    key = philox.key(request.seed, request.name)
-    values = np.concatenate([dist.numbers["std"] * _standard_normal(key, i) for i in _chunks(request.shape, whole)])
+    variates = _variates(request, wide=True)
+    std = dist.numbers["std"]
+    values = np.concatenate([0.0 + std * variates.normal(i) for i in _chunks(request.shape, whole)])
     values = values.reshape(rows, cols)
-    mask = np.concatenate([_word_of(key, i, 1) for i in _chunks(request.shape, whole)]).reshape(rows, cols)
-    order = np.argsort(mask, axis=0, kind="stable")[: int(dist.numbers["zeros_per_column"])]
+    mask = np.concatenate([_word_of(variates.stream, i, 1) for i in _chunks(request.shape, whole)])
+    order = np.argsort(mask.reshape(rows, cols), axis=0, kind="stable")[: int(dist.numbers["zeros_per_column"])]
     values[order, np.arange(cols)] = 0.0
     return values
 
@@ -696,7 +817,7 @@ def _grid(region: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
     return list(np.ix_(*(np.arange(start, stop) for start, stop in region)))
 
 
-def _values(request: _Request, dist: _Distribution, truncation: _Truncation | None) -> np.ndarray:
+def _values(request: _Request, dist: _Distribution, truncation: _Truncation | None, cut: _Cut | None) -> np.ndarray:
     """The float64 values of the region (section 5)."""
     region = request.region or tuple((0, dim) for dim in request.shape)
     region_shape = tuple(stop - start for start, stop in region)
@@ -714,21 +835,7 @@ def _values(request: _Request, dist: _Distribution, truncation: _Truncation | No
         return np.where(hit, 1.0, 0.0)
     if dist.kind == "sparse":
         return _sparse_values(request, dist)[tuple(slice(start, stop) for start, stop in region)]
-    return _random_values(request, dist, truncation, region)
-
-
-def to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Section 8: float32 rounded to nearest even; float16 and bfloat16 through float32 (rounded twice)."""
-    if dtype == "float64":
-        return values.astype(np.float64)
-    single = values.astype(np.float32)
-    if dtype == "float32":
-        return single
-    if dtype == "float16":
-        return single.astype(np.float16)
-    b32 = single.view(np.uint32)
-    rounded = (b32 + np.uint32(0x7FFF) + ((b32 >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-    return rounded.astype(np.uint16).view(DTYPES["bfloat16"])
+    return _random_values(request, dist, truncation, cut, region)
 
 
 # ---- the metadata (section 10) ---------------------------------------------------------------------------
@@ -746,13 +853,15 @@ def _metadata(request: _Request, dist: _Distribution) -> dict[str, Any]:
         "shape": shape,
         "dtype": request.dtype,
         "layout": request.layout,
-        "fan_in": dist.fans.get("fan_in"),
-        "fan_out": dist.fans.get("fan_out"),
-        "gain": dist.gain,
-        "distribution": dist.kind,
     }
+    if request.rng == RNG:  # metadata version 1, frozen with philox-v1: the fans the scheme read
+        metadata.update({"fan_in": dist.fans.get("fan_in"), "fan_out": dist.fans.get("fan_out")})
+    else:  # version 2 (CHANGELOG.md): both fans of the shape, and those the scheme read
+        metadata.update(dist.shape_fans)
+        metadata["fans_used"] = [key for key in ("fan_in", "fan_out") if key in dist.fans]
+    metadata.update({"gain": dist.gain, "distribution": dist.kind})
     metadata.update(_shown_numbers(dist))
-    metadata["rng"] = RNG
+    metadata["rng"] = request.rng
     if "alias_of" in spec:
         metadata["alias_of"] = spec["alias_of"]
     if request.region:
@@ -763,11 +872,14 @@ def _metadata(request: _Request, dist: _Distribution) -> dict[str, Any]:
 
 def generate(request: Mapping[str, Any]) -> Tensor:
     """The tensor `POST /init` returns for `request` (a single-tensor body; `format` is accepted and ignored),
-    computed locally, bit for bit, with no round trip: rng philox-v1, every scheme but orthogonal, every dtype,
-    slices. Its metadata is the service's but for `service` (the server's version). A request the service would
-    refuse raises RequestError (status 422, the service's `loc` and `type`)."""
+    computed locally, bit for bit, with no round trip: rng philox-v1 (the default) or philox-v2, every scheme but
+    orthogonal, every dtype, slices. Its metadata is the service's but for `service` (the server's version). A
+    request the service would refuse raises RequestError (status 422, the service's `loc` and `type`)."""
     parsed = _read(request)
     dist = _build(parsed)
     truncation = _check(parsed, dist)
-    array = to_dtype(_values(parsed, dist, truncation), parsed.dtype)
+    cut = None
+    if parsed.rng == RNG_V2:
+        cut, truncation = _check_v2(parsed, dist)
+    array = to_dtype(_values(parsed, dist, truncation, cut), parsed.dtype)
     return Tensor(parsed.name, array, _metadata(parsed, dist))

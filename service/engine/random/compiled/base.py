@@ -107,6 +107,18 @@ def bits_f64(typingctx: Any, bits: Any) -> Any:
 
 
 @intrinsic
+def trailing_zeros(typingctx: Any, word: Any) -> Any:
+    """The index of the lowest set bit of a nonzero uint64 (``tzcnt``; LLVM's cttz): a loop over set bits visits
+    each in a few instructions, where testing every bit costs a branch per bit."""
+    signature = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return signature, codegen
+
+
+@intrinsic
 def fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
     """a * b + c rounded once (C's fma / fmaf, LLVM's llvm.fma), in the type of `a`: float32 or float64.
 
