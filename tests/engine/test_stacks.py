@@ -99,3 +99,11 @@ def test_stack_errors_name_the_argument(layers, framework, field):
     with pytest.raises(InitError) as caught:
         expand(layers, framework)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("rng", ["philox-v1", "philox-v2", "torch-2.13"])
+def test_copies_start_equal_under_every_rng(rng):
+    specs, order = expand_ordered(ENCODER)
+    values = {t.name: t.tensor() for t in plan_model(ModelRequest(9, specs, rng, order))}
+    copies = [n for n in specs if ".layers.2." in n]
+    assert copies and all(np.array_equal(values[n], values[n.replace(".layers.2.", ".layers.0.")]) for n in copies)
