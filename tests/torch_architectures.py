@@ -56,3 +56,48 @@ def language_model(vocab: int, width: int, hidden: int) -> tuple[Recipe, Callabl
         f"head: linear({hidden}, {vocab})",
     ]
     return recipe, LanguageModel
+
+
+def issue16_layers(d: int) -> tuple[Recipe, Callable[[], nn.Module]]:
+    """The layer types added for issue 16, at width `d` (a multiple of 4, >= 8): attention with kdim/vdim and
+    add_bias_kv, LSTM proj_size, RMSNorm, InstanceNorm, Bilinear, EmbeddingBag, the cells, a parameterless layer."""
+    recipe: Recipe = [
+        f"multihead_attention({d}, 4, kdim={d // 2 + 1}, vdim={d // 4 + 3}, add_bias_kv=True)",
+        f"multihead_attention({d}, 2, bias=False, add_bias_kv=True)",
+        f"multihead_attention({d}, 4, vdim={d // 2})",
+        f"lstm({d // 2}, {d}, 2, proj_size={d // 4}, bidirectional=True)",
+        f"rmsnorm([3, {d}])",
+        "dropout(0.2)",
+        f"instancenorm1d({d})",
+        f"instancenorm2d({d}, affine=True)",
+        f"instancenorm3d({d}, affine=True, track_running_stats=True, bias=False)",
+        f"bilinear({d // 4}, {d // 2}, {d})",
+        f"bilinear({d // 2}, 3, {d}, bias=False)",
+        f"embedding_bag({d}, {d // 2}, padding_idx=2)",
+        f"embedding_bag({d // 2}, {d}, mode='sum')",
+        f"rnn_cell({d // 2}, {d}, nonlinearity='relu')",
+        f"lstm_cell({d}, {d // 2})",
+        f"gru_cell({d // 4}, {d}, bias=False)",
+    ]
+
+    def factory() -> nn.Module:
+        return nn.Sequential(
+            nn.MultiheadAttention(d, 4, kdim=d // 2 + 1, vdim=d // 4 + 3, add_bias_kv=True),
+            nn.MultiheadAttention(d, 2, bias=False, add_bias_kv=True),
+            nn.MultiheadAttention(d, 4, vdim=d // 2),
+            nn.LSTM(d // 2, d, 2, proj_size=d // 4, bidirectional=True),
+            nn.RMSNorm([3, d]),
+            nn.Dropout(0.2),
+            nn.InstanceNorm1d(d),
+            nn.InstanceNorm2d(d, affine=True),
+            nn.InstanceNorm3d(d, affine=True, track_running_stats=True, bias=False),
+            nn.Bilinear(d // 4, d // 2, d),
+            nn.Bilinear(d // 2, 3, d, bias=False),
+            nn.EmbeddingBag(d, d // 2, padding_idx=2),
+            nn.EmbeddingBag(d // 2, d, mode="sum"),
+            nn.RNNCell(d // 2, d, nonlinearity="relu"),
+            nn.LSTMCell(d, d // 2),
+            nn.GRUCell(d // 4, d, bias=False),
+        )
+
+    return recipe, factory

@@ -61,6 +61,9 @@ class TensorSpec:
     fan_out: int | None = None
     fill_rows: tuple[RowFill, ...] = ()
     origin: Mapping[str, Any] = field(default_factory=dict)  # where a recipe took it from: metadata only, no bits
+    # A deep copy of another tensor of the request (torch's TransformerEncoder copies one layer N times): keyed by
+    # tensor, its stream is keyed by that tensor's name, so the copy has the bits `copy_of` has with this spec.
+    copy_of: str | None = None
 
     def request(self, seed: int, name: str, rng: str = DEFAULT_RNG, keras_version: str | None = None) -> TensorRequest:
         """The single-tensor request whose bits this tensor has (fill_rows aside)."""
@@ -73,7 +76,7 @@ class TensorSpec:
             layout=self.layout,
             fan_in=self.fan_in,
             fan_out=self.fan_out,
-            name=name,
+            name=self.copy_of or name,
             rng=rng,
             keras_version=keras_version,
         )
@@ -88,7 +91,16 @@ class Overwritten:
     spec: TensorSpec
 
 
-DrawStep = str | Overwritten  # a tensor's own draw (by name), or an overwritten one
+@dataclass(frozen=True)
+class Copy:
+    """Tensor `name` takes the values of the latest draw into tensor `source` (a deep copy: torch's
+    TransformerEncoder/Decoder layers): no draw of its own."""
+
+    name: str
+    source: str
+
+
+DrawStep = str | Overwritten | Copy  # a tensor's own draw (by name), an overwritten one, or a copy
 
 
 @dataclass(frozen=True)
@@ -105,11 +117,19 @@ class ModelRequest:
     def draw_order(self) -> list[str]:
         """`order` for the metadata: names, an overwritten draw's marked as such."""
         steps = self.tensors if self.order is None else self.order
-        return [f"{step.name} (overwritten)" if isinstance(step, Overwritten) else step for step in steps]
+        return [_described(step) for step in steps]
 
     @property
     def numel(self) -> int:
         return sum(math.prod(spec.shape) for spec in self.tensors.values())
+
+
+def _described(step: DrawStep) -> str:
+    if isinstance(step, Overwritten):
+        return f"{step.name} (overwritten)"
+    if isinstance(step, Copy):
+        return f"{step.name} (copy of {step.source})"
+    return step
 
 
 class ModelTensor(ABC):
@@ -161,12 +181,16 @@ class RandomTensor(ModelTensor):
     """A tensor of the engine (any scheme), its random stream keyed by (seed, name), with optional row fills."""
 
     def __init__(
-        self, plan: Plan, fill_rows: tuple[RowFill, ...] = (), origin: Mapping[str, Any] | None = None
+        self,
+        plan: Plan,
+        fill_rows: tuple[RowFill, ...] = (),
+        origin: Mapping[str, Any] | None = None,
+        name: str | None = None,
     ) -> None:
         self.plan = plan
         self.fill_rows = fill_rows
         self.origin = dict(origin or {})
-        self.name = plan.request.name
+        self.name = name or plan.request.name  # a copy's plan is keyed by the tensor it copies
         self.shape = plan.shape
         self.dtype = plan.dtype
         self.machine_exact = plan.distribution.machine_exact
@@ -310,7 +334,8 @@ def plan_tensor(
             known = ", ".join((*DTYPES, INTEGER_DTYPE))
             raise InitError("dtype", f"unknown dtype {spec.dtype!r}; known: {known}")
         _check_fills(spec)
-        return RandomTensor(make_plan(spec.request(seed, name, rng, keras_version)), spec.fill_rows, spec.origin)
+        origin = {**spec.origin, "copy_of": spec.copy_of} if spec.copy_of else spec.origin
+        return RandomTensor(make_plan(spec.request(seed, name, rng, keras_version)), spec.fill_rows, origin, name)
     except InitError as error:
         raise _at(name, error) from None
 
@@ -360,7 +385,16 @@ def _draw_in_order(request: ModelRequest, tensors: list[ModelTensor], rng: Rng) 
     steps = tuple(request.tensors) if request.order is None else request.order
     owners: list[RandomTensor | None] = []  # per draw: the tensor it is output as, None for an overwritten one
     draws = []
+    latest: dict[str, int] = {}  # tensor name -> its latest draw so far, for the copies made of it
+    copies: list[tuple[RandomTensor, int]] = []
     for step in steps:
+        if isinstance(step, Copy):
+            if step.name in pending and step.source in latest:
+                copies.append((pending.pop(step.name), latest[step.source]))
+            elif request.tensors[step.name].dtype != INTEGER_DTYPE:
+                raise ValueError(f"the draw order copies into {step.name!r} from {step.source!r}, not drawn before")
+            continue
+        drawn = len(draws)
         if isinstance(step, Overwritten):
             overwritten = plan_tensor(request.seed, step.name, step.spec, request.rng, request.keras_version)
             if isinstance(overwritten, RandomTensor):
@@ -372,9 +406,13 @@ def _draw_in_order(request: ModelRequest, tensors: list[ModelTensor], rng: Rng) 
             draws.append(tensor.plan.draw)
         elif request.tensors[step].dtype != INTEGER_DTYPE:
             raise ValueError(f"the draw order names tensor {step!r} twice")
+        if len(draws) > drawn:
+            latest[step.name if isinstance(step, Overwritten) else step] = drawn
     if pending:
         raise ValueError(f"the draw order misses tensors {sorted(pending)}")
     streams = rng.streams(request.seed, draws)
     for owner, stream in zip(owners, streams, strict=True):
         if owner is not None:
             owner.plan = dataclasses.replace(owner.plan, stream=stream)
+    for copy, source in copies:
+        copy.plan = dataclasses.replace(copy.plan, stream=streams[source])

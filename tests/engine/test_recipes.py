@@ -367,7 +367,7 @@ def test_framework_fans_read_the_shape_as_the_framework_does():
             "also produced",
         ),
         (["multihead_attention(10, 3)"], "torch", "model.layers[0].num_heads", "divisible"),
-        (["lstm(2, 3, bidirectional=true)"], "keras", "model.layers[0].bidirectional", "Bidirectional"),
+        (["gru(2, 3, reset_after=false)"], "torch", "model.layers[0].reset_after", "reset_after=True"),
         (["transformer_encoder_layer(8, 2)"], "keras", "model.layers[0].type", "Keras has no transformer"),
         (["embedding(5, 2, padding_idx=5)"], "torch", "model.layers[0].padding_idx", "within num_embeddings"),
         ([{"type": "sequential", "layers": ["linear(2, 3"]}], "torch", "model.layers[0].layers[0]", "expected"),

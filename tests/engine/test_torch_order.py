@@ -25,13 +25,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from service.engine.bundle import INTEGER_DTYPE, ModelRequest, Overwritten, plan_model  # noqa: E402
+from service.engine.bundle import INTEGER_DTYPE, Copy, ModelRequest, Overwritten, plan_model  # noqa: E402
 from service.engine.random import registry  # noqa: E402
 from service.engine.random.rng import Draw  # noqa: E402
 from service.engine.random.rngs.torch_2_13 import Torch213  # noqa: E402
 from service.engine.recipes.expand import expand_ordered  # noqa: E402
 from service.engine.schemes.distributions import Constant, Normal, Uniform  # noqa: E402
-from tests.torch_architectures import basic_block, language_model  # noqa: E402
+from tests.torch_architectures import basic_block, issue16_layers, language_model  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -67,6 +67,17 @@ class TorchLog:
         self.calls: list[tuple[Any, str, tuple[float, ...], bool]] = []
         for op in self.OPS:
             monkeypatch.setattr(torch.Tensor, op, self._logged(getattr(torch.Tensor, op), op))
+        # TransformerEncoder/Decoder deep-copy a prototype layer that is not in the state dict: its draws are
+        # logged as draws into the first copy (the service names them so).
+        self.prototypes: list[tuple[Any, Any]] = []
+        clones = nn.modules.transformer._get_clones
+
+        def logged_clones(module: Any, n: int) -> Any:
+            copies = clones(module, n)
+            self.prototypes.append((module, copies[0]))
+            return copies
+
+        monkeypatch.setattr(nn.modules.transformer, "_get_clones", logged_clones)
 
     def _logged(self, method: Callable[..., Any], op: str) -> Callable[..., Any]:
         def logged(tensor: Any, *args: Any, **kwargs: Any) -> Any:
@@ -83,6 +94,11 @@ class TorchLog:
     def writes(self, module: Any) -> list[Write]:
         """The logged writes into the module's state-dict tensors (whole ones; a row fill does not count)."""
         owners = {t.untyped_storage().data_ptr(): (n, t) for n, t in module.state_dict(keep_vars=True).items()}
+        prefixes = {id(m): f"{n}." if n else "" for n, m in module.named_modules()}
+        for prototype, first in self.prototypes:
+            state = first.state_dict(keep_vars=True)
+            for n, t in prototype.state_dict(keep_vars=True).items():
+                owners[t.untyped_storage().data_ptr()] = (prefixes[id(first)] + n, state[n])
         found: list[tuple[str, str, tuple[float, ...], Any]] = []
         for tensor, op, args, moved in self.calls:
             name, owner = owners.get(tensor.untyped_storage().data_ptr(), (None, None))
@@ -157,7 +173,11 @@ def recorder(monkeypatch) -> Recorder:
 def our_writes(recorder: Recorder, layers: list[Any], rules: list[dict[str, Any]], dtype: str) -> list[Write]:
     specs, order = expand_ordered(layers, "torch", rules, dtype)
     plan_model(ModelRequest(0, specs, recorder.id, order))
-    steps = [s for s in order or specs if isinstance(s, Overwritten) or specs[s].dtype != INTEGER_DTYPE]
+    steps = [
+        s
+        for s in order or specs
+        if isinstance(s, Overwritten) or (not isinstance(s, Copy) and specs[s].dtype != INTEGER_DTYPE)
+    ]
     assert len(steps) == len(recorder.draws)
     writes = []
     for step, draw in zip(steps, recorder.draws, strict=True):
@@ -263,6 +283,22 @@ ARCHITECTURES: dict[str, tuple[list[Any], Callable[[], Any]]] = {
         ),
     ),
     "other_layer_types": (MIXED, mixed),
+    "issue16_layer_types": issue16_layers(8),
+    "transformer_encoder_stack": (
+        ["transformer_encoder('transformer_encoder_layer(8, 2, 16)', 3, 'layernorm(8)')", "linear(8, 4)"],
+        lambda: nn.Sequential(
+            nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 3, nn.LayerNorm(8), enable_nested_tensor=False),
+            nn.Linear(8, 4),
+        ),
+    ),
+    "transformer_decoder_stack": (
+        [{"type": "transformer_decoder", "name": "", "args": ["transformer_decoder_layer(8, 2, 12, bias=False)", 2]}],
+        lambda: nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 12, bias=False), 2),
+    ),
+    "transformer": (
+        [{"type": "transformer", "name": "", "args": [8, 2, 2, 3, 12]}],
+        lambda: nn.Transformer(8, 2, 2, 3, 12),
+    ),
 }
 
 
@@ -329,6 +365,24 @@ RULE_CASES: dict[str, tuple[list[Any], Callable[[], Any], list[dict[str, Any]], 
             if name in ("self_attn.in_proj_bias", "self_attn.out_proj.bias")
             else nn.init.xavier_normal_(t)
             if name.startswith("linear") and t.dim() == 2
+            else None
+        ),
+    ),
+    # A rule on the first copy only: the other copies keep the prototype's draw, which the rule overwrites in it.
+    "stack_copies": (
+        ["transformer_encoder('transformer_encoder_layer(8, 2, 16)', 3)"],
+        lambda: nn.Sequential(
+            nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 3, enable_nested_tensor=False)
+        ),
+        [
+            {"layer": "linear", "param": "weight", "scheme": "xavier_normal", "fans": "framework"},
+            {"layer": "0.layers.0", "param": "bias", "scheme": "uniform", "a": -0.1, "b": 0.1},
+        ],
+        lambda name, t: (
+            nn.init.uniform_(t, -0.1, 0.1)
+            if name.startswith("0.layers.0.") and "bias" in name
+            else nn.init.xavier_normal_(t)
+            if ".linear" in name and name.endswith("weight")
             else None
         ),
     ),

@@ -25,7 +25,7 @@ from service.api.delivery import buffered_body, many  # noqa: E402
 from service.engine.bundle import ModelRequest, TensorSpec, plan_model, plan_tensor  # noqa: E402
 from service.engine.recipes.expand import expand  # noqa: E402
 from service.formats import FORMATS  # noqa: E402
-from tests.torch_architectures import basic_block, language_model  # noqa: E402
+from tests.torch_architectures import basic_block, issue16_layers, language_model  # noqa: E402
 
 MIN_SAMPLES = 4000
 P_FLOOR = 1e-4
@@ -79,6 +79,21 @@ ARCHITECTURES: dict[str, tuple[list, Callable[[], nn.Module]]] = {
         lambda: nn.TransformerEncoderLayer(64, 4, 128),
     ),
     "other_layer_types": (MIXED, Mixed),
+    "issue16_layer_types": issue16_layers(64),
+    "transformer_stacks": (
+        [
+            "encoder: transformer_encoder('transformer_encoder_layer(64, 4, 128)', 2, 'layernorm(64)')",
+            {"type": "transformer", "name": "transformer", "args": [64, 4, 2, 2, 128]},
+        ],
+        lambda: nn.ModuleDict(
+            {
+                "encoder": nn.TransformerEncoder(
+                    nn.TransformerEncoderLayer(64, 4, 128), 2, nn.LayerNorm(64), enable_nested_tensor=False
+                ),
+                "transformer": nn.Transformer(64, 4, 2, 2, 128),
+            }
+        ),
+    ),
 }
 
 

@@ -20,10 +20,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from service.engine.bundle import MAX_TENSORS, DrawStep, Overwritten, TensorSpec
+from service.engine.bundle import MAX_TENSORS, Copy, DrawStep, Overwritten, TensorSpec
 from service.engine.dtypes import DTYPES
 from service.engine.errors import InitError, TooLargeError
 from service.engine.recipes.layer_args import bind
@@ -139,7 +139,9 @@ class _Expander:
         self.separator = _SEPARATOR[framework]
         self.specs: dict[str, TensorSpec] = {}
         self.owners: dict[str, str] = {}
-        self.constructed: list[tuple[str, TensorSpec]] = []  # PyTorch: every draw of construction, in its order
+        # PyTorch: every draw of construction, and every deep copy, in its order
+        self.constructed: list[tuple[str, TensorSpec] | Copy] = []
+        self.copying = False  # building a deep copy: nothing is drawn
         self.ruled: set[str] = set()
         self.keras_names: Counter[str] = Counter()
         self.layers = 0
@@ -178,6 +180,10 @@ class _Expander:
             return call.name
         if self.framework == "torch":
             return str(index)
+        return self._keras_name(stem)
+
+    def _keras_name(self, stem: str) -> str:
+        """Keras 3's auto-name of the next layer of this class: dense, dense_1, ..."""
         count = self.keras_names[stem]
         self.keras_names[stem] += 1
         return stem if count == 0 else f"{stem}_{count}"
@@ -202,32 +208,99 @@ class _Expander:
         if len(path) > MAX_DEPTH:
             raise InitError(where, f"{where}: layers nest at most {MAX_DEPTH} deep")
         for index, item in enumerate(items):
-            at = f"{where}[{index}]"
-            self.layers += 1
-            if self.layers > MAX_LAYERS:
-                raise TooLargeError(at, f"a recipe has at most {MAX_LAYERS} layers")
-            call, children = self._call(item, at)
-            if call.type == CONTAINER:
-                if call.positional or call.keyword:
-                    raise InitError(at, f"{at}: a sequential takes only name and layers")
-                name = self._module_name(call, index, CONTAINER, at)
-                inner = self._prefixes(prefixes, name, at)
-                self.walk(children or [], (*path, name), inner, (*ancestors, CONTAINER), f"{at}.layers")
-                continue
-            try:
-                layer_type = get_layer(call.type)
-            except InitError as error:
-                raise _relocated(at, error) from None
-            if layer_type.parameterless:
-                self._module_name(call, index, layer_type.keras_stem, at)  # takes its index or Keras name
-                continue
-            try:
-                args = bind(layer_type.name, layer_type.args, call.positional, call.keyword)
-                if layer_type.check:
-                    layer_type.check(args)
-            except InitError as error:
-                raise _relocated(at, error, f" ({layer_type.name})") from None
+            self._item(item, index, None, path, prefixes, ancestors, f"{where}[{index}]")
+
+    def _item(
+        self,
+        item: Any,
+        index: int,
+        name: str | None,
+        path: tuple[str, ...],
+        prefixes: tuple[str, ...],
+        ancestors: tuple[str, ...],
+        at: str,
+    ) -> None:
+        """One layer of a list (at `index`), or a module a stack names itself (`name`: its copies, its norm)."""
+        self.layers += 1
+        if self.layers > MAX_LAYERS:
+            raise TooLargeError(at, f"a recipe has at most {MAX_LAYERS} layers")
+        call, children = self._call(item, at)
+        if name is not None:
+            call.name = name
+        if call.type == CONTAINER:
+            if call.positional or call.keyword:
+                raise InitError(at, f"{at}: a sequential takes only name and layers")
+            module = self._module_name(call, index, CONTAINER, at)
+            inner = self._prefixes(prefixes, module, at)
+            self.walk(children or [], (*path, module), inner, (*ancestors, CONTAINER), f"{at}.layers")
+            return
+        try:
+            layer_type = get_layer(call.type)
+        except InitError as error:
+            raise _relocated(at, error) from None
+        if layer_type.parameterless:
+            self._module_name(call, index, layer_type.keras_stem, at)  # takes its index or Keras name
+            return
+        try:
+            args = bind(layer_type.name, layer_type.args, call.positional, call.keyword)
+            if layer_type.check:
+                layer_type.check(args)
+        except InitError as error:
+            raise _relocated(at, error, f" ({layer_type.name})") from None
+        if layer_type.stack and self._builder(layer_type) is None:
+            self._stack(call, index, layer_type, args, path, prefixes, ancestors, at)
+        else:
             self._layer(call, index, layer_type, args, path, prefixes, ancestors, at)
+
+    def _stack(
+        self,
+        call: LayerCall,
+        index: int,
+        layer_type: LayerType,
+        args: dict[str, Any],
+        path: tuple[str, ...],
+        prefixes: tuple[str, ...],
+        ancestors: tuple[str, ...],
+        at: str,
+    ) -> None:
+        """torch's TransformerEncoder/Decoder: a prototype layer built once (its draws, named as copy 0's) and
+        deep-copied, so every copy starts with copy 0's values; Transformer then redraws every matrix."""
+        assert layer_type.stack is not None
+        module = self._module_name(call, index, layer_type.name, at)
+        inner_path, inner = (*path, module), self._prefixes(prefixes, module, at)
+        inner_ancestors = (*ancestors, layer_type.name)
+        first = len(self.specs)
+        for part in layer_type.stack(args):
+            where = f"{at}.{part.arg}"
+            if part.copies is None:
+                self._item(part.layer, 0, part.name, inner_path, inner, inner_ancestors, where)
+                continue
+            copies_path, copies = (*inner_path, part.name), self._prefixes(inner, part.name, where)
+            prototype = len(self.specs)
+            self._item(part.layer, 0, "0", copies_path, copies, inner_ancestors, where)
+            originals = list(self.specs)[prototype:]
+            copying, self.copying = self.copying, True  # a copy draws nothing while it is built
+            for copy in range(1, part.copies):
+                made = len(self.specs)
+                self._item(part.layer, copy, str(copy), copies_path, copies, inner_ancestors, where)
+                for original, name in zip(originals, list(self.specs)[made:], strict=True):
+                    if name not in self.ruled:  # a rule draws into the copy after construction: its own key
+                        self.specs[name] = replace(self.specs[name], copy_of=original)
+                    if not copying:
+                        self.constructed.append(Copy(name, original))
+            self.copying = copying
+        if layer_type.redraw_matrices and not self.copying:
+            # nn.Transformer._reset_parameters: xavier_uniform_ on every parameter of 2 or more dims, in order.
+            for name in list(self.specs)[first:]:
+                spec = self.specs[name]
+                if len(spec.shape) < 2:
+                    continue
+                redrawn = replace(
+                    spec, scheme="xavier_uniform", params={}, fan_in=None, fan_out=None, fill_rows=(), copy_of=None
+                )
+                if name not in self.ruled:
+                    self.specs[name] = redrawn
+                self.constructed.append((name, replace(redrawn, origin={})))
 
     def _layer(
         self,
@@ -259,15 +332,20 @@ class _Expander:
             weights = builder(args)
         except InitError as error:
             raise _relocated(at, error, f" ({layer_type.name})") from None
-        base = self._module_name(call, index, layer_type.keras_stem, at)
+        # Keras: Bidirectional(LSTM(...)) names the LSTM (created first) and then the wrapper, for every unit
+        wrapper = layer_type.keras_wrapper(args) if self.framework == "keras" and layer_type.keras_wrapper else None
+        stem = wrapper or layer_type.keras_stem
+        wrapped = self._keras_name(layer_type.keras_stem) if wrapper else ""
+        base = self._module_name(call, index, stem, at)
         for unit in sorted({w.unit for w in weights}):  # a stacked Keras RNN is one Keras layer per unit
             if unit == 0:
                 name = base
-            elif call.name is not None:
-                name = f"{call.name}_{unit}"
             else:
-                name = self._module_name(call, index, layer_type.keras_stem, at)
-            unit_weights = [w for w in weights if w.unit == unit]
+                wrapped = self._keras_name(layer_type.keras_stem) if wrapper else ""
+                name = f"{call.name}_{unit}" if call.name is not None else self._module_name(call, index, stem, at)
+            unit_weights = [
+                replace(w, name=w.name.format(wrapped)) if wrapper else w for w in weights if w.unit == unit
+            ]
             layer = _Layer(layer_type, (*path, name), self._prefixes(prefixes, name, at), ancestors, at)
             self._params(layer, unit_weights, self._steps(layer_type, args, unit_weights))
 
@@ -296,7 +374,7 @@ class _Expander:
                 raise TooLargeError(layer.where, f"a recipe expands to at most {MAX_TENSORS} tensors")
             self.specs[name] = self._spec(layer, weight)
             self.owners[name] = layer.where
-        if self.framework == "torch":
+        if self.framework == "torch" and not self.copying:
             by_name = {weight.name: weight for weight in weights}
             for weight_name, init in steps:
                 spec = self._default(layer, by_name[weight_name], init)
@@ -309,11 +387,16 @@ class _Expander:
         initializer its layer is constructed with, in the state dict's order)."""
         if self.framework != "torch":
             return None
-        last = {name: index for index, (name, _) in enumerate(self.constructed)}
-        steps: list[DrawStep] = [
-            name if index == last[name] and name not in self.ruled else Overwritten(name, spec)
-            for index, (name, spec) in enumerate(self.constructed)
-        ]
+        names = [entry.name if isinstance(entry, Copy) else entry[0] for entry in self.constructed]
+        last = {name: index for index, name in enumerate(names)}
+        steps: list[DrawStep] = []
+        for index, (name, entry) in enumerate(zip(names, self.constructed, strict=True)):
+            final = index == last[name] and name not in self.ruled
+            if isinstance(entry, Copy):
+                if final:  # a copy later drawn into (a rule, Transformer's redraw) is no step at all
+                    steps.append(entry)
+            else:
+                steps.append(name if final else Overwritten(name, entry[1]))
         return (*steps, *(name for name in self.specs if name in self.ruled))
 
     # ---- rules and defaults ----

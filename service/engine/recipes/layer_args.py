@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from service.engine.errors import InitError
 
-ArgKind = Literal["count", "size", "flag", "index", "number", "text", "ignored"]
+ArgKind = Literal["count", "size", "flag", "index", "number", "text", "layer", "dims", "ignored"]
 REQUIRED: Any = object()
 MAX_SIZE_RANK = 8
 
@@ -21,6 +21,8 @@ _KIND_WORDS = {
     "index": "an integer or null",
     "number": "a finite number",
     "text": "a string",
+    "layer": "a layer (its text or object)",
+    "dims": "an integer >= 1 or a list of them and nulls (unknown sizes)",
     "ignored": "a number, string, boolean, null or a list of numbers",
 }
 
@@ -71,6 +73,14 @@ def check_value(arg: Arg, value: Any) -> Any:
         value = float(value) if ok else value
     elif kind == "text":
         ok = isinstance(value, str)
+    elif kind == "dims":
+        if _is_count(value):
+            return (value,)
+        ok = isinstance(value, list | tuple) and len(value) <= MAX_SIZE_RANK
+        ok = ok and all(v is None or _is_count(v) for v in value)
+        value = tuple(value) if ok else value
+    elif kind == "layer":  # expanded where it is built, which checks it
+        ok = isinstance(value, str | Mapping) or (value is None and arg.default is None)
     else:
         scalar = value is None or isinstance(value, bool | str) or _is_number(value)
         ok = scalar or (isinstance(value, list | tuple) and len(value) <= MAX_SIZE_RANK and all(map(_is_number, value)))

@@ -11,8 +11,9 @@ gate/projection matrices. docs/models.md lists every difference.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from service.engine.bundle import INTEGER_DTYPE, RowFill
@@ -59,6 +60,17 @@ Step = tuple[str, Init]  # one initialisation PyTorch's constructor applies: (pa
 
 
 @dataclass(frozen=True)
+class StackPart:
+    """A module of a stack (torch's TransformerEncoder/Decoder/Transformer): a layer built at `name`, or with
+    `copies`, built once and deep-copied that many times as `name.0`, `name.1`, ... `arg` names it in errors."""
+
+    name: str
+    layer: Any
+    copies: int | None
+    arg: str
+
+
+@dataclass(frozen=True)
 class LayerType:
     name: str
     args: tuple[Arg, ...] = ()
@@ -72,6 +84,10 @@ class LayerType:
     # The initialisations PyTorch's constructor applies, in its order, where they are not simply each parameter's
     # default in the builder's (state-dict) order: a parameter drawn twice keeps its last draw.
     torch_steps: Callable[[Args], list[Step]] | None = None
+    stack: Callable[[Args], list[StackPart]] | None = None  # torch's stacks of deep-copied layers
+    # Keras: the wrapper each Keras layer of it is built in (Bidirectional), by its auto-name stem, if any
+    keras_wrapper: Callable[[Args], str | None] | None = None
+    redraw_matrices: bool = False  # nn.Transformer: xavier_uniform_ on every parameter of >= 2 dims when built
 
 
 TORCH_DEFAULT = Init("torch_default")
@@ -95,6 +111,10 @@ def _refuse(field_name: str, message: str) -> Builder:
         raise InitError(field_name, message)
 
     return build
+
+
+def _no_keras(what: str) -> Builder:
+    return _refuse("type", f"Keras has no {what}: this layer type is PyTorch's")
 
 
 # ---- linear and convolutions -------------------------------------------------------------------------------
@@ -121,7 +141,12 @@ def _kernel(a: Args, rank: int) -> tuple[int, ...]:
     if len(kernel) == 1:
         return kernel * rank
     if len(kernel) != rank:
-        raise InitError("kernel_size", f"kernel_size must be one integer or {rank} of them, got {list(kernel)}")
+        # torch 2.13 takes any number and builds a weight of that many kernel dims, which its forward refuses
+        raise InitError(
+            "kernel_size",
+            f"kernel_size must be one integer or {rank} of them, got {list(kernel)} (PyTorch would build a "
+            f"{2 + len(kernel)}-D weight that its {rank}-D convolution cannot run)",
+        )
     return tuple(kernel)
 
 
@@ -131,10 +156,37 @@ def _conv_fans(a: Args, kernel: tuple[int, ...]) -> tuple[int, int]:
     return a["in_channels"] // a["groups"] * area, a["out_channels"] // a["groups"] * area
 
 
-def _conv_check(a: Args) -> None:
-    for side in ("in_channels", "out_channels"):
-        if a[side] % a["groups"]:
-            raise InitError("groups", f"{side} must be divisible by groups ({a[side]} % {a['groups']} != 0)")
+def _torch_rule(field_name: str, rule: str) -> InitError:
+    """A layer argument PyTorch's constructor refuses: its own words, marked as its rule."""
+    return InitError(field_name, f"{rule} (PyTorch's rule)")
+
+
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_PADDING_STRINGS = ("same", "valid")
+
+
+def _conv_check(transposed: bool) -> Callable[[Args], None]:
+    def check(a: Args) -> None:
+        for side in ("in_channels", "out_channels"):
+            if a[side] % a["groups"]:
+                raise InitError("groups", f"{side} must be divisible by groups ({a[side]} % {a['groups']} != 0)")
+        mode, padding = a["padding_mode"], a["padding"]
+        if transposed and mode != "zeros":
+            raise _torch_rule("padding_mode", f"only 'zeros' padding mode is supported for ConvTranspose, got {mode!r}")
+        if mode not in _PADDING_MODES:
+            raise _torch_rule("padding_mode", f"padding_mode must be one of {list(_PADDING_MODES)}, got {mode!r}")
+        if isinstance(padding, str):
+            if transposed:  # torch keeps the string as a tuple of its letters: a module that cannot run
+                raise InitError("padding", f"a transposed convolution's padding is integers, got {padding!r}")
+            if padding not in _PADDING_STRINGS:
+                raise _torch_rule(
+                    "padding", f"invalid padding string {padding!r}, should be one of {list(_PADDING_STRINGS)}"
+                )
+            stride = a["stride"] if isinstance(a["stride"], list | tuple) else [a["stride"]]
+            if padding == "same" and any(s != 1 for s in stride):
+                raise _torch_rule("padding", "padding='same' is not supported for strided convolutions")
+
+    return check
 
 
 def _conv_torch(rank: int, transposed: bool) -> Builder:
@@ -185,6 +237,116 @@ def _conv_args(transposed: bool) -> tuple[Arg, ...]:
     return (*head, *tail, Arg("padding_mode", "ignored", "zeros"))
 
 
+# ---- Keras's depthwise and separable convolutions ----------------------------------------------------------
+
+
+def _depthwise_keras(rank: int, separable: bool) -> Builder:
+    """DepthwiseConv{rank}D: `kernel [*k, in, m]`; SeparableConv{rank}D: `depthwise_kernel` so, then
+    `pointwise_kernel [1.., in·m, out]`; both glorot_uniform, bias zeros."""
+
+    def build(a: Args) -> list[Weight]:
+        kernel = _kernel(a, rank)
+        c_in, multiplier = a["in_channels"], a["depth_multiplier"]
+        area = math.prod(kernel)
+        depthwise_fans = (area, multiplier * area)  # each input channel feeds its m outputs only
+        key = "depthwise_kernel" if separable else "kernel"
+        weights = [Weight("weight", key, "weight", (*kernel, c_in, multiplier), GLOROT_UNIFORM, depthwise_fans)]
+        c_out = a["out_channels"] if separable else c_in * multiplier
+        if separable:
+            shape = (*(1,) * rank, c_in * multiplier, c_out)
+            fans = (c_in * multiplier, c_out)
+            weights.append(Weight("pointwise_weight", "pointwise_kernel", "weight", shape, GLOROT_UNIFORM, fans))
+        if a["bias"]:
+            weights.append(_bias((c_out,), ZEROS, weights[-1].fans))
+        return weights
+
+    return build
+
+
+def _depthwise_args(separable: bool) -> tuple[Arg, ...]:
+    """Keras's order with PyTorch's names, and the input channels Keras reads off its input."""
+    head = (Arg("in_channels", "count"), *((Arg("out_channels", "count"),) if separable else ()))
+    head = (*head, Arg("kernel_size", "size"), *_IGNORED_CONV)
+    multiplier = Arg("depth_multiplier", "count", 1)
+    middle = (Arg("dilation", "ignored", 1), multiplier) if separable else (multiplier, Arg("dilation", "ignored", 1))
+    return (*head, *middle, Arg("bias", "flag", True))
+
+
+# ---- Keras's EinsumDense -----------------------------------------------------------------------------------
+
+_EINSUM = (
+    (re.compile(r"([a-zA-Z]+),([a-zA-Z]+)->([a-zA-Z]+)"), False),
+    (re.compile(r"0([a-zA-Z]+),([a-zA-Z]+)->0([a-zA-Z]+)"), True),
+    (re.compile(r"([a-zA-Z]{2,})0,([a-zA-Z]+)->([a-zA-Z]+)0"), False),
+)
+
+
+def _einsum_shapes(a: Args) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, int]]:
+    """Keras 3's `_analyze_einsum_string`: the kernel's and the bias's shapes from the equation, the input shape
+    (here without the batch axis) and the output shape; and the kernel's real fans (its input and output axes)."""
+    equation = re.sub(r"\.\.\.", "0", a["equation"])
+    found = next(((m, left) for pattern, left in _EINSUM if (m := pattern.fullmatch(equation))), None)
+    if found is None:
+        raise InitError(
+            "equation",
+            f"invalid einsum equation {a['equation']!r}: Keras takes [X],[Y]->[Z], ...[X],[Y]->...[Z] "
+            "or [X]...,[Y]->[Z]...",
+        )
+    match, left_elided = found
+    input_spec, weight_spec, output_spec = match.groups()
+    input_shape = [None, *a["input_shape"]]
+    output_shape = [None, *a["output_shape"]]
+    elided = len(input_shape) - len(input_spec)
+    if elided < 0 or (elided and "0" not in equation):
+        raise InitError("input_shape", f"input_shape (with the batch axis) must have {len(input_spec)} dims")
+    if elided > 0 and left_elided:
+        output_shape[1:1] = reversed(input_shape[1:elided])
+    elif elided > 0:
+        output_shape += input_shape[len(input_shape) - elided :]
+    offset = elided if left_elided else 0
+    input_at = {dim: i + offset - (len(input_shape) if left_elided else 0) for i, dim in enumerate(input_spec)}
+    output_at = {dim: i + offset for i, dim in enumerate(output_spec)}
+    if len(output_shape) < len(output_spec) + offset or len(output_shape) > len(output_spec) + max(elided, 0):
+        dims = len(output_spec) + max(elided, 0) - 1
+        raise InitError("output_shape", f"output_shape (without the batch axis) must have {dims} dims for {equation!r}")
+    for dim in output_spec:
+        if dim not in input_spec and dim not in weight_spec:
+            raise InitError("equation", f"output dimension {dim!r} is in neither the input nor the weight spec")
+    kernel, fans = [], [1, 1]
+    for dim in weight_spec:
+        side = 1 if dim in output_at else 0
+        if dim not in output_at and dim not in input_at:
+            raise InitError("equation", f"weight dimension {dim!r} is in neither the input nor the output spec")
+        size = output_shape[output_at[dim]] if side else input_shape[input_at[dim]]
+        if size is None:
+            where = "output_shape" if side else "input_shape"
+            raise InitError(where, f"the kernel's dimension {dim!r} needs a size in {where}")
+        kernel.append(size)
+        fans[side] *= size
+    bias = None
+    if a["bias_axes"] is not None:
+        missing = [char for char in a["bias_axes"] if char not in output_spec]
+        if missing or not a["bias_axes"]:
+            raise InitError(
+                "bias_axes", f"bias axes must be in the output spec {output_spec!r}, got {a['bias_axes']!r}"
+            )
+        sizes = {char: output_shape[i + offset] for i, char in enumerate(output_spec)}
+        first = min(output_spec.find(char) for char in a["bias_axes"])
+        bias = [sizes[char] if char in a["bias_axes"] else 1 for char in output_spec[first:]]
+        bias += [] if left_elided else [1] * max(elided, 0)
+        if None in bias:
+            raise InitError("output_shape", "the bias's axes need sizes in output_shape")
+    return tuple(kernel), None if bias is None else tuple(bias), (fans[0], fans[1])
+
+
+def _einsum_keras(a: Args) -> list[Weight]:
+    kernel, bias, fans = _einsum_shapes(a)
+    weights = [Weight("weight", "kernel", "weight", kernel, GLOROT_UNIFORM, fans)]
+    if bias is not None:
+        weights.append(_bias(bias, ZEROS, fans))
+    return weights
+
+
 # ---- embedding ---------------------------------------------------------------------------------------------
 
 
@@ -211,7 +373,11 @@ def _embedding_torch(a: Args) -> list[Weight]:
 
 def _embedding_keras(a: Args) -> list[Weight]:
     if a["padding_idx"] is not None:
-        raise InitError("padding_idx", "Keras's Embedding has no padding_idx (mask_zero masks, it does not zero)")
+        raise InitError(
+            "padding_idx",
+            "padding_idx is PyTorch's (a zero row): Keras's Embedding has none (mask_zero masks the index 0 in the "
+            "input, it zeroes no row); drop padding_idx for Keras",
+        )
     fans = (a["num_embeddings"], a["embedding_dim"])
     shape = (a["num_embeddings"], a["embedding_dim"])
     return [Weight("weight", "embeddings", "weight", shape, KERAS_EMBEDDING, fans)]
@@ -272,38 +438,85 @@ def _groupnorm_check(a: Args) -> None:
         raise InitError("num_groups", "num_channels must be divisible by num_groups")
 
 
+def _rmsnorm(framework: str) -> Builder:
+    def build(a: Args) -> list[Weight]:
+        if not a["elementwise_affine"]:
+            return []
+        return [Weight("weight", "weight" if framework == "torch" else "scale", "weight", a["normalized_shape"], ONES)]
+
+    return build
+
+
+_INSTANCENORM_ARGS = (
+    Arg("num_features", "count"),
+    Arg("eps", "ignored", 1e-5),
+    Arg("momentum", "ignored", 0.1),
+    Arg("affine", "flag", False),
+    Arg("track_running_stats", "flag", False),
+    Arg("bias", "flag", True),
+)
+
+
 # ---- recurrent ---------------------------------------------------------------------------------------------
 
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 _KERAS_RNN = {"rnn": ("simple_rnn", "simple_rnn_cell"), "gru": ("gru", "gru_cell"), "lstm": ("lstm", "lstm_cell")}
 
 
+def _recurrent_init(hidden: int) -> Init:
+    bound = 1.0 / math.sqrt(hidden)  # torch: every parameter U(-stdv, stdv), stdv = 1 / sqrt(hidden_size)
+    return Init("uniform", {"a": -bound, "b": bound})
+
+
 def _rnn_torch(kind: str) -> Builder:
     gates = _GATES[kind]
 
     def build(a: Args) -> list[Weight]:
-        hidden = a["hidden_size"]
-        bound = 1.0 / math.sqrt(hidden)  # torch: every parameter U(-stdv, stdv), stdv = 1 / sqrt(hidden_size)
-        init = Init("uniform", {"a": -bound, "b": bound})
+        if not a.get("reset_after", True):
+            raise InitError(
+                "reset_after", "PyTorch's GRU applies the reset gate after the matmul (reset_after=True) only"
+            )
+        hidden, projection = a["hidden_size"], a.get("proj_size", 0)
+        output = projection or hidden  # LSTM proj_size: the hidden state is projected to proj_size
+        init = _recurrent_init(hidden)
         directions = ("", "_reverse") if a["bidirectional"] else ("",)
         weights = []
         for layer in range(a["num_layers"]):
-            fan_ih = a["input_size"] if layer == 0 else hidden * len(directions)
+            fan_ih = a["input_size"] if layer == 0 else output * len(directions)
             for suffix in directions:
                 tag = f"_l{layer}{suffix}"
                 # Real fans per gate: each gate is its own [hidden, fan] matrix, stacked.
                 weights += [
                     Weight("weight_ih", f"weight_ih{tag}", "weight", (gates * hidden, fan_ih), init, (fan_ih, hidden)),
-                    Weight("weight_hh", f"weight_hh{tag}", "weight", (gates * hidden, hidden), init, (hidden, hidden)),
+                    Weight("weight_hh", f"weight_hh{tag}", "weight", (gates * hidden, output), init, (output, hidden)),
                 ]
                 if a["bias"]:
                     weights += [
                         Weight("bias_ih", f"bias_ih{tag}", "bias", (gates * hidden,), init, (fan_ih, hidden)),
-                        Weight("bias_hh", f"bias_hh{tag}", "bias", (gates * hidden,), init, (hidden, hidden)),
+                        Weight("bias_hh", f"bias_hh{tag}", "bias", (gates * hidden,), init, (output, hidden)),
                     ]
+                if projection:
+                    shape = (projection, hidden)
+                    weights.append(Weight("weight_hr", f"weight_hr{tag}", "weight", shape, init, (hidden, projection)))
         return weights
 
     return build
+
+
+def _cell_torch(kind: str) -> Builder:
+    """RNNCell, LSTMCell, GRUCell: one layer, one direction, its parameters without the _l0 suffix."""
+    layer = _rnn_torch(kind)
+
+    def build(a: Args) -> list[Weight]:
+        weights = layer({**a, "num_layers": 1, "bidirectional": False})
+        return [replace(weight, name=weight.key) for weight in weights]
+
+    return build
+
+
+def _cell_args(kind: str) -> tuple[Arg, ...]:
+    head = (Arg("input_size", "count"), Arg("hidden_size", "count"), Arg("bias", "flag", True))
+    return (*head, Arg("nonlinearity", "ignored", "tanh")) if kind == "rnn" else head
 
 
 def _rnn_keras(kind: str) -> Builder:
@@ -311,43 +524,53 @@ def _rnn_keras(kind: str) -> Builder:
     cell = _KERAS_RNN[kind][1]
 
     def build(a: Args) -> list[Weight]:
-        if a["bidirectional"]:
-            raise InitError("bidirectional", "Keras wraps bidirectional RNNs in Bidirectional: not supported")
+        if a.get("proj_size", 0):
+            raise InitError("proj_size", "Keras's LSTM has no projection (proj_size is PyTorch's)")
         hidden = a["hidden_size"]
+        # Bidirectional(layer) builds a forward and a backward copy of the wrapped layer, named after it: the
+        # expander puts the wrapped layer's Keras name where the {} is.
+        directions = ("forward_{}/", "backward_{}/") if a["bidirectional"] else ("",)
         weights = []
         for unit in range(a["num_layers"]):  # Keras stacks separate layers: lstm, lstm_1, ...
-            fan_in = a["input_size"] if unit == 0 else hidden
+            fan_in = a["input_size"] if unit == 0 else hidden * len(directions)
             width = gates * hidden
-            weights += [
-                Weight(
-                    "weight_ih",
-                    f"{cell}/kernel",
-                    "weight",
-                    (fan_in, width),
-                    GLOROT_UNIFORM,
-                    (fan_in, hidden),
-                    unit=unit,
-                ),
-                Weight(
-                    "weight_hh",
-                    f"{cell}/recurrent_kernel",
-                    "weight",
-                    (hidden, width),
-                    ORTHOGONAL,
-                    (hidden, hidden),
-                    unit=unit,
-                ),
-            ]
-            if a["bias"]:
-                # GRU: reset_after=True (Keras 3's default) keeps separate input and recurrent biases, shape (2, 3h).
-                # LSTM: unit_forget_bias=True (Keras's default) sets the forget gate's slice [h, 2h) to 1.
-                shape = (2, width) if kind == "gru" else (width,)
-                fills = (RowFill(hidden, 2 * hidden, 1.0),) if kind == "lstm" and a["unit_forget_bias"] else ()
-                default = Init("zeros", fill_rows=fills)
-                weights.append(Weight("bias", f"{cell}/bias", "bias", shape, default, (fan_in, hidden), unit=unit))
+            for direction in directions:
+                weights += [
+                    Weight(
+                        "weight_ih",
+                        f"{direction}{cell}/kernel",
+                        "weight",
+                        (fan_in, width),
+                        GLOROT_UNIFORM,
+                        (fan_in, hidden),
+                        unit=unit,
+                    ),
+                    Weight(
+                        "weight_hh",
+                        f"{direction}{cell}/recurrent_kernel",
+                        "weight",
+                        (hidden, width),
+                        ORTHOGONAL,
+                        (hidden, hidden),
+                        unit=unit,
+                    ),
+                ]
+                if a["bias"]:
+                    # GRU: reset_after=True (Keras 3's default) keeps separate input and recurrent biases, shape
+                    # (2, 3h); reset_after=False one, (3h,). LSTM: unit_forget_bias=True (Keras's default) sets the
+                    # forget gate's slice [h, 2h) to 1.
+                    shape = (2, width) if kind == "gru" and a["reset_after"] else (width,)
+                    fills = (RowFill(hidden, 2 * hidden, 1.0),) if kind == "lstm" and a["unit_forget_bias"] else ()
+                    default = Init("zeros", fill_rows=fills)
+                    name = f"{direction}{cell}/bias"
+                    weights.append(Weight("bias", name, "bias", shape, default, (fan_in, hidden), unit=unit))
         return weights
 
     return build
+
+
+def _keras_rnn_wrapper(a: Args) -> str | None:
+    return "bidirectional" if a["bidirectional"] else None
 
 
 def _rnn_args(kind: str) -> tuple[Arg, ...]:
@@ -359,15 +582,103 @@ def _rnn_args(kind: str) -> tuple[Arg, ...]:
         Arg("dropout", "ignored", 0.0),
         Arg("bidirectional", "flag", False),
     )
-    extra = (Arg("proj_size", "ignored", 0), Arg("unit_forget_bias", "flag", True)) if kind == "lstm" else ()
+    extra = (Arg("proj_size", "index", 0), Arg("unit_forget_bias", "flag", True)) if kind == "lstm" else ()
+    if kind == "gru":
+        extra = (Arg("reset_after", "flag", True),)  # Keras's; torch's GRU is reset_after=True
     return (*head, *middle, *tail, *extra)
 
 
+_NONLINEARITIES = ("tanh", "relu")
+
+
+def _dropout_check(a: Args) -> None:
+    dropout = a["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout <= 1:
+        raise _torch_rule(
+            "dropout",
+            "dropout should be a number in range [0, 1] representing the probability of an element being zeroed, "
+            f"got {dropout!r}",
+        )
+
+
+def _nonlinearity_check(a: Args) -> None:
+    if a.get("nonlinearity", "tanh") not in _NONLINEARITIES:
+        raise _torch_rule("nonlinearity", f"unknown nonlinearity {a['nonlinearity']!r}; select from 'tanh' or 'relu'")
+
+
 def _rnn_check(a: Args) -> None:
-    if a.get("proj_size", 0) not in (0, None):
-        raise InitError("proj_size", "LSTM with proj_size is not supported (only proj_size=0)")
+    _nonlinearity_check(a)
+    _dropout_check(a)
+    projection = a.get("proj_size", 0)
+    if projection is None or projection < 0:
+        raise _torch_rule("proj_size", f"proj_size should be a positive integer or zero, got {projection!r}")
+    if projection >= a["hidden_size"]:
+        raise _torch_rule(
+            "proj_size", f"proj_size has to be smaller than hidden_size ({projection} >= {a['hidden_size']})"
+        )
     if a["num_layers"] > 64:
         raise InitError("num_layers", f"at most 64 layers per recurrent layer, got {a['num_layers']}")
+
+
+# ---- bilinear and embedding bags ---------------------------------------------------------------------------
+
+
+def _bilinear_torch(a: Args) -> list[Weight]:
+    in1, in2, out = a["in1_features"], a["in2_features"], a["out_features"]
+    bound = 1 / math.sqrt(in1)  # torch: weight and bias U(-bound, bound), bound = 1 / sqrt(weight.size(1))
+    init = Init("uniform", {"a": -bound, "b": bound})
+    fans = (in1 * in2, out)  # one output sums in1 * in2 products
+    weights = [_weight((out, in1, in2), init, fans)]
+    if a["bias"]:
+        weights.append(_bias((out,), init, fans))
+    return weights
+
+
+def _embedding_bag_check(a: Args) -> None:
+    _padding_row(a)
+    if a["_weight"] is not None:
+        raise InitError("_weight", "_weight (a given initial tensor) is not supported: the service draws the weight")
+
+
+_EMBEDDING_BAG_ARGS = (
+    Arg("num_embeddings", "count"),
+    Arg("embedding_dim", "count"),
+    Arg("max_norm", "ignored", None),
+    Arg("norm_type", "ignored", 2.0),
+    Arg("scale_grad_by_freq", "ignored", False),
+    Arg("mode", "ignored", "mean"),
+    Arg("sparse", "ignored", False),
+    Arg("_weight", "ignored", None),
+    Arg("include_last_offset", "ignored", False),
+    Arg("padding_idx", "index", None),
+)
+
+
+# ---- PReLU -------------------------------------------------------------------------------------------------
+
+
+def _prelu_torch(a: Args) -> list[Weight]:
+    for keras_only in ("input_shape", "shared_axes"):
+        if a[keras_only] is not None:
+            raise InitError(keras_only, f"{keras_only} is Keras's (PyTorch's PReLU has num_parameters)")
+    init = 0.25 if a["init"] is None else a["init"]  # torch's default
+    return [_weight((a["num_parameters"],), Init("constant", {"val": init}), None)]
+
+
+def _prelu_keras(a: Args) -> list[Weight]:
+    """Keras's alpha has the input's shape (without the batch axis), 1 along each of shared_axes (counted from
+    1, the first axis after the batch); it starts at 0 (alpha_initializer="zeros"), or at `init` if given."""
+    if a["num_parameters"] != 1:
+        raise InitError("num_parameters", "Keras's PReLU has no num_parameters: its alpha's shape is input_shape's")
+    if a["input_shape"] is None:
+        raise InitError("input_shape", "Keras's PReLU takes its alpha's shape from the input: give input_shape")
+    shape = list(a["input_shape"])
+    for axis in a["shared_axes"] or ():
+        if axis > len(shape):
+            raise InitError("shared_axes", f"shared axis {axis} is beyond input_shape {list(a['input_shape'])}")
+        shape[axis - 1] = 1
+    init = ZEROS if a["init"] is None else Init("constant", {"val": a["init"]})
+    return [Weight("weight", "alpha", "weight", tuple(shape), init)]
 
 
 # ---- attention ---------------------------------------------------------------------------------------------
@@ -378,18 +689,32 @@ def _attention_check(a: Args) -> None:
     if dim % heads:
         raise InitError("num_heads", "embed_dim must be divisible by num_heads")
     for side in ("kdim", "vdim"):
-        if a[side] not in (None, dim):
-            raise InitError(side, f"only {side}=None (= embed_dim) is supported, got {a[side]}")
-    if a["add_bias_kv"]:
-        raise InitError("add_bias_kv", "add_bias_kv=True is not supported")
+        if a[side] is not None and a[side] < 1:
+            raise InitError(side, f"{side} must be an integer >= 1 or null (= embed_dim), got {a[side]}")
+
+
+def _attention_dims(a: Args) -> tuple[int, int, int]:
+    dim = a["embed_dim"]
+    return dim, a["kdim"] or dim, a["vdim"] or dim
 
 
 def _attention_torch(a: Args) -> list[Weight]:
-    dim = a["embed_dim"]
-    fans = (dim, dim)  # per projection: q, k and v are three [dim, dim] maps fused in in_proj_weight
-    weights = [Weight("in_proj_weight", "in_proj_weight", "weight", (3 * dim, dim), Init("xavier_uniform"), fans)]
+    dim, kdim, vdim = _attention_dims(a)
+    xavier = Init("xavier_uniform")
+    if kdim == vdim == dim:
+        # q, k and v are three [dim, dim] maps fused in in_proj_weight: real fans per projection
+        weights = [Weight("in_proj_weight", "in_proj_weight", "weight", (3 * dim, dim), xavier, (dim, dim))]
+    else:  # torch keeps them apart when a key or value width differs from embed_dim
+        weights = [
+            Weight(f"{part}_proj_weight", f"{part}_proj_weight", "weight", (dim, width), xavier, (width, dim))
+            for part, width in (("q", dim), ("k", kdim), ("v", vdim))
+        ]
+    fans = (dim, dim)
     if a["bias"]:
         weights.append(Weight("in_proj_bias", "in_proj_bias", "bias", (3 * dim,), ZEROS, fans))
+    if a["add_bias_kv"]:
+        # one learned key and value appended to the sequence: xavier_normal_ reads fans (dim, dim) off [1, 1, dim]
+        weights += [Weight(key, key, "bias", (1, 1, dim), Init("xavier_normal"), None) for key in ("bias_k", "bias_v")]
     # out_proj is an nn.Linear (kaiming_uniform(a=sqrt(5))); MultiheadAttention then zeroes its bias.
     weights.append(Weight("out_proj.weight", "out_proj.weight", "weight", (dim, dim), TORCH_DEFAULT, fans))
     if a["bias"]:
@@ -399,12 +724,27 @@ def _attention_torch(a: Args) -> list[Weight]:
 
 def _attention_torch_steps(a: Args) -> list[Step]:
     # MultiheadAttention.__init__ first builds out_proj, an nn.Linear, which draws its weight and bias; then
-    # _reset_parameters draws in_proj_weight and zeroes both biases, so out_proj.bias's draw is overwritten.
+    # _reset_parameters draws the projections (xavier_uniform), zeroes both biases, so out_proj.bias's draw is
+    # overwritten, and draws bias_k and bias_v (xavier_normal).
     dim = a["embed_dim"]
     out_proj = _linear_torch({"in_features": dim, "out_features": dim, "bias": a["bias"]})
-    defaults = {weight.name: weight.default for weight in _attention_torch(a)}
-    resets = ("in_proj_weight", "in_proj_bias", "out_proj.bias") if a["bias"] else ("in_proj_weight",)
+    weights = _attention_torch(a)
+    defaults = {weight.name: weight.default for weight in weights}
+    projections = [w.name for w in weights if w.key.endswith("proj_weight") and not w.name.startswith("out_proj")]
+    biases = ("in_proj_bias", "out_proj.bias") if a["bias"] else ()
+    kv = ("bias_k", "bias_v") if a["add_bias_kv"] else ()
+    resets = (*projections, *biases, *kv)
     return [*((f"out_proj.{weight.name}", weight.default) for weight in out_proj), *((n, defaults[n]) for n in resets)]
+
+
+def _attention_keras_refusals(a: Args) -> list[Weight]:
+    dim, kdim, vdim = _attention_dims(a)
+    for side, width in (("kdim", kdim), ("vdim", vdim)):
+        if width != dim:
+            raise InitError(side, f"{side} other than embed_dim is not supported for Keras, got {width}")
+    if a["add_bias_kv"]:
+        raise InitError("add_bias_kv", "Keras's MultiHeadAttention has no add_bias_kv (it is PyTorch's)")
+    return _attention_keras(a)
 
 
 def _attention_keras(a: Args) -> list[Weight]:
@@ -468,9 +808,77 @@ def _transformer_children(cross_attention: bool) -> Callable[[Args], list[Child]
     return children
 
 
+_ACTIVATIONS = ("relu", "gelu")
+
+
 def _transformer_check(a: Args) -> None:
     if a["d_model"] % a["nhead"]:
         raise InitError("nhead", "embed_dim must be divisible by num_heads")
+    # torch also takes a callable, which JSON cannot name; as a string only these two.
+    if a["activation"] not in _ACTIVATIONS:
+        raise _torch_rule("activation", f"activation should be relu/gelu, not {a['activation']!r}")
+
+
+def _encoder_stack(kind: str) -> Callable[[Args], list[StackPart]]:
+    def stack(a: Args) -> list[StackPart]:
+        parts = [StackPart("layers", a[f"{kind}_layer"], a["num_layers"], f"{kind}_layer")]
+        return parts + ([StackPart("norm", a["norm"], None, "norm")] if a["norm"] is not None else [])
+
+    return stack
+
+
+def _stack_args(kind: str) -> tuple[Arg, ...]:
+    head = (Arg(f"{kind}_layer", "layer"), Arg("num_layers", "count"), Arg("norm", "layer", None))
+    return (
+        (*head, Arg("enable_nested_tensor", "ignored", True), Arg("mask_check", "ignored", True))
+        if (kind == "encoder")
+        else head
+    )
+
+
+def _stack_check(a: Args) -> None:
+    if a["num_layers"] > 1024:
+        raise InitError("num_layers", f"at most 1024 layers per stack, got {a['num_layers']}")
+
+
+_TRANSFORMER_STACK_ARGS = (
+    Arg("d_model", "count", 512),
+    Arg("nhead", "count", 8),
+    Arg("num_encoder_layers", "count", 6),
+    Arg("num_decoder_layers", "count", 6),
+    Arg("dim_feedforward", "count", 2048),
+    Arg("dropout", "ignored", 0.1),
+    Arg("activation", "ignored", "relu"),
+    Arg("custom_encoder", "layer", None),
+    Arg("custom_decoder", "layer", None),
+    Arg("layer_norm_eps", "ignored", 1e-5),
+    Arg("batch_first", "ignored", False),
+    Arg("norm_first", "ignored", False),
+    Arg("bias", "flag", True),
+)
+
+
+def _transformer_stack(a: Args) -> list[StackPart]:
+    """nn.Transformer.__init__: an encoder layer, the encoder's norm, the encoder (its copies); the same for the
+    decoder; custom_encoder / custom_decoder replace either."""
+    layer = {key: a[key] for key in ("d_model", "nhead", "dim_feedforward", "dropout", "activation", "bias")}
+    layer |= {"layer_norm_eps": a["layer_norm_eps"], "batch_first": a["batch_first"], "norm_first": a["norm_first"]}
+    norm = {"type": "layernorm", "args": [a["d_model"], a["layer_norm_eps"]], "bias": a["bias"]}
+    parts = []
+    for kind in ("encoder", "decoder"):
+        custom = a[f"custom_{kind}"]
+        stack = {
+            "type": f"transformer_{kind}",
+            "args": [{"type": f"transformer_{kind}_layer", **layer}, a[f"num_{kind}_layers"], norm],
+        }
+        parts.append(StackPart(kind, stack if custom is None else custom, None, f"custom_{kind}"))
+    return parts
+
+
+def _transformer_stack_check(a: Args) -> None:
+    _transformer_check(a)
+    for kind in ("encoder", "decoder"):
+        _stack_check({"num_layers": a[f"num_{kind}_layers"]})
 
 
 # ---- the catalogue -----------------------------------------------------------------------------------------
@@ -546,7 +954,7 @@ LAYER_TYPES: tuple[LayerType, ...] = (
             _conv_torch(rank, False),
             _conv_keras(rank, False),
             f"conv{rank}d",
-            _conv_check,
+            _conv_check(transposed=False),
         )
         for rank in (1, 2, 3)
     ),
@@ -558,7 +966,7 @@ LAYER_TYPES: tuple[LayerType, ...] = (
             _conv_torch(rank, True),
             _conv_keras(rank, True),
             f"conv{rank}d_transpose",
-            _conv_check,
+            _conv_check(transposed=True),
         )
         for rank in (1, 2, 3)
     ),
@@ -620,7 +1028,25 @@ LAYER_TYPES: tuple[LayerType, ...] = (
     ),
     *(
         LayerType(
-            kind, _rnn_args(kind), ("recurrent",), _rnn_torch(kind), _rnn_keras(kind), _KERAS_RNN[kind][0], _rnn_check
+            kind,
+            _rnn_args(kind),
+            ("recurrent",),
+            _rnn_torch(kind),
+            _rnn_keras(kind),
+            _KERAS_RNN[kind][0],
+            _rnn_check,
+            keras_wrapper=_keras_rnn_wrapper,
+        )
+        for kind in ("rnn", "gru", "lstm")
+    ),
+    *(
+        LayerType(
+            f"{kind}_cell",
+            _cell_args(kind),
+            ("recurrent",),
+            _cell_torch(kind),
+            _no_keras(f"{kind}_cell"),
+            check=_nonlinearity_check,
         )
         for kind in ("rnn", "gru", "lstm")
     ),
@@ -629,18 +1055,93 @@ LAYER_TYPES: tuple[LayerType, ...] = (
         _ATTENTION_ARGS,
         ("attention",),
         _attention_torch,
-        _attention_keras,
+        _attention_keras_refusals,
         "multi_head_attention",
         _attention_check,
         torch_steps=_attention_torch_steps,
     ),
     LayerType(
         "prelu",
-        (Arg("num_parameters", "count", 1), Arg("init", "number", 0.25)),
+        (
+            Arg("num_parameters", "count", 1),
+            Arg("init", "number", None),
+            Arg("input_shape", "size", None),
+            Arg("shared_axes", "size", None),
+        ),
         ("activation",),
-        lambda a: [_weight((a["num_parameters"],), Init("constant", {"val": a["init"]}), None)],
-        _refuse("type", "Keras's PReLU takes its alpha's shape from the input; not supported"),
+        _prelu_torch,
+        _prelu_keras,
         "p_re_lu",
+    ),
+    *(
+        LayerType(
+            f"depthwise_conv{rank}d",
+            _depthwise_args(False),
+            ("conv",),
+            keras=_depthwise_keras(rank, False),
+            keras_stem=f"depthwise_conv{rank}d",
+        )
+        for rank in (1, 2)
+    ),
+    *(
+        LayerType(
+            f"separable_conv{rank}d",
+            _depthwise_args(True),
+            ("conv",),
+            keras=_depthwise_keras(rank, True),
+            keras_stem=f"separable_conv{rank}d",
+        )
+        for rank in (1, 2)
+    ),
+    LayerType(
+        "einsum_dense",
+        (
+            Arg("equation", "text"),
+            Arg("output_shape", "dims"),
+            Arg("input_shape", "dims"),
+            Arg("bias_axes", "text", None),
+        ),
+        ("linear",),
+        keras=_einsum_keras,
+        keras_stem="einsum_dense",
+    ),
+    LayerType(
+        "rmsnorm",
+        (Arg("normalized_shape", "size"), Arg("eps", "ignored", None), Arg("elementwise_affine", "flag", True)),
+        ("norm",),
+        _rmsnorm("torch"),
+        _rmsnorm("keras"),
+        "rms_normalization",
+    ),
+    *(
+        LayerType(
+            f"instancenorm{rank}d",
+            _INSTANCENORM_ARGS,
+            ("norm", "instancenorm"),
+            _batchnorm_torch,  # the same parameters and buffers as batch norm, off by default
+            _no_keras("instance normalization (use groupnorm with num_groups = num_channels)"),
+        )
+        for rank in (1, 2, 3)
+    ),
+    LayerType(
+        "bilinear",
+        (
+            Arg("in1_features", "count"),
+            Arg("in2_features", "count"),
+            Arg("out_features", "count"),
+            Arg("bias", "flag", True),
+        ),
+        (),
+        _bilinear_torch,
+        _no_keras("bilinear layer"),
+    ),
+    LayerType(
+        "embedding_bag",
+        _EMBEDDING_BAG_ARGS,
+        ("embedding",),
+        _embedding_torch,  # torch: normal_ and the padding row zeroed, as Embedding
+        _no_keras("EmbeddingBag"),
+        check=_embedding_bag_check,
     ),
     LayerType(
         "transformer_encoder_layer",
@@ -657,6 +1158,26 @@ LAYER_TYPES: tuple[LayerType, ...] = (
         keras=_refuse("type", _NO_KERAS_TRANSFORMER),
         check=_transformer_check,
         children=_transformer_children(True),
+    ),
+    *(
+        LayerType(
+            f"transformer_{kind}",
+            _stack_args(kind),
+            ("transformer",),
+            keras=_refuse("type", _NO_KERAS_TRANSFORMER),
+            check=_stack_check,
+            stack=_encoder_stack(kind),
+        )
+        for kind in ("encoder", "decoder")
+    ),
+    LayerType(
+        "transformer",
+        _TRANSFORMER_STACK_ARGS,
+        ("transformer",),
+        keras=_refuse("type", _NO_KERAS_TRANSFORMER),
+        check=_transformer_stack_check,
+        stack=_transformer_stack,
+        redraw_matrices=True,
     ),
     *(LayerType(name, parameterless=True, keras_stem=name) for name in PARAMETERLESS),
 )

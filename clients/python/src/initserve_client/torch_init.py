@@ -47,9 +47,17 @@ def _recurrent(kind: str) -> Reader:
     def read(m: Any) -> tuple[str, Args]:
         args = {"input_size": m.input_size, "hidden_size": m.hidden_size, "num_layers": m.num_layers}
         args |= {"bias": m.bias, "bidirectional": m.bidirectional}
-        if getattr(m, "proj_size", 0):  # refused by the service, which names it
+        if getattr(m, "proj_size", 0):
             args["proj_size"] = m.proj_size
         return kind, args
+
+    return read
+
+
+def _cell(kind: str) -> Reader:
+    def read(m: Any) -> tuple[str, Args]:
+        args = {"input_size": m.input_size, "hidden_size": m.hidden_size, "bias": m.bias}
+        return kind, args | ({"nonlinearity": m.nonlinearity} if kind == "rnn_cell" else {})
 
     return read
 
@@ -57,7 +65,6 @@ def _recurrent(kind: str) -> Reader:
 def _attention(m: Any) -> tuple[str, Args]:
     args = {"embed_dim": m.embed_dim, "num_heads": m.num_heads, "bias": _has(m.in_proj_bias)}
     args["add_bias_kv"] = _has(m.bias_k)
-    # kdim/vdim other than embed_dim: sent, so that the service refuses them by name
     args |= {side: getattr(m, side) for side in ("kdim", "vdim") if getattr(m, side) != m.embed_dim}
     return "multihead_attention", args
 
@@ -103,6 +110,20 @@ def _prelu(m: Any) -> tuple[str, Args]:
     return "prelu", {"num_parameters": m.num_parameters, "init": m.init}
 
 
+def _rmsnorm(m: Any) -> tuple[str, Args]:
+    return "rmsnorm", {"normalized_shape": list(m.normalized_shape), "elementwise_affine": m.elementwise_affine}
+
+
+def _bilinear(m: Any) -> tuple[str, Args]:
+    args = {"in1_features": m.in1_features, "in2_features": m.in2_features, "out_features": m.out_features}
+    return "bilinear", {**args, "bias": _has(m.bias)}
+
+
+def _embedding_bag(m: Any) -> tuple[str, Args]:
+    args = {"num_embeddings": m.num_embeddings, "embedding_dim": m.embedding_dim}
+    return "embedding_bag", {**args, "padding_idx": m.padding_idx}
+
+
 @functools.cache
 def readers() -> dict[type, Reader]:
     """The module types init_module fills (exact types: a subclass may initialise differently), by recipe type."""
@@ -120,11 +141,19 @@ def readers() -> dict[type, Reader]:
         nn.LSTM: _recurrent("lstm"),
         nn.TransformerEncoderLayer: _transformer("transformer_encoder_layer"),
         nn.TransformerDecoderLayer: _transformer("transformer_decoder_layer"),
+        nn.RMSNorm: _rmsnorm,
+        nn.Bilinear: _bilinear,
+        nn.EmbeddingBag: _embedding_bag,
+        nn.RNNCell: _cell("rnn_cell"),
+        nn.GRUCell: _cell("gru_cell"),
+        nn.LSTMCell: _cell("lstm_cell"),
     }
     for rank in (1, 2, 3):
         table[getattr(nn, f"Conv{rank}d")] = _conv(f"conv{rank}d")
         table[getattr(nn, f"ConvTranspose{rank}d")] = _conv(f"conv_transpose{rank}d")
         table[getattr(nn, f"BatchNorm{rank}d")] = _batchnorm(f"batchnorm{rank}d")
+        # instance norm has batch norm's parameters and buffers (off by default)
+        table[getattr(nn, f"InstanceNorm{rank}d")] = _batchnorm(f"instancenorm{rank}d")
     return table
 
 
