@@ -60,7 +60,8 @@ def language_model(vocab: int, width: int, hidden: int) -> tuple[Recipe, Callabl
 
 def issue16_layers(d: int) -> tuple[Recipe, Callable[[], nn.Module]]:
     """The layer types added for issue 16, at width `d` (a multiple of 4, >= 8): attention with kdim/vdim and
-    add_bias_kv, LSTM proj_size, RMSNorm, InstanceNorm, Bilinear, EmbeddingBag, the cells, a parameterless layer."""
+    add_bias_kv, LSTM proj_size, RMSNorm, InstanceNorm, Bilinear, EmbeddingBag, the cells, a parameterless layer,
+    and empty Linears (a size 0: the weight is not drawn, the bias is, all zeros for in_features 0)."""
     recipe: Recipe = [
         f"multihead_attention({d}, 4, kdim={d // 2 + 1}, vdim={d // 4 + 3}, add_bias_kv=True)",
         f"multihead_attention({d}, 2, bias=False, add_bias_kv=True)",
@@ -78,6 +79,9 @@ def issue16_layers(d: int) -> tuple[Recipe, Callable[[], nn.Module]]:
         f"rnn_cell({d // 2}, {d}, nonlinearity='relu')",
         f"lstm_cell({d}, {d // 2})",
         f"gru_cell({d // 4}, {d}, bias=False)",
+        f"linear(0, {d})",
+        f"linear({d}, 0)",
+        "linear(0, 0, bias=False)",
     ]
 
     def factory() -> nn.Module:
@@ -98,6 +102,9 @@ def issue16_layers(d: int) -> tuple[Recipe, Callable[[], nn.Module]]:
             nn.RNNCell(d // 2, d, nonlinearity="relu"),
             nn.LSTMCell(d, d // 2),
             nn.GRUCell(d // 4, d, bias=False),
+            nn.Linear(0, d),
+            nn.Linear(d, 0),
+            nn.Linear(0, 0, bias=False),
         )
 
     return recipe, factory

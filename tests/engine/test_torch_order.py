@@ -48,8 +48,14 @@ class Write:
     discarded: bool
 
     @property
+    def empty(self) -> bool:
+        return 0 in self.shape
+
+    @property
     def draws(self) -> bool:
-        return self.op != "fill_"
+        """Moves the generator: an empty tensor's write does not (torch's kaiming_uniform_ does not even call
+        uniform_ on one; its uniform_ draws nothing), so neither world's empty tensors are compared."""
+        return self.op != "fill_" and not self.empty
 
     def matches(self, other: Write) -> bool:
         return self == other  # the parameters too, to the last bit: the doubles torch hands uniform_/normal_
@@ -99,13 +105,19 @@ class TorchLog:
             state = first.state_dict(keep_vars=True)
             for n, t in prototype.state_dict(keep_vars=True).items():
                 owners[t.untyped_storage().data_ptr()] = (prefixes[id(first)] + n, state[n])
+        # Empty tensors have no storage to tell them apart by: they are the parameters themselves.
+        empty = {id(t): (n, t) for n, t in module.state_dict(keep_vars=True).items() if t.numel() == 0}
         found: list[tuple[str, str, tuple[float, ...], Any]] = []
         for tensor, op, args, moved in self.calls:
-            name, owner = owners.get(tensor.untyped_storage().data_ptr(), (None, None))
+            if tensor.numel() == 0:
+                name, owner = empty.get(id(tensor), (None, None))
+            else:
+                name, owner = owners.get(tensor.untyped_storage().data_ptr(), (None, None))
             whole = owner is not None and tensor.numel() == owner.numel() and tensor.storage_offset() == 0
             assert whole or not moved, f"a draw into part of a tensor or into none of the model: {op}{args}"
             if whole and owner.dtype != torch.int64:
-                assert moved == (op != "fill_"), f"{name}: {op} moved the generator: {moved}"
+                # Drawing no element moves no generator.
+                assert moved == (op != "fill_" and owner.numel() > 0), f"{name}: {op} moved the generator: {moved}"
                 found.append((name, op, args, owner))
         last = {name: index for index, (name, *_) in enumerate(found)}
         return [
@@ -201,8 +213,8 @@ def assert_same_order(ours: list[Write], theirs: list[Write]) -> None:
     for index, (our, their) in enumerate(zip(our_draws, their_draws, strict=False)):
         assert our.matches(their), f"draw {index}: ours {our}, torch's {their}"
     assert len(our_draws) == len(their_draws), [w.name for w in our_draws[len(their_draws) :] or their_draws]
-    our_final = {w.name: w for w in ours if not w.discarded}
-    their_final = {w.name: w for w in theirs if not w.discarded}
+    our_final = {w.name: w for w in ours if not w.discarded and not w.empty}
+    their_final = {w.name: w for w in theirs if not w.discarded and not w.empty}
     assert our_final.keys() == their_final.keys()
     for name, write in their_final.items():
         assert our_final[name].matches(write), f"{name}: ours {our_final[name]}, torch's {write}"

@@ -10,12 +10,13 @@ from typing import Any, Literal
 
 from service.engine.errors import InitError
 
-ArgKind = Literal["count", "size", "flag", "index", "number", "text", "layer", "dims", "ignored"]
+ArgKind = Literal["count", "extent", "size", "flag", "index", "number", "text", "layer", "dims", "ignored"]
 REQUIRED: Any = object()
 MAX_SIZE_RANK = 8
 
 _KIND_WORDS = {
     "count": "an integer >= 1",
+    "extent": "an integer >= 0",
     "size": "an integer >= 1 or a non-empty list of them",
     "flag": "true or false",
     "index": "an integer or null",
@@ -59,6 +60,8 @@ def check_value(arg: Arg, value: Any) -> Any:
     ok: bool
     if kind == "count":
         ok = _is_count(value)
+    elif kind == "extent":
+        ok = _is_int(value) and value >= 0
     elif kind == "size":
         if _is_count(value):
             return (value,)

@@ -122,14 +122,33 @@ def _no_keras(what: str) -> Builder:
 
 def _linear_torch(a: Args) -> list[Weight]:
     fans = (a["in_features"], a["out_features"])
+    if not all(fans):
+        return _empty_linear_torch(a)
     weights = [_weight((a["out_features"], a["in_features"]), TORCH_DEFAULT, fans)]
     if a["bias"]:
         weights.append(_bias((a["out_features"],), Init("torch_default", fan_in=a["in_features"]), fans))
     return weights
 
 
+def _empty_linear_torch(a: Args) -> list[Weight]:
+    """nn.Linear with a size 0, as torch 2.13's reset_parameters does it: kaiming_uniform_(weight, a=sqrt(5)) on the
+    empty weight (a no-op, with its warning), then uniform_(bias, -bound, bound), bound = 1/sqrt(fan_in) if
+    fan_in > 0 else 0 (the integer 0: +0.0 bounds). The bias is drawn even when every value is 0 (torch-2.13's
+    stream moves on). Spelled with the torch.* schemes, which take empty tensors as torch does."""
+    fan_in, out = a["in_features"], a["out_features"]
+    fans = (fan_in, out)
+    weights = [_weight((out, fan_in), Init("torch.kaiming_uniform", {"a": math.sqrt(5)}), fans)]
+    if a["bias"]:
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        weights.append(_bias((out,), Init("torch.uniform", {"a": -bound if bound else 0.0, "b": bound}), fans))
+    return weights
+
+
 def _linear_keras(a: Args) -> list[Weight]:
     fans = (a["in_features"], a["out_features"])
+    if not all(fans):
+        name = "in_features" if not fans[0] else "out_features"
+        raise InitError(name, f"{name} must be >= 1 for Keras's Dense, got 0 (a size 0 is PyTorch's empty Linear)")
     weights = [Weight("weight", "kernel", "weight", (a["in_features"], a["out_features"]), GLOROT_UNIFORM, fans)]
     if a["bias"]:
         weights.append(_bias((a["out_features"],), ZEROS, fans))
@@ -940,7 +959,7 @@ _NO_KERAS_TRANSFORMER = "Keras has no transformer layer; compose multihead_atten
 LAYER_TYPES: tuple[LayerType, ...] = (
     LayerType(
         "linear",
-        (Arg("in_features", "count"), Arg("out_features", "count"), Arg("bias", "flag", True)),
+        (Arg("in_features", "extent"), Arg("out_features", "extent"), Arg("bias", "flag", True)),
         ("linear",),
         _linear_torch,
         _linear_keras,
