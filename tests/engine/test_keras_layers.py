@@ -61,6 +61,10 @@ MODELS: dict[str, tuple[list[Any], Callable[[], Any]]] = {
             [keras.Input((12, 16)), L.DepthwiseConv1D(5, depth_multiplier=4), L.SeparableConv1D(32, 3)]
         ),
     ),
+    "dense_of_no_features": (
+        ["linear(0, 5)", "linear(5, 3)"],
+        lambda: keras.Sequential([keras.Input((0,)), L.Dense(5), L.Dense(3)]),
+    ),
     "einsum_dense_rms_normalization": (
         [
             "einsum_dense('abc,cd->abd', (None, 64), (6, 32), bias_axes='d')",

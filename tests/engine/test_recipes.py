@@ -357,7 +357,7 @@ def test_framework_fans_read_the_shape_as_the_framework_does():
         (["linear(2)"], "torch", "model.layers[0].out_features", "needs argument 'out_features'"),
         (["linear(2, 3, bogus=1)"], "torch", "model.layers[0].bogus", "has no argument 'bogus'"),
         (["linear(2, -1)"], "torch", "model.layers[0].out_features", "integer >= 0"),
-        (["linear(0, 3)"], "keras", "model.layers[0].in_features", "must be >= 1 for Keras's Dense, got 0"),
+        (["linear(3, 0)"], "keras", "model.layers[0].out_features", "must be >= 1 for Keras's Dense (its units)"),
         (["linear(2, 3, true, 4)"], "torch", "model.layers[0]", "at most 3 positional"),
         (["conv2d(6, 4, 3, groups=4)"], "torch", "model.layers[0].groups", "in_channels must be divisible by groups"),
         (["conv2d(6, 6, (3, 3, 3))"], "torch", "model.layers[0].kernel_size", "one integer or 2"),

@@ -146,10 +146,11 @@ def _empty_linear_torch(a: Args) -> list[Weight]:
 
 def _linear_keras(a: Args) -> list[Weight]:
     fans = (a["in_features"], a["out_features"])
-    if not all(fans):
-        name = "in_features" if not fans[0] else "out_features"
-        raise InitError(name, f"{name} must be >= 1 for Keras's Dense, got 0 (a size 0 is PyTorch's empty Linear)")
-    weights = [Weight("weight", "kernel", "weight", (a["in_features"], a["out_features"]), GLOROT_UNIFORM, fans)]
+    if not fans[1]:
+        raise InitError("out_features", "out_features must be >= 1 for Keras's Dense (its units), got 0")
+    # An input of 0 features builds an empty kernel (Keras 3.15.1's Dense.build); keras.glorot_uniform takes it.
+    kernel = GLOROT_UNIFORM if fans[0] else Init("keras.glorot_uniform")
+    weights = [Weight("weight", "kernel", "weight", (a["in_features"], a["out_features"]), kernel, fans)]
     if a["bias"]:
         weights.append(_bias((a["out_features"],), ZEROS, fans))
     return weights
