@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
 
 from service.api.admission import admit_many, fill_elements
-from service.api.delivery import STREAM_CHUNK_ELEMENTS, buffered_body, etag, many, streamed_body
+from service.api.delivery import STREAM_CHUNK_ELEMENTS, buffered_body, etag, many, stream_bytes, streamed_body
 from service.api.schemas import ModelInit
 from service.app import create_app
 from service.engine.plan import TensorRequest, make_plan
@@ -240,7 +240,7 @@ def test_model_requests_hold_the_budget_and_count_in_the_metrics(streamed):
         assert r.status_code == 200
         orthogonal = make_plan(TensorRequest(shape=(300, 200), scheme="orthogonal", seed=3, name="w"))
         if streamed:  # a chunk of the tensor being generated; the orthogonal one dominates
-            assert reserved == [orthogonal.working_bytes(STREAM_CHUNK_ELEMENTS)]
+            assert reserved == [stream_bytes(orthogonal.working_bytes(STREAM_CHUNK_ELEMENTS))]
         else:  # the body too, until it has been sent
             assert reserved == [len(r.content) + orthogonal.working_bytes(fill_elements())]
         assert budget.used == 0  # released once the stream ended

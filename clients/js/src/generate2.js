@@ -206,8 +206,9 @@ export function sampler(d, digest, dtype, math) {
           let z = math.ndtri(d.p_lo + u * d.mass);
           if (d.mirrored) z = -z;
           let x = d.mean + d.std * z;
-          x = d.cutA > x ? d.cutA : x; // max(x, a'), then min(x, b')
-          out[at + t] = d.cutB < x ? d.cutB : x;
+          // Section 7's clip, comparisons as written there: x = +0.0 with a' = -0.0 gives -0.0.
+          x = x > d.cutA ? x : d.cutA;
+          out[at + t] = x < d.cutB ? x : d.cutB;
         }
       };
     case 'normal':
