@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from service.api.delivery import STREAM_CHUNK_ELEMENTS, stream_bytes
+from service.engine.plan import TensorRequest, make_plan
 from tests.server import CONSOLE_SCRIPT, serve
 
 pytestmark = pytest.mark.skipif(not CONSOLE_SCRIPT.exists(), reason="initserve console script not installed")
@@ -156,9 +158,12 @@ def test_large_requests_that_never_read_cannot_starve_small_ones():
 
 
 def test_readiness_fails_while_the_budget_admits_nothing_and_liveness_does_not():
+    # Room for 4 stalled streams of [4096, 4096] and not one byte more: the fifth, and then any request, is refused.
+    stream = {"shape": [4096, 4096], "scheme": "uniform"}
+    hold = stream_bytes(make_plan(TensorRequest((4096, 4096), "uniform", 0)).working_bytes(STREAM_CHUNK_ELEMENTS))
     env = {
         **QUIET,
-        "INITSERVE_MEMORY_BUDGET_BYTES": str(64 * MiB),
+        "INITSERVE_MEMORY_BUDGET_BYTES": str(4 * hold),
         "INITSERVE_BUDGET_WAIT_SECONDS": "0.1",
         "INITSERVE_BUDGET_RESERVED_FRACTION": "0",  # no reserve: stalled large requests can take everything
         "INITSERVE_BUDGET_MAX_SHARE": "1",
@@ -166,7 +171,7 @@ def test_readiness_fails_while_the_budget_admits_nothing_and_liveness_does_not()
     }
     with serve(env) as (url, _):
         with stalled_clients() as clients:
-            stall_until_refused(url, {"shape": [4096, 4096], "scheme": "uniform"}, clients)
+            stall_until_refused(url, stream, clients)
 
             def unready() -> bool:
                 assert httpx.post(f"{url}/init", json=TINY, timeout=10).status_code == 503

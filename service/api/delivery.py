@@ -44,9 +44,12 @@ from service.formats import DEFAULT, Bundle, Format, Part, Tensor, holding
 # Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
 # float64 intermediates) stays a few MiB, large enough that the thread hop per chunk is noise.
 STREAM_CHUNK_ELEMENTS = 1 << 18
-# A stream holds, besides the working set of the chunk being generated, the part being sent meanwhile: at most the
-# coalescing size (`coalesced`: 4 bytes per chunk element) plus one chunk of float64.
-PART_IN_FLIGHT_BYTES = 12 * STREAM_CHUNK_ELEMENTS
+# A stream's worker thread returns parts in groups of at least this many bytes: each return is a hop between the
+# thread and the event loop, which waits for the GIL at every one.
+SEND_GROUP_BYTES = 16 * STREAM_CHUNK_ELEMENTS
+# A stream holds, besides the working set of the chunk being generated, the group being sent meanwhile: at most
+# the group size plus one part (the coalescing size, `coalesced`: 4 bytes per chunk element, plus a float64 chunk).
+PART_IN_FLIGHT_BYTES = SEND_GROUP_BYTES + 12 * STREAM_CHUNK_ELEMENTS
 # Buffered bodies go out in pieces of this size: uvicorn hands each send whole to its transport and waits for the
 # client to drain it only before the next send (httptools_impl/h11_impl `send`: `flow.drain()`), so one send of a
 # large body would leave all of it buffered in the server, out of the budget, for as long as the client does not
@@ -395,13 +398,14 @@ class TensorStream(Response):
         # The next part is generated while this one is sent: one after the other, a 2.2 GB checkpoint spent 45% of
         # its time with the engine idle, waiting for the socket (bench/checkpoint.py). The budget `held` covers
         # both (stream_bytes).
-        upcoming: asyncio.Future[bytes | memoryview | None] | None = None
+        upcoming: asyncio.Future[list[bytes | memoryview]] | None = None
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             upcoming = self._next()
-            while (part := await upcoming) is not None:
+            while group := await upcoming:
                 upcoming = self._next()
-                await send({"type": "http.response.body", "body": part, "more_body": True})
+                for part in group:
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client left, as a server of ASGI spec 2.4 says it: nothing more to send
             pass
@@ -418,8 +422,18 @@ class TensorStream(Response):
                 close()  # no thread runs it now: run_in_thread returns only once its thread has ended
             self._held.release()
 
-    def _next(self) -> asyncio.Future[bytes | memoryview | None]:
-        return asyncio.ensure_future(run_in_thread(next, self._parts, None, limiter=self._threads))
+    def _next(self) -> asyncio.Future[list[bytes | memoryview]]:
+        return asyncio.ensure_future(run_in_thread(_group, self._parts, limiter=self._threads))
+
+
+def _group(parts: Iterator[bytes | memoryview]) -> list[bytes | memoryview]:
+    """The next parts, until they hold SEND_GROUP_BYTES or the stream ends (empty: it has ended)."""
+    group: list[bytes | memoryview] = []
+    held = 0
+    while held < SEND_GROUP_BYTES and (part := next(parts, None)) is not None:
+        group.append(part)
+        held += part.nbytes if isinstance(part, memoryview) else len(part)
+    return group
 
 
 def json_document(http: Any, content: Callable[[], Any], tag: str | None = None, fresh: bool = False) -> Response:

@@ -316,6 +316,7 @@ def test_a_client_leaving_during_buffered_generation_stops_it_and_frees_its_budg
 
 def test_a_client_leaving_mid_stream_stops_its_generation(monkeypatch, small_chunks):
     monkeypatch.setattr(stream_module, "STREAM_CHUNK_ELEMENTS", CHUNK)  # one engine chunk per streamed chunk
+    monkeypatch.setattr(stream_module, "SEND_GROUP_BYTES", 1)  # one streamed chunk per hop to the event loop
     app = create_app(Settings(cache_bytes=0, stream_threshold_bytes=4096))
     counted = CountedChunks(monkeypatch)
     counted.gate.set()
