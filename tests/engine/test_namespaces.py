@@ -81,6 +81,7 @@ def test_jax_variance_scaling_axes_and_distribution_names():
         ("keras.glorot_uniform", (4, 5, 6), {"input_axes": [0], "output_axes": [1, 2]}, "input_axes", "3.15"),
         ("torch.trunc_normal", (4, 5), {"std": 0.0}, "std", "ZeroDivisionError"),
         ("trunc_normal", (4, 5), {"a": 0.5, "b": 0.5}, "b", "needs a < b"),  # the bare name keeps refusing
+        ("truncated_normal", (4, 5), {"mean": 3.4028234663852886e38}, "b", "needs a < b"),  # mean +- 2 stddev: one
     ],
 )
 def test_framework_errors(scheme, shape, params, field, needle):
@@ -119,6 +120,8 @@ def test_edge_cases_the_frameworks_accept():
     assert np.all(plan("torch.constant", (4, 5), val=True).tensor() == 1.0)
     assert np.all(plan("keras.uniform", (4, 5), minval=0.5, maxval=-0.2).tensor() == 0.5)  # Keras on JAX
     assert np.all(plan("keras.truncated_normal", (4, 5), stddev=0.0, mean=0.25).tensor() == 0.25)
+    huge = 3.4028234663852886e38  # mean +- 2 stddev round to the mean: Keras gives it everywhere
+    assert np.all(plan("keras.truncated_normal", (4, 5), mean=huge).tensor() == huge)
     assert plan("keras.random_normal", (4, 5), stddev=-0.1).metadata()["std"] == 0.1
     assert np.all(plan("torch.sparse", (4, 5), sparsity=1.5).tensor() == 0)
 

@@ -479,6 +479,15 @@ def _keras_truncated_normal(c: Context) -> Built:
     return Built(d.TruncatedNormal(mean, stddev, mean - 2.0 * stddev, mean + 2.0 * stddev))
 
 
+def _bare_keras_truncated_normal(c: Context) -> Built:
+    """The bare name keeps its refusal of a cut that collapses in float64 (a huge mean: mean +- 2 stddev are one
+    value); keras.truncated_normal follows Keras there and gives the mean."""
+    a, b = c["mean"] - 2.0 * c["stddev"], c["mean"] + 2.0 * c["stddev"]
+    if not a < b:
+        raise InitError("b", f"truncated normal needs a < b, got a={a}, b={b}")
+    return _keras_truncated_normal(c)
+
+
 def _eye(c: Context) -> Built:
     _need_rank(c, (2,), "Only tensors with 2 dimensions are supported")
     return Built(d.Eye(1.0, *c.shape))
@@ -782,7 +791,7 @@ SCHEMES: tuple[Scheme, ...] = (
         "truncated_normal",
         "keras",
         "N(mean, stddev^2) cut at mean +- 2 stddev (stddev is the pre-cut value; the real std is 0.8796 * stddev)",
-        _keras_truncated_normal,
+        _bare_keras_truncated_normal,
         (Param("mean", float, 0.0, _FINITE), Param("stddev", float, 0.05, "std before truncation", gt=0.0)),
         source=f"{_KERAS}.TruncatedNormal",
         example={"shape": [784, 256], "stddev": 0.02},
@@ -851,7 +860,10 @@ _KERAS_UNIFORM: dict[str, Any] = {
     "build": _keras_random_uniform,
     "formula": "U[minval, maxval); minval everywhere if minval > maxval (as Keras on JAX)",
 }
-_KERAS_TRUNCATED: dict[str, Any] = {"params": (Param("mean", float, 0.0, _FINITE), _KERAS_STDDEV)}
+_KERAS_TRUNCATED: dict[str, Any] = {
+    "build": _keras_truncated_normal,
+    "params": (Param("mean", float, 0.0, _FINITE), _KERAS_STDDEV),
+}
 
 KERAS_SCHEMES: tuple[Scheme, ...] = (
     Scheme(
