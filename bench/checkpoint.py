@@ -65,14 +65,33 @@ from huggingface_hub import snapshot_download
 from transformers import AutoConfig, AutoModelForCausalLM
 AutoModelForCausalLM._model_mapping[type(AutoConfig.for_model(**json.loads(sys.argv[4])))]  # as in LOCAL
 imported = time.perf_counter()
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu_at_import = usage.ru_utime + usage.ru_stime
 if sys.argv[2]:
     snapshot_download(sys.argv[1], local_dir=sys.argv[2])
 else:
     model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype="auto")
     assert str(model.dtype) == "torch." + sys.argv[3], model.dtype
 done = time.perf_counter()
-print(json.dumps({"import_seconds": imported - started, "seconds": done - imported,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"import_seconds": imported - started, "seconds": done - imported, "rss_mib": usage.ru_maxrss / 1024,
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_at_import}))
+"""
+# The server alone: one file read off a raw socket into one reused buffer and dropped, so that the client costs
+# next to nothing: how fast the server delivers when the cores are its own.
+RAW = """
+import json, resource, socket, sys, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+started = time.perf_counter()
+with socket.create_connection((host, port)) as sock:
+    sock.sendall(f"GET {path} HTTP/1.1\\r\\nHost: {host}\\r\\nConnection: close\\r\\n\\r\\n".encode())
+    buffer, received = bytearray(4 << 20), 0
+    while n := sock.recv_into(buffer):
+        received += n
+done = time.perf_counter()
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps({"seconds": done - started, "bytes_received": received, "cpu_seconds": cpu}))
 """
 
 
@@ -83,6 +102,20 @@ def run(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, A
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
     return {k: round(v, 2) for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(server: Any, action: Any) -> Any:
+    """`action()`'s outcome, with the server's CPU seconds during it."""
+    before = cpu_seconds(server.process.pid)
+    outcome = action()
+    outcome["server_cpu_seconds"] = round(cpu_seconds(server.process.pid) - before, 2)
+    return outcome
 
 
 def hub_env(endpoint: str, home: Path) -> dict[str, str]:
@@ -142,8 +175,15 @@ def main() -> int:
             downloaded = work / "hub"
             served = measured(
                 server,
-                lambda: run(HUB, repo, str(downloaded), "", json.dumps(config), env=hub_env(endpoint, work / "h2")),
+                lambda: with_cpu(
+                    server,
+                    lambda: run(HUB, repo, str(downloaded), "", json.dumps(config), env=hub_env(endpoint, work / "h2")),
+                ),
             )
+            weights = max(plan.files, key=lambda name: plan.files[name].length)
+            path = f"/hub/{repo}/resolve/main/{weights}"
+            report["server_alone"] = with_cpu(server, lambda: run(RAW, server.host, str(server.port), path))
+            report["server_alone"]["bytes"] = plan.files[weights].length
             report["initserve_download"] = {**served.pop("outcome"), "bytes": size(downloaded), "server": served}
             report["server_tiny"] = {k: v for k, v in tiny.items() if k != "outcome"}
             shutil.rmtree(downloaded)  # the disk holds one copy at a time
@@ -153,6 +193,15 @@ def main() -> int:
             report["initserve_from_pretrained"] = {**loaded.pop("outcome"), "server": loaded}
     report["load_average_after"] = round(os.getloadavg()[0], 2)
     save, download = report["transformers_save"]["seconds"], report["initserve_download"]["seconds"]
+    # On one machine the server and the Hub client share its cores: the download cannot take less than their CPU
+    # seconds over the cores, nor less than the server alone takes with the cores to itself.
+    down = report["initserve_download"]
+    cores = os.cpu_count() or 1
+    report["machine_cores"] = cores
+    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"])
+    report["download_floor_seconds"] = round(floor, 2)
+    report["speedup_directory_bound"] = round(save / floor, 2)
+    report["speedup_server_alone"] = round(save / report["server_alone"]["seconds"], 2)
     report["speedup_directory"] = round(save / download, 2)
     report["speedup_model"] = round(
         report["transformers_from_config"]["seconds"] / report["initserve_from_pretrained"]["seconds"], 2
@@ -190,7 +239,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines.insert(2, f"| **speed-up, the directory on disk** | **{r['speedup_directory']}x** | | |")
     lines.append(f"| **speed-up, the model in memory** | **{r['speedup_model']}x** | | |")
     table = "\n".join(lines)
-    seven = r["seven_b"]
+    seven, alone = r["seven_b"], r["server_alone"]
     return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
 
 `python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`;
@@ -206,6 +255,14 @@ for transformers, {down["import_seconds"]} s for the Hub client, not counted).
 Server memory does not follow the model's size: its peak RSS rose {r["server_tiny"]["peak_increase_mib"]} MiB for
 the tiny model and {down["server"]["peak_increase_mib"]} MiB for this one (a stream holds one chunk of one tensor
 at a time). Throughput of the download: {gb / down["seconds"]:.2f} GB/s.
+
+**What bounds the download on this machine.** The server and the Hub client share its {r["machine_cores"]} cores:
+during the download the server spent {down["server_cpu_seconds"]} CPU seconds and the client {down["cpu_seconds"]}, so
+it cannot take less than {r["download_floor_seconds"]} s ({r["speedup_directory_bound"]}x transformers' time) however
+the two overlap. The server alone, its file read off a raw socket by a client that costs next to nothing
+({alone["cpu_seconds"]:.2f} CPU s), delivers the {alone["bytes"] / 1e9:.2f} GB weights file in {alone["seconds"]:.2f} s
+({alone["server_cpu_seconds"]} server CPU seconds): {r["speedup_server_alone"]}x transformers' time, what a client
+on another machine sees.
 
 7B by extrapolation from these throughputs (`{seven["repo"]}`, {seven["bytes"] / 1e9:.1f} GB): initserve about
 {seven["initserve_seconds_extrapolated"]} s, transformers about {seven["transformers_seconds_extrapolated"]} s
