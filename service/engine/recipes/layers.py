@@ -301,9 +301,12 @@ _EINSUM = (
 )
 
 
-def _einsum_shapes(a: Args) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, int]]:
+def _einsum_shapes(
+    a: Args,
+) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, int], tuple[tuple[int, ...], tuple[int, ...]]]:
     """Keras 3's `_analyze_einsum_string`: the kernel's and the bias's shapes from the equation, the input shape
-    (here without the batch axis) and the output shape; and the kernel's real fans (its input and output axes)."""
+    (here without the batch axis) and the output shape; the kernel's real fans, and its input and output axes (a
+    weight dimension in the output spec is an output axis, any other an input axis)."""
     equation = re.sub(r"\.\.\.", "0", a["equation"])
     found = next(((m, left) for pattern, left in _EINSUM if (m := pattern.fullmatch(equation))), None)
     if found is None:
@@ -333,8 +336,10 @@ def _einsum_shapes(a: Args) -> tuple[tuple[int, ...], tuple[int, ...] | None, tu
         if dim not in input_spec and dim not in weight_spec:
             raise InitError("equation", f"output dimension {dim!r} is in neither the input nor the weight spec")
     kernel, fans = [], [1, 1]
-    for dim in weight_spec:
+    axes: tuple[list[int], list[int]] = ([], [])
+    for index, dim in enumerate(weight_spec):
         side = 1 if dim in output_at else 0
+        axes[side].append(index)
         if dim not in output_at and dim not in input_at:
             raise InitError("equation", f"weight dimension {dim!r} is in neither the input nor the output spec")
         size = output_shape[output_at[dim]] if side else input_shape[input_at[dim]]
@@ -356,12 +361,14 @@ def _einsum_shapes(a: Args) -> tuple[tuple[int, ...], tuple[int, ...] | None, tu
         bias += [] if left_elided else [1] * max(elided, 0)
         if None in bias:
             raise InitError("output_shape", "the bias's axes need sizes in output_shape")
-    return tuple(kernel), None if bias is None else tuple(bias), (fans[0], fans[1])
+    kernel_axes = (tuple(axes[0]), tuple(axes[1]))
+    return tuple(kernel), None if bias is None else tuple(bias), (fans[0], fans[1]), kernel_axes
 
 
 def _einsum_keras(a: Args) -> list[Weight]:
-    kernel, bias, fans = _einsum_shapes(a)
-    weights = [Weight("weight", "kernel", "weight", kernel, GLOROT_UNIFORM, fans)]
+    kernel, bias, fans, axes = _einsum_shapes(a)
+    # Keras 3.15's EinsumDense.build hands its variance-scaling kernel initializer these axes (3.14: none).
+    weights = [Weight("weight", "kernel", "weight", kernel, Init("glorot_uniform", keras_axes=axes), fans)]
     if bias is not None:
         weights.append(_bias(bias, ZEROS, fans))
     return weights
