@@ -18,12 +18,18 @@ from service.engine.random.registry import DEFAULT_RNG, get_rng
 from service.engine.random.rng import Draw, Rng, TensorStream
 from service.engine.schemes.distributions import Distribution, run_indices
 from service.engine.schemes.fans import Fans, Layout
-from service.engine.schemes.registry import DEFAULT_KERAS_VERSION, KERAS_VERSIONS, Context, Scheme, get_scheme
+from service.engine.schemes.registry import (
+    DEFAULT_KERAS_VERSION,
+    KERAS_VERSIONS,
+    MAX_RANK,
+    Context,
+    Scheme,
+    get_scheme,
+)
 
 # torch's words for an empty tensor (its kaiming_ warns them; the others return it silently, as Keras and JAX do).
 ZERO_SIZE_WARNING = "Initializing zero-element tensors is a no-op"
 CHUNK_ELEMENTS = 1 << 20  # 4 MiB of float32: cache-friendly, and the unit of streaming
-MAX_RANK = 8
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ def test_jax_variance_scaling_axes_and_distribution_names():
         ("torch.trunc_normal", (4, 5), {"std": 0.0}, "std", "ZeroDivisionError"),
         ("trunc_normal", (4, 5), {"a": 0.5, "b": 0.5}, "b", "needs a < b"),  # the bare name keeps refusing
         ("truncated_normal", (4, 5), {"mean": 3.4028234663852886e38}, "b", "needs a < b"),  # mean +- 2 stddev: one
+        ("jax.lecun_normal", (4, 5), {"out_axis": [10**27, 1]}, "out_axis", "from -8 to 7"),  # no tensor's axis
+        ("keras.glorot_uniform", (4, 5), {"input_axes": [-9], "output_axes": [1]}, "input_axes", "from -8 to 7"),
     ],
 )
 def test_framework_errors(scheme, shape, params, field, needle):

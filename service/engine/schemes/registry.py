@@ -39,6 +39,7 @@ DEFAULT_KERAS_VERSION = "3.14"
 # Parameter types beyond float/int/str: JAX's in_axis/out_axis/batch_axis (an axis or a list of them), Keras
 # 3.15's input_axes/output_axes (a list, or None), and a number that may also be a boolean (torch's constant_
 # fills with val=True as 1).
+MAX_RANK = 8  # dimensions of the largest tensor a request may name: its axes are -8 to 7
 Axes = int | list[int]
 AxisList = list[int] | None
 Number = float | bool
@@ -102,7 +103,9 @@ class Param:
 
     def _check_axes(self, value: Any) -> Any:
         def is_axis(item: Any) -> bool:
-            return isinstance(item, int) and not isinstance(item, bool)
+            # No tensor has an axis beyond MAX_RANK: larger integers are refused even where the fans are given and
+            # the axes go unread (they are echoed in the metadata, and JSON writers refuse integers past 64 bits).
+            return isinstance(item, int) and not isinstance(item, bool) and -MAX_RANK <= item < MAX_RANK
 
         if value is None and self.type is AxisList:
             return None
@@ -110,7 +113,11 @@ class Param:
             return value
         if isinstance(value, list | tuple) and all(is_axis(item) for item in value):
             return list(value)
-        raise InitError(self.name, f"{self.name} must be {self.kind.replace('array', 'a list')}, got {value!r}")
+        raise InitError(
+            self.name,
+            f"{self.name} must be {self.kind.replace('array', 'a list')} from {-MAX_RANK} to {MAX_RANK - 1} (axes "
+            f"of a tensor of at most {MAX_RANK} dimensions), got {value!r}",
+        )
 
 
 @dataclass
