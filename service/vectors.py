@@ -36,7 +36,7 @@ from service.engine.random import detmath as dm
 from service.engine.random import philox
 from service.engine.region import MAX_ADDRESSABLE
 from service.engine.schemes import distributions
-from service.engine.schemes.registry import SCHEMES, TRUNCATED_NORMAL_STD_2
+from service.engine.schemes.registry import REGISTRY, SCHEMES, TRUNCATED_NORMAL_STD_2
 
 PATH = Path(__file__).resolve().parent.parent / "docs" / "vectors" / "philox-v1.json"
 
@@ -156,6 +156,18 @@ def schemes() -> dict[str, Any]:
         if scheme.alias_of:
             table[scheme.name]["alias_of"] = scheme.alias_of
     return table
+
+
+def namespaced() -> dict[str, Any]:
+    """The service's other names (torch.*, keras.*, jax.*, tf1.*: docs/faithfulness.md) with their parameters' names,
+    in the service's order. This document does not define their bits; a client refuses them locally (fetch them), and
+    names them where the service does: in the known schemes of an unknown one, and in whose a parameter is."""
+    bare = {scheme.name for scheme in SCHEMES}
+    return {
+        name: {"family": scheme.family, "params": [p.name for p in scheme.params]}
+        for name, scheme in REGISTRY.items()
+        if name not in bare
+    }
 
 
 # ---- vectors ------------------------------------------------------------------------------------------------
@@ -597,6 +609,7 @@ def build() -> dict[str, Any]:
         ),
         "constants": constants(),
         "schemes": schemes(),
+        "namespaced_schemes": namespaced(),
         "vectors": {
             "key_derivation": [
                 {

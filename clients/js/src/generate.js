@@ -96,8 +96,11 @@ function parameter(schemeName, key, rule, value) {
 /** Section 1.1 and the scheme's table: the request with every default filled in, or a RequestError. */
 export function normalize(request) {
   if (request === null || typeof request !== 'object' || Array.isArray(request)) fail('body', 'must be an object');
-  const { schemes } = spec();
+  const { schemes, namespaced } = spec();
   const schemeName = request.scheme;
+  if (typeof schemeName === 'string' && Object.hasOwn(namespaced, schemeName)) {
+    fail('scheme', `generate() cannot compute ${schemeName}: the specification defines the bare names' bits only (fetch it from the service)`);
+  }
   if (typeof schemeName !== 'string' || !Object.hasOwn(schemes, schemeName)) {
     fail('scheme', `unknown scheme ${JSON.stringify(schemeName)} (one of ${Object.keys(schemes).join(', ')})`);
   }

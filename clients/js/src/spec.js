@@ -53,7 +53,9 @@ function compileV1(json) {
     keyIncrements: c.philox4x64_10.key_increments.map(hexToWords),
     rounds: c.philox4x64_10.rounds,
   };
-  return { json, constants, polynomials, highWords, domain, philox, schemes: json.schemes };
+  // namespaced: the service's framework names (jax.he_normal, ...), whose bits the spec leaves to the service
+  const namespaced = json.namespaced_schemes ?? {};
+  return { json, constants, polynomials, highWords, domain, philox, schemes: json.schemes, namespaced };
 }
 
 const words32 = (list) => Uint32Array.from(list, (hex) => parseInt(hex, 16) >>> 0);

@@ -133,6 +133,7 @@ test('the spec\'s refusals: the field and the rule (sections 6 and 7)', () => {
   refused({ scheme: 'normal', std, dtype: 'float16' }, 'dtype', /exceed float16/);
   assert.doesNotThrow(() => generate({ scheme: 'normal', std, dtype: 'float16', seed: 1, shape: [4] }));
   refused({ scheme: 'orthogonal', shape: [4, 4] }, 'scheme', /LAPACK/);
+  refused({ scheme: 'jax.he_normal', shape: [4, 4] }, 'scheme', /bare names' bits only/);
   refused({ scheme: 'normal', rng: 'philox-v3' }, 'rng', /philox-v1 and philox-v2/);
   // Which check comes first where several fail: the service's order, which neither spec states (found by comparing
   // refusals with the live service): dirac's and sparse's layout before their rank; a truncated normal's philox-v1

@@ -9,12 +9,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
 from initserve_client import RequestError, ServiceError, generate
 from initserve_client.contract import document
-from initserve_client.generation import NOT_LOCAL, SCHEMES
+from initserve_client.generation import NAMESPACED, NOT_LOCAL, SCHEMES, SERVICE_PARAMS
 
 COUNT = 1200
 RNGS = ["philox-v1", "philox-v2"]
@@ -306,10 +307,21 @@ def test_admission_vectors_as_the_service_admits_them(client, case, rng_id):
     assert local.value.detail == served.value.detail[:1]
 
 
+def test_every_name_the_service_knows_is_known_here(url: str):
+    """The contract's scheme tables name exactly the service's schemes, with their parameters, in its order (its
+    unknown-scheme refusal lists them)."""
+    served = {s["name"]: [p["name"] for p in s["params"]] for s in httpx.get(f"{url}/schemes").json()["schemes"]}
+    assert served == SERVICE_PARAMS and list(served) == list(SERVICE_PARAMS)
+    assert list(SERVICE_PARAMS) == [*SCHEMES, *NAMESPACED]
+
+
 def test_what_is_not_computed_locally_is_refused_by_name():
     for request, loc, words in (
         ({"shape": [4, 4], "scheme": "orthogonal"}, "scheme", "'orthogonal' is not generated locally"),
         ({"shape": [4, 4], "scheme": "orthogonal", "rng": "philox-v2"}, "scheme", "'orthogonal' is not generated"),
+        # the framework-namespaced names: the service's, with no bits in the specification
+        ({"shape": [4, 4], "scheme": "jax.he_normal"}, "scheme", "'jax.he_normal' is not generated locally"),
+        ({"shape": [4], "scheme": "torch.normal", "rng": "philox-v2"}, "scheme", "the bare names' bits only"),
         ({"shape": [4], "scheme": "normal", "rng": "torch-2.13"}, "rng", "'torch-2.13' is torch's"),
         ({"seed": 1, "tensors": {"w": {"shape": [2], "scheme": "ones"}}}, "tensors", "once per tensor"),
         ({"seed": 1, "model": {"layers": ["linear(2, 2)"]}}, "model", "fetch it from the service"),

@@ -22,6 +22,12 @@ from initserve_client.errors import RequestError
 from initserve_client.rounding import first_at_least, last_at_most, pred, to_dtype
 
 SCHEMES: dict[str, dict[str, Any]] = document()["schemes"]
+# The service's framework-namespaced names (jax.he_normal, ...): refused here, named in refusals as the service does.
+NAMESPACED: dict[str, dict[str, Any]] = document()["namespaced_schemes"]
+SERVICE_PARAMS: dict[str, list[str]] = {
+    **{name: list(spec["params"]) for name, spec in SCHEMES.items()},
+    **{name: spec["params"] for name, spec in NAMESPACED.items()},
+}
 NOT_LOCAL = ("orthogonal",)  # the whole-matrix schemes that are not bit-exact across machines (section 5.3)
 COMMON = ("shape", "scheme", "seed", "name", "dtype", "layout", "fan_in", "fan_out", "slice", "rng", "format")
 LIMITS: dict[str, Any] = document()["constants"]["limits"]  # section 1.1; beyond 2^53 as decimal strings
@@ -169,13 +175,19 @@ def _slice(value: Any, shape: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 
 
 def _scheme(request: Mapping[str, Any]) -> str:
-    known = ", ".join(SCHEMES)
     if "scheme" not in request:
         raise _refuse("scheme", "field 'scheme' is required (GET /schemes lists them)", "union_tag_not_found")
     scheme = request["scheme"]
+    if type(scheme) is str and scheme in NAMESPACED:
+        message = (
+            f"scheme '{scheme}' is not generated locally: the specification defines the bare names' bits only "
+            "(docs/faithfulness.md says whose rules it follows); fetch it from the service"
+        )
+        raise _refuse("scheme", message, "not_local")
     if type(scheme) is not str or scheme not in SCHEMES:
-        close = difflib.get_close_matches(str(scheme), list(SCHEMES), n=1)
+        close = difflib.get_close_matches(str(scheme), list(SERVICE_PARAMS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ";"
+        known = ", ".join(SERVICE_PARAMS)
         raise _refuse("scheme", f"unknown scheme '{scheme}'{hint} known schemes: {known}", "union_tag_invalid")
     if scheme in NOT_LOCAL:
         message = (
@@ -192,10 +204,10 @@ def _params(request: Mapping[str, Any], scheme: str) -> dict[str, Any]:
     for key in request:
         if key in COMMON or key in declared:
             continue
-        owners = [other for other, spec in SCHEMES.items() if key in spec["params"]]
+        owners = [other for other, names in SERVICE_PARAMS.items() if key in names]
         if owners:
             message = f"'{key}' is not a parameter of scheme '{scheme}' (its parameters: {takes}); it belongs to "
-            raise _refuse(key, message + ", ".join(owners), "extra_forbidden")
+            raise _refuse(key, message + ", ".join(owners[:6]), "extra_forbidden")
         raise _refuse(key, f"unknown field '{key}' (scheme '{scheme}' takes: {takes})", "extra_forbidden")
     params: dict[str, Any] = {}
     for key, spec in declared.items():
@@ -518,8 +530,10 @@ def _admit_truncation(dist: _Distribution) -> _Truncation | None:
     if dist.kind != "truncated_normal":
         return None
     mean, std, a, b = (float(dist.numbers[k]) for k in ("mean", "std", "a", "b"))
-    if not std > 0:  # a variance_scaling std may underflow to 0.0
-        raise _refuse("std", f"truncated normal needs std > 0, got {std!r}")
+    # A bare scheme's std is never negative (its parameters' bounds): only a variance_scaling std underflowed to 0.0
+    # reaches this, refused in the service's words (which also serve torch.trunc_normal's negative std).
+    if not std > 0:
+        raise _refuse("std", f"truncated normal needs std != 0, got {std!r}")
     if not a < b:
         raise _refuse("b", f"truncated normal needs a < b, got a={a!r}, b={b!r}")
     truncation = _truncation(mean, std, a, b)
