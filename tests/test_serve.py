@@ -62,7 +62,9 @@ def test_sigterm_lets_the_inflight_response_finish_then_exits_zero():
 def test_a_corrupt_numba_cache_is_logged_and_rebuilt_and_the_server_becomes_ready(tmp_path):
     cache = tmp_path / "numba-cache"
     env = {"NUMBA_CACHE_DIR": str(cache)}
-    compile_all = "from service.engine.random.registry import compile_kernels; compile_kernels()"
+    # philox-v1's kernels (the warm-up's, which fails on them) and philox-v2's (whose module that failed warm-up has
+    # not imported: its cache must be emptied too); torch-2.13's are left out only to save their compile here.
+    compile_all = "from service.engine.random.registry import compile_kernels as c; c(['philox-v1', 'philox-v2'])"
     subprocess.run([sys.executable, "-c", compile_all], env={**os.environ, **env}, check=True, timeout=300)
     files = [path for path in cache.rglob("*") if path.suffix in (".nbi", ".nbc")]
     assert files, "numba wrote no cache"
