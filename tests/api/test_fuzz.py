@@ -24,9 +24,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
 @schema.parametrize()
-# 25 examples an operation here (about 2 minutes); CI also runs 800 an operation against the live server
-# (.ci/schemathesis_live.py).
-@settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_schema(case):
     # Schema-valid requests may rightly get a 4xx (limits; framework semantics such as fans of a 1-D shape);
     # and "negative" data is judged by the schema alone, which cannot express all our rules.
