@@ -34,7 +34,7 @@ from typing import Any
 
 from bench._common import machine
 from bench.serving import measured, serve
-from service import hub
+from service import hub, startup
 
 RESULTS = Path(__file__).with_name("results")
 SEVEN_B = "llama-2-7b"
@@ -146,7 +146,14 @@ def main() -> int:
         report["transformers_save"] = run(LOCAL, json.dumps(config), args.dtype, str(local))
         report["transformers_save"]["bytes"] = size(local)
         report["transformers_from_config"] = run(LOCAL, json.dumps(config), args.dtype, "")
-        with serve(env={"INITSERVE_LOG_LEVEL": "warning"}) as server:
+        # The server runs the image's kernels: built for the best x86-64 level this CPU runs, installed at start.
+        best = startup.choose([t.name for t in startup.targets()], startup.host_features())
+        kernels = {"INITSERVE_LOG_LEVEL": "warning"}
+        if best is not None:
+            startup.build(work / "kernels", [best.name])
+            kernels.update({"INITSERVE_KERNEL_CACHE": str(work / "kernels"), "NUMBA_CACHE_DIR": str(work / "cache")})
+        report["kernels"] = f"the image's, for {best.name}" if best else "compiled for this host at start"
+        with serve(env=kernels) as server:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and server.get("/readyz")[0] != 200:
                 time.sleep(0.2)
@@ -243,6 +250,7 @@ def markdown(r: dict[str, Any]) -> str:
     return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
 
 `python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`;
+server kernels: {r.get("kernels", "compiled for this host at start")};
 1-minute load average {r.get("load_average_before", "?")} before, {r.get("load_average_after", "?")} after (other work
 on the cores slows both sides).
 Times are measured in each client after its imports (a fresh interpreter each; imports: {save["import_seconds"]} s

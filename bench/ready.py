@@ -165,12 +165,14 @@ def main() -> None:
         results["image"], results["image_line"] = [i[0] for i in image], image[-1][1]
 
         speed: dict[str, dict[str, float]] = {}
-        levels = ["host", *(target.name for target in startup.targets())]
+        target = {t.name: t for t in startup.targets()}
+        levels = ["host", *target]
         for _ in range(args.rounds):
             for level in levels:
-                level_env = {"NUMBA_CACHE_DIR": str(shipped)}  # the image's kernels; the host's compile on first use
-                if level != "host":
-                    level_env.update({"NUMBA_CPU_NAME": level, "NUMBA_CPU_FEATURES": ""})
+                # the image's kernels; the host's compile on first use
+                level_env = (
+                    {"NUMBA_CACHE_DIR": str(shipped)} if level == "host" else startup.numba_env(shipped, target[level])
+                )
                 measured = _python(venv, _SPEED, level_env, "5")
                 speed[level] = {k: max(v, speed.get(level, {}).get(k, 0.0)) for k, v in measured.items()}
         results["speed"] = speed

@@ -212,3 +212,39 @@ def test_an_image_start_loads_every_kernel_from_the_build_and_serves_the_golden_
     assert (int(ready["loaded"]), int(ready["compiled"]), ready["cpu"]) == (SERVING_KERNELS, 0, baseline)
     assert any(f"kernels for {baseline}" in entry["msg"] for entry in log)
     assert {path: path.read_bytes() for path in shipped.rglob("*") if path.is_file()} == built
+
+
+# Hashes of each rng's samplers in every dtype (the ziggurat's retries and the truncated normal's cuts included).
+_BITS = """
+import hashlib, json
+from service.engine.plan import TensorRequest, make_plan
+hashes = {}
+for rng in ("philox-v1", "philox-v2"):
+    for scheme, params in (
+        ("uniform", {"a": -1.0, "b": 3.0}),
+        ("normal", {"mean": 0.25, "std": 0.5}),
+        ("trunc_normal", {"std": 0.5, "a": -0.4, "b": 0.9}),
+    ):
+        for dtype in ("float64", "float32", "float16", "bfloat16"):
+            request = TensorRequest((257, 1031), scheme, 11, params, dtype, rng=rng)
+            hashes[f"{rng} {scheme} {dtype}"] = hashlib.sha256(make_plan(request).generate().tobytes()).hexdigest()
+print(json.dumps(hashes))
+"""
+
+
+@needs_jit
+@pytest.mark.parametrize("target", [t for t in startup.targets() if t.tuning], ids=lambda t: t.name)
+def test_a_target_with_its_own_tuning_computes_the_same_bits(target, tmp_path):
+    """A target whose code generation is tuned (x86-64-v4: 512-bit vectors) gives the bits numba's default code
+    for this host gives (the golden hashes' own, tests/api/test_response_bytes.py)."""
+    if not target.needs <= startup.host_features():
+        pytest.skip(f"this CPU cannot run {target.name}'s code")
+    host = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+
+    def hashes(env: dict[str, str]) -> dict[str, str]:
+        done = subprocess.run([sys.executable, "-c", _BITS], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
+    tuned = hashes({**host, **startup.numba_env(tmp_path / "numba-cache", target)})
+    assert tuned == hashes(host) and len(tuned) == 24
