@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
-    malloc.fix_mmap_threshold()
+    malloc.tune()
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     parallel.configure(threads=settings.threads)
     budget = MemoryBudget(
