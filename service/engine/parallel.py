@@ -238,6 +238,7 @@ class _Pool:
             self._ready.notify_all()
 
     def _work(self) -> None:
+        _engine_thread.is_engine = True
         while True:
             with self._ready:
                 while not self._queue:
@@ -267,6 +268,14 @@ class _Pool:
                     call.error = error  # the others stop at their next chunk
                 if call.running == 0 and (call.next is None or call.error is not None):
                     call.done.set()
+
+
+_engine_thread = threading.local()
+
+
+def on_engine_thread() -> bool:
+    """True on the pool's own threads (a fixed few, alive as long as the engine), False on a caller's."""
+    return getattr(_engine_thread, "is_engine", False)
 
 
 def _shared_pool(threads: int) -> _Pool:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -305,3 +306,21 @@ def test_a_job_counts_down_the_work_of_its_calls():
         thread.start()
         thread.join(10)
     assert counted == [1000 - 307]
+
+
+def test_half_precision_from_many_callers_at_once_gives_the_reference_bits():
+    """The engine's threads keep one float32 scratch each for float16 and bfloat16 (distributions._fill_rounded):
+    chunks of concurrent calls, interleaved on the same threads, must never see each other's."""
+    requests = [
+        TensorRequest(shape=(701, 53), scheme=scheme, seed=seed, params={}, dtype=dtype)
+        for seed, (scheme, dtype) in enumerate(
+            [("normal", "bfloat16"), ("uniform", "float16"), ("trunc_normal", "bfloat16"), ("normal", "float16")] * 3
+        )
+    ]
+    wants = [reference(request, 0, 701 * 53) for request in requests]
+    engine = parallel.configured(threads=3, chunk_elements=4096, jit=parallel.JIT_AVAILABLE)
+    with engine, ThreadPoolExecutor(len(requests)) as callers:
+        gots = list(callers.map(lambda r: make_plan(r).generate(0, 701 * 53), requests))
+    for got, want in zip(gots, wants, strict=True):
+        same_bits(got, want)
+    assert not parallel.on_engine_thread()  # a caller's thread: it keeps no scratch

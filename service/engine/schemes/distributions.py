@@ -14,6 +14,7 @@ with `random_access = False` where they need more than the slice.
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,7 +170,7 @@ def _fill_rounded(target: NDArray, fill: Callable[[NDArray], None]) -> None:
     if target.dtype in (np.float64, np.float32):
         fill(target)
     else:
-        as_float32 = np.empty(target.size, dtype=np.float32)
+        as_float32 = _float32_scratch(target.size)
         fill(as_float32)
         if target.dtype == _BFLOAT16 and parallel.config().jit:
             from service.engine.random.compiled.rounding import bfloat16_bits
@@ -177,6 +178,25 @@ def _fill_rounded(target: NDArray, fill: Callable[[NDArray], None]) -> None:
             bfloat16_bits(as_float32.view(np.uint32), target.view(np.uint16))  # ml_dtypes' bits, 2.7x faster
         else:
             target[...] = as_float32
+
+
+# Each engine thread keeps its float32 scratch for the half-precision route: a fresh one per chunk was fresh pages
+# to fault in (and give back) at every chunk of a stream, 0.3-0.5 of the 7-8 CPU seconds a 2.2 GB bfloat16
+# checkpoint cost the server (bench/checkpoint.py). Only the pool's threads keep one (a fixed few, where callers'
+# threads come and go), of at most this many elements (4 MiB; an engine chunk is 512 KiB by default): the part of
+# `scratch_bytes` that outlives a request. Other threads and larger fills take a fresh one.
+_SCRATCH_KEPT_ELEMENTS = 1 << 20
+_scratch = threading.local()
+
+
+def _float32_scratch(size: int) -> NDArray[np.float32]:
+    """A float32 array of `size` elements for this thread's use until its next call."""
+    if size > _SCRATCH_KEPT_ELEMENTS or not parallel.on_engine_thread():
+        return np.empty(size, dtype=np.float32)
+    kept = getattr(_scratch, "float32", None)
+    if kept is None or kept.size < size:
+        kept = _scratch.float32 = np.empty(size, dtype=np.float32)
+    return kept[:size]
 
 
 class Elementwise(Distribution):
