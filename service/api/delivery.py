@@ -41,12 +41,15 @@ from service.engine import cancel
 from service.engine.errors import TooLargeError
 from service.formats import DEFAULT, Bundle, Format, Part, Tensor, holding
 
-# Elements per streamed chunk: 1 MiB of float32. Small enough that a stream's working set (the chunk and its
-# float64 intermediates) stays a few MiB, large enough that the thread hop per chunk is noise.
-STREAM_CHUNK_ELEMENTS = 1 << 18
+# Elements per streamed chunk: 1 MiB of bfloat16, 2 of float32. A stream's working set (the chunk and the
+# engine's per-thread intermediates) stays a few MiB, and the per-chunk costs (a generator step, a send through
+# the middlewares, the allocation of a fresh output) are paid once a MiB or more: at 1 << 18 a 2.2 GB bfloat16
+# checkpoint cost the server 7.3-8.0 CPU seconds, at 1 << 19 (with the engine's kept scratch and glibc's trim
+# threshold, service/malloc.py) 6.1-6.9 (bench/checkpoint.py).
+STREAM_CHUNK_ELEMENTS = 1 << 19
 # A stream's worker thread returns parts in groups of at least this many bytes: each return is a hop between the
 # thread and the event loop, which waits for the GIL at every one.
-SEND_GROUP_BYTES = 16 * STREAM_CHUNK_ELEMENTS
+SEND_GROUP_BYTES = 4 << 20
 # A stream holds, besides the working set of the chunk being generated, the group being sent meanwhile: at most
 # the group size plus one part (the coalescing size, `coalesced`: 4 bytes per chunk element, plus a float64 chunk).
 PART_IN_FLIGHT_BYTES = SEND_GROUP_BYTES + 12 * STREAM_CHUNK_ELEMENTS
