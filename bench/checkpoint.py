@@ -15,7 +15,9 @@ directory on the same disk:
 
 Reported: wall time of each (timed inside the client, after its imports), the client's peak RSS, the server's
 peak RSS increase during the download (kernel VmHWM after a reset, and sampled) for this model and for the tiny
-one (server memory does not grow with the model), and the 7B figure extrapolated from the measured throughput.
+one (server memory does not grow with the model), the 7B figure extrapolated from the measured throughput, and
+what bounds the download on one machine: the server alone (a client that costs nothing) and the Hub client alone
+(a server that costs nothing: the weights sent with sendfile from a finished download).
 Writes bench/results/checkpoint.md and checkpoint.json.
 """
 
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import machine
-from bench.serving import measured, serve
+from bench.serving import free_port, measured, serve
 from service import hub, startup
 
 RESULTS = Path(__file__).with_name("results")
@@ -94,6 +97,61 @@ cpu = usage.ru_utime + usage.ru_stime
 print(json.dumps({"seconds": done - started, "bytes_received": received, "cpu_seconds": cpu}))
 """
 
+# The Hub client alone: a relay on loopback that answers every request as initserve does (it forwards them), except
+# GET and HEAD of the weights file, whose bytes it sends from a finished download with sendfile(2) (page cache to
+# socket: next to no CPU). The same client, the same protocol and headers, a server that costs nothing: how fast
+# the Hub client can write the directory on this machine whatever the server.
+RELAY = """
+import http.client, http.server, os, socketserver, sys
+upstream_host, upstream_port, weights_name, weights_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+port = int(sys.argv[5])
+size = os.path.getsize(weights_path)
+
+class Relay(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self, method):
+        connection = http.client.HTTPConnection(upstream_host, upstream_port)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        connection.request(method, self.path, headers=headers)
+        return connection, connection.getresponse()
+
+    def answer(self, method):
+        weights = self.path.split("?")[0].endswith("/" + weights_name) and "/resolve/" in self.path
+        connection, reply = self.forward("HEAD" if weights else method)
+        body = b"" if weights or method == "HEAD" else reply.read()
+        self.send_response(reply.status)
+        for k, v in reply.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                self.send_header(k, v)
+        length = reply.getheader("content-length") if method == "HEAD" or weights else str(len(body))
+        self.send_header("Content-Length", length or "0")
+        self.end_headers()
+        connection.close()
+        if weights and method == "GET" and reply.status == 200:
+            assert int(length) == size, (length, size)
+            with open(weights_path, "rb") as f:
+                sent = 0
+                while sent < size:
+                    sent += os.sendfile(self.connection.fileno(), f.fileno(), sent, size - sent)
+        elif method == "GET":
+            self.wfile.write(body)
+
+    def do_GET(self):
+        self.answer("GET")
+
+    def do_HEAD(self):
+        self.answer("HEAD")
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+Server(("127.0.0.1", port), Relay).serve_forever()
+"""
+
 
 def run(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     result = subprocess.run(
@@ -116,6 +174,38 @@ def with_cpu(server: Any, action: Any) -> Any:
     outcome = action()
     outcome["server_cpu_seconds"] = round(cpu_seconds(server.process.pid) - before, 2)
     return outcome
+
+
+def client_alone(server: Any, repo: str, config: dict[str, Any], weights: str, downloaded: Path, work: Path) -> Any:
+    """The Hub client's `snapshot_download` of `repo` through RELAY, which sends the weights from `downloaded`."""
+    port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, "-c", RELAY, server.host, str(server.port), weights, str(downloaded / weights), str(port)]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or relay.poll() is not None:
+                    raise RuntimeError("the relay did not start") from None
+                time.sleep(0.1)
+        target = work / "relayed"
+        env = hub_env(f"http://127.0.0.1:{port}/hub", work / "h4")
+        before = cpu_seconds(relay.pid)
+        outcome = run(HUB, repo, str(target), "", json.dumps(config), env=env)
+        outcome["relay_cpu_seconds"] = round(cpu_seconds(relay.pid) - before, 2)
+        if (target / weights).read_bytes()[:4096] != (downloaded / weights).read_bytes()[:4096] or size(target) != size(
+            downloaded
+        ):
+            raise RuntimeError("the relayed download differs from initserve's")
+        shutil.rmtree(target)
+        return outcome
+    finally:
+        relay.kill()
+        relay.wait()
 
 
 def hub_env(endpoint: str, home: Path) -> dict[str, str]:
@@ -192,6 +282,7 @@ def main() -> int:
             report["server_alone"] = with_cpu(server, lambda: run(RAW, server.host, str(server.port), path))
             report["server_alone"]["bytes"] = plan.files[weights].length
             report["initserve_download"] = {**served.pop("outcome"), "bytes": size(downloaded), "server": served}
+            report["client_alone"] = client_alone(server, repo, config, weights, downloaded, work)
             report["server_tiny"] = {k: v for k, v in tiny.items() if k != "outcome"}
             shutil.rmtree(downloaded)  # the disk holds one copy at a time
             loaded = measured(
@@ -205,10 +296,13 @@ def main() -> int:
     down = report["initserve_download"]
     cores = os.cpu_count() or 1
     report["machine_cores"] = cores
-    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"])
+    # Nor less than the Hub client takes alone, from a server that costs nothing.
+    alone = report["client_alone"]["seconds"]
+    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"], alone)
     report["download_floor_seconds"] = round(floor, 2)
     report["speedup_directory_bound"] = round(save / floor, 2)
     report["speedup_server_alone"] = round(save / report["server_alone"]["seconds"], 2)
+    report["speedup_client_alone"] = round(save / alone, 2)
     report["speedup_directory"] = round(save / download, 2)
     report["speedup_model"] = round(
         report["transformers_from_config"]["seconds"] / report["initserve_from_pretrained"]["seconds"], 2
@@ -246,7 +340,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines.insert(2, f"| **speed-up, the directory on disk** | **{r['speedup_directory']}x** | | |")
     lines.append(f"| **speed-up, the model in memory** | **{r['speedup_model']}x** | | |")
     table = "\n".join(lines)
-    seven, alone = r["seven_b"], r["server_alone"]
+    seven, alone, client = r["seven_b"], r["server_alone"], r["client_alone"]
     return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
 
 `python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`;
@@ -270,7 +364,10 @@ it cannot take less than {r["download_floor_seconds"]} s ({r["speedup_directory_
 the two overlap. The server alone, its file read off a raw socket by a client that costs next to nothing
 ({alone["cpu_seconds"]:.2f} CPU s), delivers the {alone["bytes"] / 1e9:.2f} GB weights file in {alone["seconds"]:.2f} s
 ({alone["server_cpu_seconds"]} server CPU seconds): {r["speedup_server_alone"]}x transformers' time, what a client
-on another machine sees.
+on another machine sees. And the Hub client alone, fed the same files by a relay that forwards every request to
+initserve but sends the weights' bytes from the finished download with sendfile ({client["relay_cpu_seconds"]} relay CPU
+seconds), writes the directory in {client["seconds"]} s ({client["cpu_seconds"]} client CPU seconds): no server can make
+it faster on this machine than {r["speedup_client_alone"]}x transformers' time.
 
 7B by extrapolation from these throughputs (`{seven["repo"]}`, {seven["bytes"] / 1e9:.1f} GB): initserve about
 {seven["initserve_seconds_extrapolated"]} s, transformers about {seven["transformers_seconds_extrapolated"]} s
