@@ -7,9 +7,6 @@ N(0, 1) inputs; each bound was set after simulating it (the numbers in the comme
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-
 import numpy as np
 import pytest
 
@@ -25,6 +22,8 @@ from service.engine.diagnose import (
     working_bytes,
 )
 from service.engine.errors import InitError
+
+from .test_memory import peak_bytes
 
 SEEDS = (1, 2, 3)
 WIDTH = 512
@@ -178,17 +177,6 @@ def test_a_cancelled_run_stops_before_its_next_layer():
     finally:
         cancel._current.reset(bound)
     assert generated == ["layers.0.weight"]
-
-
-def peak_bytes(work) -> int:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        work()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.mark.parametrize(
