@@ -222,20 +222,17 @@ def main() -> int:
     parser.add_argument("--model", default="tinyllama-1.1b", choices=sorted(hub.catalogue()))
     parser.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=3, help="whole comparisons, back to back (this VM is noisy)")
     args = parser.parse_args()
     config = hub.catalogue()[args.model]
     repo = f"initserve/{args.model}-seed{args.seed}-{args.dtype}"
     plan = hub.resolve(None, repo, 4096)
-    total = sum(f.length for f in plan.files.values())
     report: dict[str, Any] = {"machine": machine(), "model": args.model, "repo": repo, "dtype": args.dtype}
+    report["machine_cores"] = os.cpu_count() or 1
     report["load_average_before"] = round(os.getloadavg()[0], 2)
     report["parameters"] = sum(t.numel for f in plan.files.values() for t in f.tensors)
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         work = Path(tmp)
-        local = work / "local"
-        report["transformers_save"] = run(LOCAL, json.dumps(config), args.dtype, str(local))
-        report["transformers_save"]["bytes"] = size(local)
-        report["transformers_from_config"] = run(LOCAL, json.dumps(config), args.dtype, "")
         # The server runs the image's kernels: built for the best x86-64 level this CPU runs, installed at start.
         best = startup.choose([t.name for t in startup.targets()], startup.host_features())
         kernels = {"INITSERVE_LOG_LEVEL": "warning"}
@@ -243,77 +240,24 @@ def main() -> int:
             startup.build(work / "kernels", [best.name])
             kernels.update({"INITSERVE_KERNEL_CACHE": str(work / "kernels"), "NUMBA_CACHE_DIR": str(work / "cache")})
         report["kernels"] = f"the image's, for {best.name}" if best else "compiled for this host at start"
-        with serve(env=kernels) as server:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and server.get("/readyz")[0] != 200:
-                time.sleep(0.2)
-            endpoint = f"{server.url}/hub"
-            tiny_config = json.dumps(hub.catalogue()["tiny-llama"])
-            # Warm-up: the other rngs' kernels and the Python paths, on the tiny model.
-            run(
-                HUB,
-                "initserve/tiny-llama-seed0",
-                str(work / "warm"),
-                "",
-                tiny_config,
-                env=hub_env(endpoint, work / "h0"),
-            )
-            tiny = measured(
-                server,
-                lambda: run(
-                    HUB,
-                    "initserve/tiny-llama-seed1",
-                    str(work / "tiny"),
-                    "",
-                    tiny_config,
-                    env=hub_env(endpoint, work / "h1"),
-                ),
-            )
-            downloaded = work / "hub"
-            served = measured(
-                server,
-                lambda: with_cpu(
-                    server,
-                    lambda: run(HUB, repo, str(downloaded), "", json.dumps(config), env=hub_env(endpoint, work / "h2")),
-                ),
-            )
-            weights = max(plan.files, key=lambda name: plan.files[name].length)
-            path = f"/hub/{repo}/resolve/main/{weights}"
-            report["server_alone"] = with_cpu(server, lambda: run(RAW, server.host, str(server.port), path))
-            report["server_alone"]["bytes"] = plan.files[weights].length
-            report["initserve_download"] = {**served.pop("outcome"), "bytes": size(downloaded), "server": served}
-            report["client_alone"] = client_alone(server, repo, config, weights, downloaded, work)
-            report["server_tiny"] = {k: v for k, v in tiny.items() if k != "outcome"}
-            shutil.rmtree(downloaded)  # the disk holds one copy at a time
-            loaded = measured(
-                server, lambda: run(HUB, repo, "", args.dtype, json.dumps(config), env=hub_env(endpoint, work / "h3"))
-            )
-            report["initserve_from_pretrained"] = {**loaded.pop("outcome"), "server": loaded}
+        report["runs"] = []
+        for _ in range(args.runs):
+            (work / "run").mkdir()
+            report["runs"].append(comparison(config, repo, plan, args.dtype, kernels, work / "run"))
+            shutil.rmtree(work / "run")  # the disk holds one run's files at a time
     report["load_average_after"] = round(os.getloadavg()[0], 2)
-    save, download = report["transformers_save"]["seconds"], report["initserve_download"]["seconds"]
-    # On one machine the server and the Hub client share its cores: the download cannot take less than their CPU
-    # seconds over the cores, nor less than the server alone takes with the cores to itself.
-    down = report["initserve_download"]
-    cores = os.cpu_count() or 1
-    report["machine_cores"] = cores
-    # Nor less than the Hub client takes alone, from a server that costs nothing.
-    alone = report["client_alone"]["seconds"]
-    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"], alone)
-    report["download_floor_seconds"] = round(floor, 2)
-    report["speedup_directory_bound"] = round(save / floor, 2)
-    report["speedup_server_alone"] = round(save / report["server_alone"]["seconds"], 2)
-    report["speedup_client_alone"] = round(save / alone, 2)
-    report["speedup_directory"] = round(save / download, 2)
-    report["speedup_model"] = round(
-        report["transformers_from_config"]["seconds"] / report["initserve_from_pretrained"]["seconds"], 2
-    )
     seven = hub.resolve(None, f"initserve/{SEVEN_B}-seed0-{args.dtype}", 4096)
     seven_bytes = sum(f.length for f in seven.files.values())
+    total = sum(f.length for f in plan.files.values())
     report["seven_b"] = {
         "repo": f"initserve/{SEVEN_B}-seed0-{args.dtype}",
         "bytes": seven_bytes,
-        "initserve_seconds_extrapolated": round(download * seven_bytes / total, 1),
-        "transformers_seconds_extrapolated": round(save * seven_bytes / total, 1),
+        "initserve_seconds_extrapolated": [
+            round(r["initserve_download"]["seconds"] * seven_bytes / total, 1) for r in report["runs"]
+        ],
+        "transformers_seconds_extrapolated": [
+            round(r["transformers_save"]["seconds"] * seven_bytes / total, 1) for r in report["runs"]
+        ],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "checkpoint.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -322,56 +266,170 @@ def main() -> int:
     return 0
 
 
+def comparison(
+    config: dict[str, Any], repo: str, plan: Any, dtype: str, kernels: dict[str, str], work: Path
+) -> dict[str, Any]:
+    """One whole comparison: transformers in-process, then initserve (a fresh server) through the Hub protocol, the
+    server alone and the Hub client alone; each ratio against this run's transformers time."""
+    report: dict[str, Any] = {}
+    local = work / "local"
+    report["transformers_save"] = run(LOCAL, json.dumps(config), dtype, str(local))
+    report["transformers_save"]["bytes"] = size(local)
+    shutil.rmtree(local)
+    report["transformers_from_config"] = run(LOCAL, json.dumps(config), dtype, "")
+    with serve(env=kernels) as server:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.get("/readyz")[0] != 200:
+            time.sleep(0.2)
+        endpoint = f"{server.url}/hub"
+        tiny_config = json.dumps(hub.catalogue()["tiny-llama"])
+        # Warm-up: the other rngs' kernels and the Python paths, on the tiny model.
+        run(HUB, "initserve/tiny-llama-seed0", str(work / "warm"), "", tiny_config, env=hub_env(endpoint, work / "h0"))
+        tiny = measured(
+            server,
+            lambda: run(
+                HUB,
+                "initserve/tiny-llama-seed1",
+                str(work / "tiny"),
+                "",
+                tiny_config,
+                env=hub_env(endpoint, work / "h1"),
+            ),
+        )
+        downloaded = work / "hub"
+        served = measured(
+            server,
+            lambda: with_cpu(
+                server,
+                lambda: run(HUB, repo, str(downloaded), "", json.dumps(config), env=hub_env(endpoint, work / "h2")),
+            ),
+        )
+        weights = max(plan.files, key=lambda name: plan.files[name].length)
+        path = f"/hub/{repo}/resolve/main/{weights}"
+        report["server_alone"] = with_cpu(server, lambda: run(RAW, server.host, str(server.port), path))
+        report["server_alone"]["bytes"] = plan.files[weights].length
+        report["initserve_download"] = {**served.pop("outcome"), "bytes": size(downloaded), "server": served}
+        report["client_alone"] = client_alone(server, repo, config, weights, downloaded, work)
+        report["server_tiny"] = {k: v for k, v in tiny.items() if k != "outcome"}
+        shutil.rmtree(downloaded)
+        loaded = measured(
+            server, lambda: run(HUB, repo, "", dtype, json.dumps(config), env=hub_env(endpoint, work / "h3"))
+        )
+        report["initserve_from_pretrained"] = {**loaded.pop("outcome"), "server": loaded}
+    save, download = report["transformers_save"]["seconds"], report["initserve_download"]["seconds"]
+    # On one machine the server and the Hub client share its cores: the download cannot take less than their CPU
+    # seconds over the cores, nor less than the server alone takes with the cores to itself, nor less than the Hub
+    # client takes alone, from a server that costs nothing.
+    down, alone = report["initserve_download"], report["client_alone"]["seconds"]
+    cores = os.cpu_count() or 1
+    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"], alone)
+    report["download_floor_seconds"] = round(floor, 2)
+    report["speedup_directory_bound"] = round(save / floor, 2)
+    report["speedup_server_alone"] = round(save / report["server_alone"]["seconds"], 2)
+    report["speedup_client_alone"] = round(save / alone, 2)
+    report["speedup_directory"] = round(save / download, 2)
+    report["download_over_client_alone"] = round(download / alone, 2)
+    report["speedup_model"] = round(
+        report["transformers_from_config"]["seconds"] / report["initserve_from_pretrained"]["seconds"], 2
+    )
+    return report
+
+
+def span(values: list[float], unit: str = "") -> str:
+    """`a` or `a to b` (smallest to largest)."""
+    low, high = min(values), max(values)
+    return f"{low}{unit}" if low == high else f"{low}{unit} to {high}{unit}"
+
+
 def markdown(r: dict[str, Any]) -> str:
-    save, cfg = r["transformers_save"], r["transformers_from_config"]
-    down, load = r["initserve_download"], r["initserve_from_pretrained"]
-    gb = down["bytes"] / 1e9
+    runs = r["runs"]
+
+    def row(what: str, cell: Any) -> str:
+        return f"| {what} | " + " | ".join(cell(x) for x in runs) + " |"
+
+    gb = runs[0]["initserve_download"]["bytes"] / 1e9
+    header = "| | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |"
     rows = [
-        (f"transformers `from_config` + `save_pretrained` ({save['bytes'] / 1e9:.2f} GB)", save, None),
-        (f"initserve `snapshot_download` through HF_ENDPOINT ({gb:.2f} GB)", down, down["server"]),
-        ("transformers `from_config` (the model in memory)", cfg, None),
-        ("initserve `from_pretrained` through HF_ENDPOINT (download + load)", load, load["server"]),
+        header,
+        "|---|" + "---|" * len(runs),
+        row(
+            f"transformers `from_config` + `save_pretrained` ({gb:.2f} GB)",
+            lambda x: f"{x['transformers_save']['seconds']} s",
+        ),
+        row(
+            "initserve `snapshot_download` through HF_ENDPOINT",
+            lambda x: f"{x['initserve_download']['seconds']} s: **{x['speedup_directory']}x**",
+        ),
+        row(
+            "the Hub client alone (the weights from a server that costs nothing)",
+            lambda x: f"{x['client_alone']['seconds']} s: {x['speedup_client_alone']}x",
+        ),
+        row(
+            "the server alone (the weights read off a raw socket)",
+            lambda x: f"{x['server_alone']['seconds']} s: {x['speedup_server_alone']}x",
+        ),
+        row(
+            "bound: max((server + client CPU) / cores, client alone, server alone)",
+            lambda x: f"{x['download_floor_seconds']} s: {x['speedup_directory_bound']}x",
+        ),
+        row("initserve's download over the Hub client alone", lambda x: f"{x['download_over_client_alone']}x"),
+        row(
+            "transformers `from_config` (the model in memory)",
+            lambda x: f"{x['transformers_from_config']['seconds']} s",
+        ),
+        row(
+            "initserve `from_pretrained` through HF_ENDPOINT (download + load)",
+            lambda x: f"{x['initserve_from_pretrained']['seconds']} s: **{x['speedup_model']}x**",
+        ),
+        row(
+            "server / Hub client CPU seconds during the download",
+            lambda x: f"{x['initserve_download']['server_cpu_seconds']} / {x['initserve_download']['cpu_seconds']}",
+        ),
+        row(
+            "peak RSS: transformers / Hub client / server increase",
+            lambda x: (
+                f"{x['transformers_save']['rss_mib']:.0f} / {x['initserve_download']['rss_mib']:.0f} / "
+                f"+{x['initserve_download']['server']['peak_increase_mib']} MiB"
+            ),
+        ),
     ]
-    lines = [
-        f"| {what} | {m['seconds']} s | {m['rss_mib']:.0f} MiB | "
-        f"{'—' if server is None else str(server['peak_increase_mib']) + ' MiB'} |"
-        for what, m, server in rows
-    ]
-    lines.insert(2, f"| **speed-up, the directory on disk** | **{r['speedup_directory']}x** | | |")
-    lines.append(f"| **speed-up, the model in memory** | **{r['speedup_model']}x** | | |")
-    table = "\n".join(lines)
-    seven, alone, client = r["seven_b"], r["server_alone"], r["client_alone"]
+    table = "\n".join(rows)
+    seven = r["seven_b"]
+    relay = span([x["client_alone"]["relay_cpu_seconds"] for x in runs])
+    tiny_rss = span([x["server_tiny"]["peak_increase_mib"] for x in runs])
+    model_rss = span([x["initserve_download"]["server"]["peak_increase_mib"] for x in runs])
+    client_seconds = span([x["client_alone"]["seconds"] for x in runs], " s")
+    client_cpu = span([x["client_alone"]["cpu_seconds"] for x in runs], " CPU s")
+    server_seconds = span([x["server_alone"]["seconds"] for x in runs], " s")
+    seven_ours = span(seven["initserve_seconds_extrapolated"], " s")
+    seven_theirs = span(seven["transformers_seconds_extrapolated"], " s")
     return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
 
-`python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]}` on {r["machine"]}; repo `{r["repo"]}`;
-server kernels: {r.get("kernels", "compiled for this host at start")};
-1-minute load average {r.get("load_average_before", "?")} before, {r.get("load_average_after", "?")} after (other work
-on the cores slows both sides).
-Times are measured in each client after its imports (a fresh interpreter each; imports: {save["import_seconds"]} s
-for transformers, {down["import_seconds"]} s for the Hub client, not counted).
+`python -m bench.checkpoint --model {r["model"]} --dtype {r["dtype"]} --runs {len(runs)}` on {r["machine"]}; repo
+`{r["repo"]}`; server kernels: {r["kernels"]}; 1-minute load average {r["load_average_before"]} before,
+{r["load_average_after"]} after. {len(runs)} whole comparisons back to back, each ratio against its own run's
+transformers time (this VM's speed varies between runs). Times are measured in each client after its imports (a fresh
+interpreter each); each run starts a fresh server.
 
-| what | wall time | client peak RSS | server peak RSS increase |
-|---|---|---|---|
 {table}
 
-Server memory does not follow the model's size: its peak RSS rose {r["server_tiny"]["peak_increase_mib"]} MiB for
-the tiny model and {down["server"]["peak_increase_mib"]} MiB for this one (a stream holds one chunk of one tensor
-at a time). Throughput of the download: {gb / down["seconds"]:.2f} GB/s.
+**Speed-up of the directory on disk: {span([x["speedup_directory"] for x in runs], "x")}.** Of the model in memory
+(`from_pretrained` against `from_config`): {span([x["speedup_model"] for x in runs], "x")}.
 
-**What bounds the download on this machine.** The server and the Hub client share its {r["machine_cores"]} cores:
-during the download the server spent {down["server_cpu_seconds"]} CPU seconds and the client {down["cpu_seconds"]}, so
-it cannot take less than {r["download_floor_seconds"]} s ({r["speedup_directory_bound"]}x transformers' time) however
-the two overlap. The server alone, its file read off a raw socket by a client that costs next to nothing
-({alone["cpu_seconds"]:.2f} CPU s), delivers the {alone["bytes"] / 1e9:.2f} GB weights file in {alone["seconds"]:.2f} s
-({alone["server_cpu_seconds"]} server CPU seconds): {r["speedup_server_alone"]}x transformers' time, what a client
-on another machine sees. And the Hub client alone, fed the same files by a relay that forwards every request to
-initserve but sends the weights' bytes from the finished download with sendfile ({client["relay_cpu_seconds"]} relay CPU
-seconds), writes the directory in {client["seconds"]} s ({client["cpu_seconds"]} client CPU seconds): no server can make
-it faster on this machine than {r["speedup_client_alone"]}x transformers' time.
+Server memory does not follow the model's size: its peak RSS rose {tiny_rss} MiB for the tiny model and {model_rss} MiB
+for this one (a stream holds one chunk of one tensor at a time).
 
-7B by extrapolation from these throughputs (`{seven["repo"]}`, {seven["bytes"] / 1e9:.1f} GB): initserve about
-{seven["initserve_seconds_extrapolated"]} s, transformers about {seven["transformers_seconds_extrapolated"]} s
-(whose process also holds the whole model in memory).
+**What bounds the download on this machine.** The server and the Hub client share its {r["machine_cores"]} cores,
+so the download cannot take less than their CPU seconds over the cores. Nor can it take less than the Hub client
+alone takes: fed the same files by a relay that forwards every request to initserve but sends the weights' bytes from
+the finished download with sendfile ({relay} relay CPU seconds), the client writes the directory in
+{client_seconds} ({client_cpu}): no server can make it faster on this machine than
+{span([x["speedup_client_alone"] for x in runs], "x")} transformers' time. The server alone, its file read off a raw
+socket by a client that costs next to nothing, delivers it in {server_seconds}:
+{span([x["speedup_server_alone"] for x in runs], "x")} transformers' time, what a client on another machine sees.
+
+7B by extrapolation from these throughputs (`{seven["repo"]}`, {seven["bytes"] / 1e9:.1f} GB): initserve
+{seven_ours}, transformers {seven_theirs} (whose process also holds the whole model in memory).
 """
 
 
