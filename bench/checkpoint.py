@@ -321,11 +321,12 @@ def comparison(
         report["initserve_from_pretrained"] = {**loaded.pop("outcome"), "server": loaded}
     save, download = report["transformers_save"]["seconds"], report["initserve_download"]["seconds"]
     # On one machine the server and the Hub client share its cores: the download cannot take less than their CPU
-    # seconds over the cores, nor less than the server alone takes with the cores to itself, nor less than the Hub
-    # client takes alone, from a server that costs nothing.
+    # seconds over the cores, nor less than the server alone takes with the cores to itself. (The Hub client alone is
+    # a reference, not a bound: measured after the download, while the kernel still writes its 2.2 GB back to disk, it
+    # is as noisy as the rest.)
     down, alone = report["initserve_download"], report["client_alone"]["seconds"]
     cores = os.cpu_count() or 1
-    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"], alone)
+    floor = max((down["server_cpu_seconds"] + down["cpu_seconds"]) / cores, report["server_alone"]["seconds"])
     report["download_floor_seconds"] = round(floor, 2)
     report["speedup_directory_bound"] = round(save / floor, 2)
     report["speedup_server_alone"] = round(save / report["server_alone"]["seconds"], 2)
@@ -372,7 +373,7 @@ def markdown(r: dict[str, Any]) -> str:
             lambda x: f"{x['server_alone']['seconds']} s: {x['speedup_server_alone']}x",
         ),
         row(
-            "bound: max((server + client CPU) / cores, client alone, server alone)",
+            "bound: max((server + client CPU) / cores, server alone)",
             lambda x: f"{x['download_floor_seconds']} s: {x['speedup_directory_bound']}x",
         ),
         row("initserve's download over the Hub client alone", lambda x: f"{x['download_over_client_alone']}x"),
@@ -404,6 +405,7 @@ def markdown(r: dict[str, Any]) -> str:
     client_seconds = span([x["client_alone"]["seconds"] for x in runs], " s")
     client_cpu = span([x["client_alone"]["cpu_seconds"] for x in runs], " CPU s")
     server_seconds = span([x["server_alone"]["seconds"] for x in runs], " s")
+    over = span([x["download_over_client_alone"] for x in runs], "x")
     seven_ours = span(seven["initserve_seconds_extrapolated"], " s")
     seven_theirs = span(seven["transformers_seconds_extrapolated"], " s")
     return f"""# A {r["parameters"] / 1e9:.2f}B-parameter checkpoint: initserve (Hub protocol) vs transformers
@@ -423,12 +425,13 @@ Server memory does not follow the model's size: its peak RSS rose {tiny_rss} MiB
 for this one (a stream holds one chunk of one tensor at a time).
 
 **What bounds the download on this machine.** The server and the Hub client share its {r["machine_cores"]} cores,
-so the download cannot take less than their CPU seconds over the cores. Nor can it take less than the Hub client
-alone takes: fed the same files by a relay that forwards every request to initserve but sends the weights' bytes from
-the finished download with sendfile ({relay} relay CPU seconds), the client writes the directory in
-{client_seconds} ({client_cpu}): no server can make it faster on this machine than
-{span([x["speedup_client_alone"] for x in runs], "x")} transformers' time. The server alone, its file read off a raw
-socket by a client that costs next to nothing, delivers it in {server_seconds}:
+so the download cannot take less than their CPU seconds over the cores, nor less than the server alone takes.
+The Hub client's own time is most of it: fed the same files by a relay that forwards every request to initserve but
+sends the weights' bytes from the finished download with sendfile ({relay} relay CPU seconds), a server that costs
+next to nothing, huggingface_hub's client writes the directory in {client_seconds} ({client_cpu}), about the time it
+takes from initserve (initserve's download over it: {over}). On this machine the Hub client, not the server, sets
+the download's time. The server alone, its file read off a raw socket
+by a client that costs next to nothing, delivers it in {server_seconds}:
 {span([x["speedup_server_alone"] for x in runs], "x")} transformers' time, what a client on another machine sees.
 
 7B by extrapolation from these throughputs (`{seven["repo"]}`, {seven["bytes"] / 1e9:.1f} GB): initserve
