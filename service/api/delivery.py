@@ -44,8 +44,8 @@ from service.formats import DEFAULT, Bundle, Format, Part, Tensor, holding
 # Elements per streamed chunk: 1 MiB of bfloat16, 2 of float32. A stream's working set (the chunk and the
 # engine's per-thread intermediates) stays a few MiB, and the per-chunk costs (a generator step, a send through
 # the middlewares, a fresh output array) are paid once a MiB or more: a 2.2 GB bfloat16 checkpoint is 2,100 sends,
-# not 4,200. (Its server CPU seconds, 7-8 before this and the two changes of service/malloc.py and
-# distributions._float32_scratch, 6.1-7.5 after, vary more from run to run on the benchmark's VM than between them.)
+# not 4,200. (The server's CPU seconds for it, 7.3-8.0 before this and the changes of service/malloc.py and
+# distributions._float32_scratch, 6.7-8.7 after, vary more from run to run on the benchmark's VM than between them.)
 STREAM_CHUNK_ELEMENTS = 1 << 19
 # A stream's worker thread returns parts in groups of at least this many bytes: each return is a hop between the
 # thread and the event loop, which waits for the GIL at every one.
